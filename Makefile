@@ -1,0 +1,36 @@
+# Strata's entry points: `make up` starts Strata, `make test` runs every test.
+# Builds go to a cache outside the clone (override CARGO_TARGET_DIR to change it).
+export CARGO_TARGET_DIR ?= /var/tmp/strata-target
+DATA_DIR ?= /var/lib/strata
+CARGO ?= cargo
+STRATA := $(CARGO_TARGET_DIR)/release/strata
+
+.PHONY: up test build deps lint bench demo-rootfs down
+
+deps:
+	@scripts/install-deps.sh test
+
+build:
+	@scripts/install-deps.sh build
+	$(CARGO) build --release --bin strata
+	@ln -sf strata $(CARGO_TARGET_DIR)/release/strata-runc
+
+# Until the control plane lands, `up` starts what exists: a demo web server container.
+up: deps build
+	@scripts/up.sh "$(STRATA)" "$(DATA_DIR)"
+
+down:
+	-$(STRATA) --data-dir "$(DATA_DIR)" rm -f demo-web
+
+test: deps
+	$(CARGO) build --bin strata
+	$(CARGO) test --workspace --no-fail-fast
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench:
+	@scripts/install-deps.sh bench
+	$(CARGO) build --release --bin strata --bin lifecycle-bench
+	bench/runtime-lifecycle.sh

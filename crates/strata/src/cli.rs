@@ -1,0 +1,206 @@
+//! The command line of `strata` (clap definitions only).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::oci::OciCli;
+
+/// Strata: containers, VM sandboxes and serverless functions on one machine, behind a
+/// Kubernetes-compatible API.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// Directory holding all of Strata's state (containers, logs, images, the store).
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_DATA_DIR",
+        default_value = "/var/lib/strata"
+    )]
+    pub data_dir: PathBuf,
+
+    /// Log filter for Strata's own diagnostics on stderr (e.g. `info`, `strata=debug`).
+    #[arg(long, global = true, env = "STRATA_LOG")]
+    pub log_level: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a command in a new container.
+    Run(RunArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// Print a container's output.
+    Logs(LogsArgs),
+    /// Stop running containers (SIGTERM, then SIGKILL after a grace period).
+    Stop(StopArgs),
+    /// Remove containers.
+    Rm(RmArgs),
+    /// Run a further command in a running container.
+    Exec(ExecArgs),
+    /// Show a container's cgroup figures (CPU, memory, pids).
+    Stats(StatsArgs),
+    /// The runc-compatible OCI runtime (also reachable as the `strata-runc` binary).
+    Oci(OciCli),
+    /// Internal: supervises a detached container (logs, exit status).
+    #[command(name = "__monitor", hide = true)]
+    Monitor(MonitorArgs),
+}
+
+/// `strata run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Directory to use as the container's root file system.
+    #[arg(long, value_name = "DIR")]
+    pub rootfs: PathBuf,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the container ID.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Name (and ID) of the container; generated when absent.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Memory limit, e.g. 64M, 1G (bytes without a suffix).
+    #[arg(short, long, value_name = "BYTES")]
+    pub memory: Option<String>,
+    /// CPU limit in cores, e.g. 0.5.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Relative CPU weight (cgroup v1 shares).
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may use, e.g. 0-1.
+    #[arg(long, value_name = "CPUS")]
+    pub cpuset_cpus: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long, value_name = "N")]
+    pub pids_limit: Option<i64>,
+    /// Set an environment variable (KEY=VALUE, or KEY to copy it from here).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Bind-mount a host path: HOST:CONTAINER[:ro].
+    #[arg(short, long = "volume", value_name = "HOST:CTR[:ro]")]
+    pub volume: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User and group: UID[:GID].
+    #[arg(short, long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Supplementary group IDs.
+    #[arg(long = "group-add", value_name = "GID")]
+    pub group_add: Vec<u32>,
+    /// Hostname inside the container.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Network: `none` (own namespace, loopback only) or `host`.
+    #[arg(long, default_value = "none", value_parser = ["none", "host"])]
+    pub network: String,
+    /// Mount the root file system read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Add a capability (e.g. NET_ADMIN).
+    #[arg(long, value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (e.g. NET_RAW, or ALL).
+    #[arg(long, value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Security options: `seccomp=unconfined`.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, num_args = 1..)]
+    pub command: Vec<String>,
+}
+
+/// `strata ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show stopped containers too.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Print only IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// `strata logs`.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Keep printing new output until the container exits.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Prefix each line with its RFC 3339 timestamp.
+    #[arg(short, long)]
+    pub timestamps: bool,
+    /// Print only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<usize>,
+    /// The container.
+    pub container: String,
+}
+
+/// `strata stop`.
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait after SIGTERM before SIGKILL.
+    #[arg(short, long, default_value_t = 10)]
+    pub time: u64,
+    /// The containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata rm`.
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill running containers first.
+    #[arg(short, long)]
+    pub force: bool,
+    /// The containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `strata exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Set an environment variable.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Working directory.
+    #[arg(short, long, value_name = "DIR")]
+    pub workdir: Option<PathBuf>,
+    /// User and group: UID[:GID].
+    #[arg(short, long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// The container.
+    pub container: String,
+    /// The command and its arguments.
+    #[arg(trailing_var_arg = true, required = true, num_args = 1..)]
+    pub command: Vec<String>,
+}
+
+/// `strata stats`.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// The container.
+    pub container: String,
+}
+
+/// `strata __monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The prepared container.
+    pub container: String,
+}

@@ -1,0 +1,194 @@
+//! The containers of `strata run`: one directory each under `<data-dir>/containers/<id>`
+//! holding the bundle's `config.json`, `meta.json` (what was asked), `container.log`
+//! and, once the container has exited, `exit.json`. Runtime state lives apart, under
+//! `<data-dir>/runtime`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use strata_runtime::{ContainerId, ContainerState, Runtime, RuntimeError, Spec, Status};
+
+/// What the user asked for, kept for `ps` and the monitor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    /// Container ID (the name when one was given).
+    pub id: String,
+    /// The command.
+    pub command: Vec<String>,
+    /// Root file system directory.
+    pub rootfs: PathBuf,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+    /// Remove the container when it exits.
+    pub auto_remove: bool,
+    /// The memory limit, to explain OOM kills.
+    pub memory_limit: Option<i64>,
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExitRecord {
+    /// Exit code (128 + signal for a killed process).
+    pub code: i32,
+    /// The signal that killed it, if one did.
+    pub signal: Option<String>,
+    /// The kernel's OOM killer killed a process of the container.
+    pub oom_killed: bool,
+    /// When it ended.
+    pub finished: DateTime<Utc>,
+}
+
+/// One container as `ps` shows it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// What was asked.
+    pub meta: Meta,
+    /// Runtime state, when the runtime still knows the container.
+    pub state: Option<ContainerState>,
+    /// The exit record, once it exited.
+    pub exit: Option<ExitRecord>,
+}
+
+impl Entry {
+    /// True while the container's process runs (or is paused).
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self.state.as_ref().map(|s| s.status),
+            Some(Status::Running | Status::Paused)
+        )
+    }
+}
+
+/// The container directories plus the runtime that runs them.
+pub struct Store {
+    dir: PathBuf,
+    runtime: Runtime,
+}
+
+impl Store {
+    /// Opens the store under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let dir = data_dir.join("containers");
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let runtime = Runtime::open(data_dir.join("runtime"))?;
+        Ok(Self { dir, runtime })
+    }
+
+    /// The runtime.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// The directory (and OCI bundle) of a container.
+    pub fn dir(&self, id: &ContainerId) -> PathBuf {
+        self.dir.join(id.as_str())
+    }
+
+    /// The log file of a container.
+    pub fn log_path(&self, id: &ContainerId) -> PathBuf {
+        self.dir(id).join("container.log")
+    }
+
+    /// Writes the bundle and metadata of a new container; fails if the ID is taken.
+    pub fn prepare(&self, meta: &Meta, spec: &Spec) -> Result<ContainerId> {
+        let id = ContainerId::new(meta.id.clone())?;
+        let dir = self.dir(&id);
+        if dir.exists() {
+            bail!("a container named {id} exists already (remove it with `strata rm {id}`)");
+        }
+        std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let written = spec
+            .save(dir.join("config.json"))
+            .context("cannot write config.json")
+            .and_then(|()| write_json(&dir.join("meta.json"), meta));
+        if let Err(err) = written {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(err);
+        }
+        Ok(id)
+    }
+
+    /// The metadata of a container.
+    pub fn meta(&self, id: &ContainerId) -> Result<Meta> {
+        let path = self.dir(id).join("meta.json");
+        if !path.exists() {
+            bail!("no such container: {id}");
+        }
+        read_json(&path)
+    }
+
+    /// Records how the container ended.
+    pub fn record_exit(&self, id: &ContainerId, exit: &ExitRecord) -> Result<()> {
+        write_json(&self.dir(id).join("exit.json"), exit)
+    }
+
+    /// The exit record, if the container has ended.
+    pub fn exit(&self, id: &ContainerId) -> Option<ExitRecord> {
+        read_json(&self.dir(id).join("exit.json")).ok()
+    }
+
+    /// Looks a container up.
+    pub fn entry(&self, id: &ContainerId) -> Result<Entry> {
+        let meta = self.meta(id)?;
+        let state = match self.runtime.state(id) {
+            Ok(state) => Some(state),
+            Err(RuntimeError::NotFound(_)) => None,
+            Err(err) => return Err(err.into()),
+        };
+        Ok(Entry {
+            meta,
+            state,
+            exit: self.exit(id),
+        })
+    }
+
+    /// Every container, oldest first.
+    pub fn list(&self) -> Result<Vec<Entry>> {
+        let mut entries = Vec::new();
+        let dirs = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot read {}", self.dir.display()))?;
+        for dir in dirs.flatten() {
+            let Some(name) = dir.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(id) = ContainerId::new(name) else {
+                continue;
+            };
+            if let Ok(entry) = self.entry(&id) {
+                entries.push(entry);
+            }
+        }
+        entries.sort_by_key(|e| e.meta.created);
+        Ok(entries)
+    }
+
+    /// Deletes the container from the runtime (killing it with `force`) and removes its
+    /// directory.
+    pub fn remove(&self, id: &ContainerId, force: bool) -> Result<()> {
+        match self.runtime.delete(id, force) {
+            Ok(()) | Err(RuntimeError::NotFound(_)) => {}
+            Err(err) => return Err(err.into()),
+        }
+        let dir = self.dir(id);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", path.display()))
+}

@@ -1,0 +1,556 @@
+//! Docker-like commands for people: `strata run`, `ps`, `logs`, `stop`, `rm`, `exec`,
+//! `stats`.
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command as Process, Stdio as ProcessStdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{SigSet, Signal};
+use strata_runtime::{
+    BindMount, Capability, ContainerConfig, ContainerId, CreateOptions, ExecOptions, NetworkMode,
+    ResourceLimits, wait_for_exit,
+};
+
+use crate::cli::{Command, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StatsArgs, StopArgs};
+use crate::containers::{Entry, Meta, Store};
+use crate::logfile::{Stream, parse_record};
+use crate::oci::parse_user;
+use crate::{monitor, output};
+
+/// Runs a people-facing command; returns the process exit code.
+pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
+    let store = Store::open(data_dir)?;
+    match command {
+        Command::Run(args) => run(&store, args),
+        Command::Ps(args) => ps(&store, &args).map(|()| 0),
+        Command::Logs(args) => logs(&store, &args).map(|()| 0),
+        Command::Stop(args) => stop(&store, &args).map(|()| 0),
+        Command::Rm(args) => rm(&store, &args).map(|()| 0),
+        Command::Exec(args) => exec(&store, args),
+        Command::Stats(args) => stats(&store, &args).map(|()| 0),
+        Command::Monitor(args) => monitor::run(&store, &ContainerId::new(args.container)?),
+        Command::Oci(_) => unreachable!("dispatched in main"),
+    }
+}
+
+/// Parses `64M`, `1g`, `512k`, `1048576`.
+pub fn parse_bytes(text: &str) -> Result<i64> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let lower = lower.trim_end_matches('b');
+    let (digits, multiplier) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1i64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (lower, 1),
+    };
+    let value: f64 = digits
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+        .with_context(|| format!("{text:?} is not a size like 64M, 1G or 1048576"))?;
+    Ok((value * multiplier as f64) as i64)
+}
+
+fn parse_volume(spec: &str) -> Result<BindMount> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (source, destination, read_only) = match parts.as_slice() {
+        [s, d] => (*s, *d, false),
+        [s, d, "ro"] => (*s, *d, true),
+        [s, d, "rw"] => (*s, *d, false),
+        _ => bail!("volume {spec:?} is not HOST:CONTAINER[:ro]"),
+    };
+    let source = PathBuf::from(source);
+    if !source.is_absolute() || !Path::new(destination).is_absolute() {
+        bail!("volume {spec:?}: both paths must be absolute");
+    }
+    if !source.exists() {
+        bail!(
+            "volume {spec:?}: host path {} does not exist",
+            source.display()
+        );
+    }
+    Ok(BindMount {
+        source,
+        destination: PathBuf::from(destination),
+        read_only,
+    })
+}
+
+fn parse_capability(name: &str) -> Result<Capability> {
+    let upper = name.to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    bare.parse::<Capability>()
+        .map_err(|_| anyhow::anyhow!("{name:?} is not a capability name"))
+}
+
+fn random_id() -> String {
+    let mut bytes = [0u8; 6];
+    if let Ok(mut urandom) = std::fs::File::open("/dev/urandom") {
+        let _ = urandom.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn container_config(args: &RunArgs, id: &str) -> Result<ContainerConfig> {
+    let rootfs = std::fs::canonicalize(&args.rootfs)
+        .with_context(|| format!("rootfs {} does not exist", args.rootfs.display()))?;
+    if !rootfs.is_dir() {
+        bail!("rootfs {} is not a directory", rootfs.display());
+    }
+    let mut config = ContainerConfig::new(rootfs, args.command.clone());
+    config.env = args
+        .env
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some(_) => kv.clone(),
+            None => format!("{kv}={}", std::env::var(kv).unwrap_or_default()),
+        })
+        .collect();
+    if let Some(dir) = &args.workdir {
+        if !dir.starts_with('/') {
+            bail!("--workdir {dir:?} must be an absolute path");
+        }
+        config.cwd = dir.clone();
+    }
+    if let Some(user) = &args.user {
+        let (uid, gid) = parse_user(user)?;
+        config.uid = uid;
+        config.gid = gid.unwrap_or(0);
+    }
+    config.additional_gids = args.group_add.clone();
+    config.hostname = args.hostname.clone();
+    config.read_only_rootfs = args.read_only;
+    config.network = if args.network == "host" {
+        NetworkMode::Host
+    } else {
+        NetworkMode::None
+    };
+    config.bind_mounts = args
+        .volume
+        .iter()
+        .map(|v| parse_volume(v))
+        .collect::<Result<_>>()?;
+    if let Some(cpus) = args.cpus
+        && !(cpus > 0.0 && cpus.is_finite())
+    {
+        bail!("--cpus {cpus} must be a positive number of cores");
+    }
+    if let Some(pids) = args.pids_limit
+        && pids < 1
+    {
+        bail!("--pids-limit {pids} must be at least 1");
+    }
+    config.limits = ResourceLimits {
+        memory_bytes: args.memory.as_deref().map(parse_bytes).transpose()?,
+        cpus: args.cpus,
+        cpu_shares: args.cpu_shares,
+        cpuset_cpus: args.cpuset_cpus.clone(),
+        pids: args.pids_limit,
+    };
+    config.cgroups_path = PathBuf::from(format!("/strata/{id}"));
+    config.cap_add = args
+        .cap_add
+        .iter()
+        .map(|c| parse_capability(c))
+        .collect::<Result<_>>()?;
+    config.cap_drop = if args.cap_drop.iter().any(|c| c.eq_ignore_ascii_case("all")) {
+        strata_runtime::spec::DEFAULT_CAPABILITIES.to_vec()
+    } else {
+        args.cap_drop
+            .iter()
+            .map(|c| parse_capability(c))
+            .collect::<Result<_>>()?
+    };
+    for opt in &args.security_opt {
+        match opt.as_str() {
+            "seccomp=unconfined" | "seccomp:unconfined" => config.seccomp_unconfined = true,
+            "no-new-privileges" | "no-new-privileges=true" => {}
+            other => bail!("--security-opt {other:?} is not supported (seccomp=unconfined is)"),
+        }
+    }
+    Ok(config)
+}
+
+fn run(store: &Store, args: RunArgs) -> Result<u8> {
+    let id = match &args.name {
+        Some(name) => ContainerId::new(name.clone())?.to_string(),
+        None => random_id(),
+    };
+    let config = container_config(&args, &id)?;
+    let spec = config.to_oci().context("cannot build the OCI spec")?;
+    let meta = Meta {
+        id,
+        command: args.command.clone(),
+        rootfs: config.rootfs.clone(),
+        created: chrono::Utc::now(),
+        auto_remove: args.rm,
+        memory_limit: config.limits.memory_bytes,
+    };
+    let id = store.prepare(&meta, &spec)?;
+    if args.detach {
+        return run_detached(store, &id);
+    }
+    run_foreground(store, &id)
+}
+
+fn run_detached(store: &Store, id: &ContainerId) -> Result<u8> {
+    let exe = std::env::current_exe().context("cannot find the strata binary")?;
+    let data_dir = store
+        .dir(id)
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("container directory has no data dir")?;
+    let mut child = Process::new(exe)
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .arg("__monitor")
+        .arg(id.as_str())
+        .stdin(ProcessStdio::null())
+        .stdout(ProcessStdio::piped())
+        .stderr(ProcessStdio::null())
+        .spawn()
+        .context("cannot start the container monitor")?;
+    let mut report = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        BufReader::new(stdout)
+            .read_line(&mut report)
+            .context("cannot read the monitor's report")?;
+    }
+    let report = report.trim();
+    if report != monitor::READY {
+        let _ = child.wait();
+        let _ = store.remove(id, true);
+        if report.is_empty() {
+            bail!("the container monitor exited without starting {id}");
+        }
+        bail!("{report}");
+    }
+    println!("{id}");
+    Ok(0)
+}
+
+fn run_foreground(store: &Store, id: &ContainerId) -> Result<u8> {
+    let created = store
+        .runtime()
+        .create(id, &store.dir(id), CreateOptions::default());
+    let state = match created {
+        Ok(state) => state,
+        Err(err) => {
+            let _ = store.remove(id, true);
+            return Err(err.into());
+        }
+    };
+    if let Err(err) = store.runtime().start(id) {
+        let _ = store.remove(id, true);
+        return Err(err.into());
+    }
+    let memory_limit = store.meta(id).ok().and_then(|m| m.memory_limit);
+    let forwarder = forward_signals(state.pid);
+    let exit = wait_for_exit(state.pid)?;
+    drop(forwarder);
+    let record = monitor::finish(store, id, exit)?;
+    if record.oom_killed {
+        let limit = memory_limit
+            .map(|b| format!(" (memory limit {} MiB)", b >> 20))
+            .unwrap_or_default();
+        eprintln!("strata: container {id} was OOM-killed{limit}");
+    }
+    Ok(u8::try_from(record.code).unwrap_or(255))
+}
+
+/// Forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT received by this process to `pid`.
+fn forward_signals(pid: i32) -> std::thread::JoinHandle<()> {
+    let mut set = SigSet::empty();
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        set.add(signal);
+    }
+    // Blocked here, so the thread below (which inherits the mask) receives them via sigwait.
+    let _ = set.thread_block();
+    std::thread::spawn(move || {
+        while let Ok(signal) = set.wait() {
+            let target = nix::unistd::Pid::from_raw(pid);
+            if nix::sys::signal::kill(target, signal).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+fn status_text(entry: &Entry) -> String {
+    let now = chrono::Utc::now();
+    if let Some(exit) = &entry.exit {
+        let ago = output::human_duration((now - exit.finished).num_seconds());
+        let oom = if exit.oom_killed { " OOMKilled" } else { "" };
+        return format!("Exited ({}){oom} {ago} ago", exit.code);
+    }
+    match &entry.state {
+        Some(state) => {
+            let since = state.created.unwrap_or(entry.meta.created);
+            let up = output::human_duration((now - since).num_seconds());
+            match state.status {
+                strata_runtime::Status::Running => format!("Up {up}"),
+                strata_runtime::Status::Paused => format!("Up {up} (Paused)"),
+                other => other.to_string(),
+            }
+        }
+        None => "Exited".to_string(),
+    }
+}
+
+fn ps(store: &Store, args: &PsArgs) -> Result<()> {
+    let entries: Vec<Entry> = store
+        .list()?
+        .into_iter()
+        .filter(|e| args.all || e.is_running())
+        .collect();
+    if args.quiet {
+        for entry in &entries {
+            println!("{}", entry.meta.id);
+        }
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            let mut command = e.meta.command.join(" ");
+            if command.chars().count() > 30 {
+                command = command.chars().take(29).collect::<String>() + "…";
+            }
+            vec![
+                e.meta.id.clone(),
+                command,
+                format!(
+                    "{} ago",
+                    output::human_duration((now - e.meta.created).num_seconds())
+                ),
+                status_text(e),
+                e.state
+                    .as_ref()
+                    .filter(|_| e.is_running())
+                    .map(|s| s.pid.to_string())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    output::print_table(
+        &["CONTAINER ID", "COMMAND", "CREATED", "STATUS", "PID"],
+        &rows,
+    );
+    Ok(())
+}
+
+fn logs(store: &Store, args: &LogsArgs) -> Result<()> {
+    let id = ContainerId::new(args.container.clone())?;
+    store.meta(&id)?;
+    let path = store.log_path(&id);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            if args.follow {
+                bail!("container {id} has no log (it ran in the foreground)");
+            }
+            return Ok(());
+        }
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut text = Vec::new();
+    file.read_to_end(&mut text)?;
+    let lines: Vec<&[u8]> = text
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .collect();
+    let skip = args.tail.map_or(0, |n| lines.len().saturating_sub(n));
+    for line in &lines[skip..] {
+        print_record(line, args.timestamps)?;
+    }
+    if !args.follow {
+        return Ok(());
+    }
+    let mut offset = text.len() as u64;
+    let mut pending = Vec::new();
+    loop {
+        let running = store.entry(&id).map(|e| e.is_running()).unwrap_or(false);
+        file.seek(SeekFrom::Start(offset))?;
+        let mut fresh = Vec::new();
+        file.read_to_end(&mut fresh)?;
+        offset += fresh.len() as u64;
+        pending.extend_from_slice(&fresh);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            print_record(&line[..line.len() - 1], args.timestamps)?;
+        }
+        if !running {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn print_record(line: &[u8], timestamps: bool) -> Result<()> {
+    let Some(record) = parse_record(line) else {
+        return Ok(());
+    };
+    let mut out: Box<dyn Write> = match record.stream {
+        Stream::Stdout => Box::new(std::io::stdout().lock()),
+        Stream::Stderr => Box::new(std::io::stderr().lock()),
+    };
+    if timestamps {
+        write!(out, "{} ", record.time)?;
+    }
+    out.write_all(&record.content)?;
+    if !record.partial {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn stop(store: &Store, args: &StopArgs) -> Result<()> {
+    for name in &args.containers {
+        let id = ContainerId::new(name.clone())?;
+        let entry = store.entry(&id)?;
+        if !entry.is_running() {
+            println!("{id}");
+            continue;
+        }
+        let runtime = store.runtime();
+        runtime.kill(&id, Signal::SIGTERM, false)?;
+        let deadline = Instant::now() + Duration::from_secs(args.time);
+        while store.entry(&id).map(|e| e.is_running()).unwrap_or(false) {
+            if Instant::now() >= deadline {
+                runtime.kill(&id, Signal::SIGKILL, true)?;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The monitor (or the foreground `run`) records the exit; wait for it briefly.
+        let until = Instant::now() + Duration::from_secs(5);
+        while store.exit(&id).is_none() && store.dir(&id).exists() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        println!("{id}");
+    }
+    Ok(())
+}
+
+fn rm(store: &Store, args: &RmArgs) -> Result<()> {
+    let mut failed = Vec::new();
+    for name in &args.containers {
+        let result = ContainerId::new(name.clone())
+            .map_err(anyhow::Error::from)
+            .and_then(|id| {
+                let entry = store.entry(&id)?;
+                if entry.is_running() && !args.force {
+                    bail!("container {id} is running: stop it first or use --force");
+                }
+                store.remove(&id, args.force)?;
+                println!("{id}");
+                Ok(())
+            });
+        if let Err(err) = result {
+            failed.push(output::one_line(&err));
+        }
+    }
+    if !failed.is_empty() {
+        bail!("{}", failed.join("; "));
+    }
+    Ok(())
+}
+
+fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
+    let id = ContainerId::new(args.container.clone())?;
+    store.meta(&id)?;
+    let (uid, gid) = match &args.user {
+        Some(user) => {
+            let (uid, gid) = parse_user(user)?;
+            (Some(uid), gid)
+        }
+        None => (None, None),
+    };
+    let pid = store.runtime().exec(
+        &id,
+        ExecOptions {
+            args: args.command,
+            env: args.env,
+            cwd: args.workdir,
+            uid,
+            gid,
+            ..Default::default()
+        },
+    )?;
+    let exit = wait_for_exit(pid)?;
+    Ok(u8::try_from(exit.code()).unwrap_or(255))
+}
+
+fn stats(store: &Store, args: &StatsArgs) -> Result<()> {
+    let id = ContainerId::new(args.container.clone())?;
+    store.meta(&id)?;
+    let stats = store.runtime().stats(&id)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(());
+    }
+    let limit = if stats.memory.limit_bytes >= (1 << 62) {
+        "unlimited".to_string()
+    } else {
+        format!("{:.1}MiB", stats.memory.limit_bytes as f64 / 1048576.0)
+    };
+    output::print_table(
+        &["CONTAINER", "CPU TIME", "MEM USAGE / LIMIT", "PIDS"],
+        &[vec![
+            id.to_string(),
+            format!("{:.2}s", stats.cpu.usage_total_ns as f64 / 1e9),
+            format!(
+                "{:.1}MiB / {limit}",
+                stats.memory.usage_bytes as f64 / 1048576.0
+            ),
+            stats.pids.current.to_string(),
+        ]],
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_docker() {
+        assert_eq!(parse_bytes("64M").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("512kb").unwrap(), 512 << 10);
+        assert_eq!(parse_bytes("1000").unwrap(), 1000);
+        assert!(parse_bytes("lots").is_err());
+        assert!(parse_bytes("-5M").is_err());
+    }
+
+    #[test]
+    fn volumes_need_absolute_existing_paths() {
+        let bind = parse_volume("/tmp:/data:ro").unwrap();
+        assert!(bind.read_only);
+        assert_eq!(bind.destination, PathBuf::from("/data"));
+        assert!(parse_volume("relative:/data").is_err());
+        assert!(parse_volume("/nonexistent-strata-path:/data").is_err());
+        assert!(parse_volume("/tmp").is_err());
+    }
+
+    #[test]
+    fn capability_names_accept_both_spellings() {
+        assert_eq!(parse_capability("net_admin").unwrap(), Capability::NetAdmin);
+        assert_eq!(
+            parse_capability("CAP_SYS_ADMIN").unwrap(),
+            Capability::SysAdmin
+        );
+        assert!(parse_capability("FLY").is_err());
+    }
+}
