@@ -74,7 +74,7 @@ pub enum BundleError {
     },
     /// An rlimit's hard value exceeds the runtime's own and cannot be raised.
     #[error(
-        "process.rlimits {kind}: hard limit {requested} exceeds this runtime's own hard limit {current}, and raising it needs CAP_SYS_RESOURCE, which the host withholds"
+        "process.rlimits {kind}: hard limit {requested} exceeds this runtime's own hard limit {current}, and raising it needs CAP_SYS_RESOURCE, which the host withholds; ask for at most {current}"
     )]
     RlimitTooHigh {
         /// The rlimit type, e.g. RLIMIT_NOFILE.

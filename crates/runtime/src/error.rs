@@ -53,9 +53,9 @@ pub enum RuntimeError {
         id: String,
         /// libcontainer's error chain, flattened (its messages are mostly `transparent`).
         detail: String,
-        /// The error itself.
+        /// The error itself (boxed: it is large, and errors should be cheap to move).
         #[source]
-        source: LibcontainerError,
+        source: Box<LibcontainerError>,
     },
     /// Reading or changing the container's cgroup failed.
     #[error("cgroup of container {id}")]
@@ -96,7 +96,7 @@ impl RuntimeError {
             operation,
             id: id.to_string(),
             detail,
-            source,
+            source: Box::new(source),
         }
     }
 }

@@ -170,9 +170,7 @@ impl Runtime {
         if let Ok(cgroup) = Cgroup::open(&cgroup_path)
             && cgroup.exists()
         {
-            for pid in cgroup.pids().unwrap_or_default() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
-            }
+            kill_every_process(&cgroup);
             if let Err(err) = cgroup.remove() {
                 tracing::warn!(container = %id, "cannot remove cgroup: {err}");
             }
@@ -208,7 +206,7 @@ impl Runtime {
     pub fn kill(&self, id: &ContainerId, signal: Signal, all: bool) -> Result<(), RuntimeError> {
         let mut container = self.load(id)?;
         let status = Status::from(container.status());
-        if !status.can_kill() && !(all && status == Status::Stopped) {
+        if !(status.can_kill() || all && status == Status::Stopped) {
             return Err(wrong_state(
                 id,
                 status,
@@ -222,15 +220,17 @@ impl Runtime {
     }
 
     /// Deletes a container: runs poststop hooks and removes its cgroup, mounts and state.
-    /// A running container needs `force` (then it is killed first).
+    /// A running container needs `force` (then every process of it is killed first).
+    ///
+    /// With `force`, a container whose creator died half-way (state `creating`, maybe no
+    /// init PID, maybe processes still in its cgroup) is cleaned up too.
     pub fn delete(&self, id: &ContainerId, force: bool) -> Result<(), RuntimeError> {
         let dir = self.container_dir(id);
         let mut container = match self.load(id) {
             Ok(container) => container,
             Err(RuntimeError::NotFound(_)) if force && dir.exists() => {
-                // A create that was killed before it wrote state.json: nothing runs yet.
-                return std::fs::remove_dir_all(&dir)
-                    .map_err(|source| RuntimeError::Root { path: dir, source });
+                // A create killed before it wrote state.json: no cgroup or process yet.
+                return remove_state_dir(&dir);
             }
             Err(err) => return Err(err),
         };
@@ -243,9 +243,30 @@ impl Runtime {
                 "stopped or created (or use --force)",
             ));
         }
-        container
-            .delete(force)
-            .map_err(|e| RuntimeError::container("delete", id.as_str(), e))
+        let cgroup = container
+            .spec()
+            .ok()
+            .and_then(|config| Cgroup::open(&config.cgroup_path).ok());
+        if force && let Some(cgroup) = &cgroup {
+            kill_every_process(cgroup);
+        }
+        match container.delete(force) {
+            Ok(()) => Ok(()),
+            Err(err) if force => {
+                // libcontainer gave up (e.g. its config was never written, or the cgroup
+                // was still busy): finish the job here rather than leave debris.
+                tracing::warn!(container = %id, "completing a forced delete: {}", crate::error::flatten(&err));
+                if let Some(cgroup) = &cgroup {
+                    kill_every_process(cgroup);
+                    cgroup.remove().map_err(|source| RuntimeError::Cgroup {
+                        id: id.to_string(),
+                        source,
+                    })?;
+                }
+                remove_state_dir(&dir)
+            }
+            Err(err) => Err(RuntimeError::container("delete", id.as_str(), err)),
+        }
     }
 
     /// Every container under the root, sorted by ID.
@@ -433,6 +454,28 @@ fn describe(container: &Container) -> ContainerState {
             .unwrap_or_default(),
         annotations: container.state.annotations.clone().unwrap_or_default(),
     }
+}
+
+/// SIGKILLs every process in `cgroup` until it is empty (bounded: 5 s).
+fn kill_every_process(cgroup: &Cgroup) {
+    for _ in 0..500 {
+        let pids = cgroup.pids().unwrap_or_default();
+        if pids.is_empty() {
+            return;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    tracing::warn!(cgroup = %cgroup.path().display(), "processes survived SIGKILL for 5 s");
+}
+
+fn remove_state_dir(dir: &Path) -> Result<(), RuntimeError> {
+    std::fs::remove_dir_all(dir).map_err(|source| RuntimeError::Root {
+        path: dir.to_path_buf(),
+        source,
+    })
 }
 
 fn set_private(path: &Path) -> std::io::Result<()> {

@@ -275,7 +275,9 @@ pub fn main(cli: OciCli) -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             let line = output::one_line(&err);
-            tracing::error!("{line}");
+            if cli.log.is_some() {
+                tracing::error!("{line}");
+            }
             eprintln!("strata-runc: {line}");
             ExitCode::FAILURE
         }

@@ -23,7 +23,7 @@ use crate::{monitor, output};
 pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
     let store = Store::open(data_dir)?;
     match command {
-        Command::Run(args) => run(&store, args),
+        Command::Run(args) => run(&store, *args),
         Command::Ps(args) => ps(&store, &args).map(|()| 0),
         Command::Logs(args) => logs(&store, &args).map(|()| 0),
         Command::Stop(args) => stop(&store, &args).map(|()| 0),

@@ -1,6 +1,8 @@
 //! End-to-end tests of `strata run` and its companions: real containers from a busybox
 //! root file system, run by the real binary as root.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::{Harness, cgroup_exists, host_has_mount_under};

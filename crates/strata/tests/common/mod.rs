@@ -1,7 +1,7 @@
 //! Shared harness of the end-to-end tests: a private data dir and busybox rootfs per
 //! test, the real `strata` binary, and cleanup of every container on drop.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
