@@ -31,6 +31,4 @@ lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 bench:
-	@scripts/install-deps.sh bench
-	$(CARGO) build --release --bin strata --bin lifecycle-bench
 	bench/runtime-lifecycle.sh

@@ -252,6 +252,9 @@ impl Runtime {
         }
         match container.delete(force) {
             Ok(()) => Ok(()),
+            // Another process (e.g. the monitor of a detached container) deleted it
+            // at the same time: the work is done.
+            Err(_) if !dir.exists() => Ok(()),
             Err(err) if force => {
                 // libcontainer gave up (e.g. its config was never written, or the cgroup
                 // was still busy): finish the job here rather than leave debris.
@@ -263,7 +266,14 @@ impl Runtime {
                         source,
                     })?;
                 }
-                remove_state_dir(&dir)
+                match remove_state_dir(&dir) {
+                    Err(RuntimeError::Root { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        Ok(())
+                    }
+                    other => other,
+                }
             }
             Err(err) => Err(RuntimeError::container("delete", id.as_str(), err)),
         }

@@ -103,7 +103,7 @@ pub struct ContainerConfig {
     pub network: NetworkMode,
     /// cgroup limits.
     pub limits: ResourceLimits,
-    /// The cgroup path (relative to the hierarchy roots).
+    /// The cgroup path (relative to the hierarchy roots); empty: the runtime's default.
     pub cgroups_path: PathBuf,
     /// Capabilities added to [`DEFAULT_CAPABILITIES`].
     pub cap_add: Vec<Capability>,
@@ -158,7 +158,8 @@ impl ContainerConfig {
     /// Builds the OCI runtime spec.
     pub fn to_oci(&self) -> Result<Spec, OciSpecError> {
         let mut spec = Spec::default();
-        spec.set_version("1.2.0".to_string());
+        // 1.0.2: the version every runtime in use accepts (crun 1.8 refuses newer ones).
+        spec.set_version("1.0.2".to_string());
         spec.set_hostname(self.hostname.clone().or_else(|| Some("strata".to_string())));
 
         let mut root = Root::default();
@@ -200,7 +201,9 @@ impl ContainerConfig {
         })
         .collect();
         linux.set_namespaces(Some(namespaces));
-        linux.set_cgroups_path(Some(self.cgroups_path.clone()));
+        if !self.cgroups_path.as_os_str().is_empty() {
+            linux.set_cgroups_path(Some(self.cgroups_path.clone()));
+        }
         linux.set_resources(Some(self.resources()));
         if !self.seccomp_unconfined {
             let sys_admin = self.capabilities().contains(&Capability::SysAdmin);

@@ -4,11 +4,12 @@
 //! `<data-dir>/runtime`.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use strata_runtime::{ContainerId, ContainerState, Runtime, RuntimeError, Spec, Status};
+use strata_runtime::{ContainerId, ContainerState, Runtime, RuntimeError, Signal, Spec, Status};
 
 /// What the user asked for, kept for `ps` and the monitor.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -167,17 +168,35 @@ impl Store {
 
     /// Deletes the container from the runtime (killing it with `force`) and removes its
     /// directory.
+    ///
+    /// A running container is supervised by its monitor (or a foreground `strata run`),
+    /// which records the exit when the process dies; removal waits for that, so the two
+    /// never delete the same files at once.
     pub fn remove(&self, id: &ContainerId, force: bool) -> Result<()> {
+        if force && self.entry(id).is_ok_and(|e| e.is_running()) {
+            match self.runtime.kill(id, Signal::SIGKILL, true) {
+                Ok(()) | Err(RuntimeError::NotFound(_) | RuntimeError::WrongState { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline
+                && self.dir(id).exists()
+                && self.exit(id).is_none()
+                && self.runtime.state(id).is_ok()
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         match self.runtime.delete(id, force) {
             Ok(()) | Err(RuntimeError::NotFound(_)) => {}
             Err(err) => return Err(err.into()),
         }
         let dir = self.dir(id);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot remove {}", dir.display()))?;
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(err).with_context(|| format!("cannot remove {}", dir.display())),
         }
-        Ok(())
     }
 }
 

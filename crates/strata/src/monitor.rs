@@ -99,7 +99,10 @@ pub fn finish(store: &Store, id: &ContainerId, exit: Exit) -> Result<ExitRecord>
         oom_killed,
         finished: chrono::Utc::now(),
     };
-    let meta = store.meta(id)?;
+    let Ok(meta) = store.meta(id) else {
+        // `strata rm -f` removed the container while it ran: nothing left to record.
+        return Ok(record);
+    };
     if meta.auto_remove {
         store.remove(id, true)?;
     } else {
