@@ -146,6 +146,26 @@ impl Bundle {
     }
 }
 
+/// The absolute rootfs path a bundle's config names, read without the full checks of
+/// [`Bundle::load`] (for `state`, which must stay cheap).
+pub fn rootfs_of(bundle: &Path) -> Option<PathBuf> {
+    #[derive(serde::Deserialize)]
+    struct Root {
+        path: PathBuf,
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        root: Root,
+    }
+    let file = File::open(bundle.join("config.json")).ok()?;
+    let config: Config = serde_json::from_reader(BufReader::new(file)).ok()?;
+    Some(if config.root.path.is_absolute() {
+        config.root.path
+    } else {
+        bundle.join(config.root.path)
+    })
+}
+
 fn check_supported(spec: &Spec) -> Result<(), BundleError> {
     let Some(linux) = spec.linux() else {
         return Err(BundleError::Unsupported {

@@ -150,7 +150,7 @@ impl Runtime {
             })
             .map_err(|e| RuntimeError::container("create", id.as_str(), e));
         match result {
-            Ok(container) => Ok(describe(&container)),
+            Ok(container) => Ok(describe(&container, bundle.rootfs)),
             Err(err) => {
                 self.remove_leftovers(id, &bundle);
                 Err(err)
@@ -199,7 +199,9 @@ impl Runtime {
 
     /// The container's state document.
     pub fn state(&self, id: &ContainerId) -> Result<ContainerState, RuntimeError> {
-        Ok(describe(&self.load(id)?))
+        let container = self.load(id)?;
+        let rootfs = crate::bundle::rootfs_of(container.bundle()).unwrap_or_default();
+        Ok(describe(&container, rootfs))
     }
 
     /// Sends `signal` to the init process (or, with `all`, to every process).
@@ -435,21 +437,12 @@ fn libcontainer_cgroup_path(bundle: &Bundle, id: &ContainerId) -> PathBuf {
     libcontainer::utils::get_cgroup_path(&configured, id.as_str())
 }
 
-fn describe(container: &Container) -> ContainerState {
+fn describe(container: &Container, rootfs: PathBuf) -> ContainerState {
     let status = Status::from(container.status());
     let pid = match status {
         Status::Stopped => 0,
         _ => container.pid().map(|p| p.as_raw()).unwrap_or(0),
     };
-    let rootfs = container
-        .spec()
-        .ok()
-        .and_then(|_| {
-            Bundle::load(container.bundle())
-                .ok()
-                .map(|bundle| bundle.rootfs)
-        })
-        .unwrap_or_default();
     ContainerState {
         oci_version: OCI_VERSION.to_string(),
         id: container.id().to_string(),

@@ -112,6 +112,9 @@ pub struct RunArgs {
     /// Drop a capability (e.g. NET_RAW, or ALL).
     #[arg(long, value_name = "CAP")]
     pub cap_drop: Vec<String>,
+    /// Adjust the OOM killer's preference for the container (-1000..=1000).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(i32).range(-1000..=1000))]
+    pub oom_score_adj: Option<i32>,
     /// Security options: `seccomp=unconfined`.
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,

@@ -123,6 +123,7 @@ fn container_config(args: &RunArgs, id: &str) -> Result<ContainerConfig> {
     config.additional_gids = args.group_add.clone();
     config.hostname = args.hostname.clone();
     config.read_only_rootfs = args.read_only;
+    config.oom_score_adj = args.oom_score_adj;
     config.network = if args.network == "host" {
         NetworkMode::Host
     } else {

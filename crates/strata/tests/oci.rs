@@ -157,6 +157,7 @@ fn lifecycle_and_state_follow_the_spec() {
     assert_eq!(state["id"], id.as_str());
     assert_eq!(state["status"], "created");
     assert_eq!(state["bundle"], oci.bundle_path());
+    assert_eq!(state["rootfs"], format!("{}/rootfs", oci.bundle_path()));
     assert_eq!(state["annotations"]["org.example.key"], "value");
     let pid = state["pid"].as_i64().unwrap();
     assert!(pid > 0);
@@ -290,6 +291,61 @@ fn hooks_run_in_order_and_receive_the_state() {
     ));
     assert_eq!(status_of("poststart"), "running");
     assert_eq!(status_of("poststop"), "stopped");
+}
+
+#[test]
+fn a_user_namespace_maps_root_to_an_unprivileged_host_user() {
+    let Some(oci) = Oci::new("a_user_namespace_maps_root_to_an_unprivileged_host_user") else {
+        return;
+    };
+    let userns_allowed = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .map(|v| v.trim() != "0")
+        .unwrap_or(false);
+    if !userns_allowed {
+        println!(
+            "SKIP a_user_namespace_maps_root_to_an_unprivileged_host_user: user namespaces are disabled"
+        );
+        return;
+    }
+    let id = oci.id("userns");
+    oci.set_args(
+        &id,
+        &["sh", "-c", "id -u; cat /proc/self/uid_map; sleep 30"],
+    );
+    oci.edit(|c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
+        c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    });
+    let log = oci.root.path().join("userns.out");
+    let out_file = std::fs::File::create(&log).unwrap();
+    let status = Command::new(strata_bin())
+        .args(["oci", "--root"])
+        .arg(oci.root.path())
+        .args(["run", "-d", "--bundle", oci.bundle_path(), &id])
+        .stdout(out_file.try_clone().unwrap())
+        .stderr(out_file)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "{}",
+        std::fs::read_to_string(&log).unwrap()
+    );
+    let pid = oci.state(&id)["pid"].as_i64().unwrap();
+    // On the host the container's root is uid 100000.
+    let host_status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = host_status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(uid_line.contains("100000"), "{uid_line}");
+    assert!(wait_until(|| std::fs::read_to_string(&log)
+        .unwrap()
+        .contains("100000")));
+    let inside = std::fs::read_to_string(&log).unwrap();
+    assert!(inside.starts_with("0\n"), "root inside: {inside}");
+    oci.cli(&["delete", "--force", &id]).ok();
 }
 
 #[test]

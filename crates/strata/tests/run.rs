@@ -70,6 +70,47 @@ fn user_groups_env_and_cwd_are_applied() {
 }
 
 #[test]
+fn kernel_paths_are_masked_or_read_only_and_oom_score_is_set() {
+    let Some(h) = Harness::new("kernel_paths_are_masked_or_read_only_and_oom_score_is_set") else {
+        return;
+    };
+    // A masked file that this kernel has and that is not empty on the host.
+    let masked = [
+        "/proc/timer_list",
+        "/proc/keys",
+        "/proc/sched_debug",
+        "/proc/kcore",
+    ]
+    .into_iter()
+    .find(|p| std::fs::read(p).is_ok_and(|bytes| !bytes.is_empty()))
+    .expect("some masked /proc file exists on the host");
+    let script = format!(
+        "cat /proc/self/oom_score_adj; wc -c < {masked}; ls /sys/firmware | wc -l; echo 1 > /proc/sys/vm/drop_caches"
+    );
+    let out = h.run(&["--rm", "--oom-score-adj", "500"], &["sh", "-c", &script]);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{out:?}");
+    assert_eq!(lines[0], "500");
+    assert_eq!(lines[1].trim(), "0", "{masked} is masked with /dev/null");
+    assert_eq!(
+        lines[2].trim(),
+        "0",
+        "/sys/firmware is masked with an empty tmpfs"
+    );
+    assert!(
+        out.stderr.contains("Read-only file system"),
+        "/proc/sys is read-only: {out:?}"
+    );
+    let bad = h.run(&["--rm", "--oom-score-adj", "5000"], &["true"]);
+    assert_eq!(
+        bad.code, 2,
+        "clap rejects out-of-range values: {}",
+        bad.stderr
+    );
+    assert!(bad.stderr.contains("oom-score-adj"), "{}", bad.stderr);
+}
+
+#[test]
 fn the_exit_code_of_the_container_is_returned() {
     let Some(h) = Harness::new("the_exit_code_of_the_container_is_returned") else {
         return;
