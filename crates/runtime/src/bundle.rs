@@ -180,6 +180,17 @@ fn check_supported(spec: &Spec) -> Result<(), BundleError> {
             reason: "Intel RDT (resctrl) is not supported".to_string(),
         });
     }
+    if let Some(propagation) = linux.rootfs_propagation()
+        && !matches!(
+            propagation.as_str(),
+            "shared" | "slave" | "private" | "unbindable"
+        )
+    {
+        return Err(BundleError::Unsupported {
+            field: "linux.rootfsPropagation".to_string(),
+            reason: format!("{propagation:?} is not one of shared, slave, private or unbindable"),
+        });
+    }
     let mut seen = HashSet::new();
     for (index, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !seen.insert(ns.typ()) {

@@ -348,6 +348,74 @@ fn a_user_namespace_maps_root_to_an_unprivileged_host_user() {
     oci.cli(&["delete", "--force", &id]).ok();
 }
 
+/// A tmpfs mounted (and made a shared peer group) by the test; lazily unmounted on drop.
+struct SharedMount(tempfile::TempDir);
+
+impl SharedMount {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_string();
+        for args in [
+            vec!["-t", "tmpfs", "strata-test", &path],
+            vec!["--make-shared", &path],
+        ] {
+            let status = Command::new("mount").args(&args).status().unwrap();
+            assert!(status.success(), "mount {args:?}");
+        }
+        Self(dir)
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-R")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[test]
+fn rootfs_propagation_decides_whether_host_mounts_reach_the_container() {
+    let Some(oci) = Oci::new("rootfs_propagation_decides_whether_host_mounts_reach_the_container")
+    else {
+        return;
+    };
+    let shared = SharedMount::new();
+    let rootfs = shared.0.path().join("rootfs");
+    strata_testkit::build_busybox_rootfs(&rootfs).unwrap();
+    std::fs::create_dir_all(rootfs.join("mnt/late")).unwrap();
+    for (propagation, expect_visible) in [("slave", true), ("private", false)] {
+        let id = oci.id(propagation);
+        oci.set_args(&id, &["sleep", "30"]);
+        let root_path = rootfs.to_str().unwrap().to_string();
+        oci.edit(|c| {
+            c["root"]["path"] = json!(root_path);
+            c["linux"]["rootfsPropagation"] = json!(propagation);
+        });
+        oci.cli(&["run", "-d", "--bundle", oci.bundle_path(), &id])
+            .ok();
+        // Mounted on the host after the container started.
+        let late = rootfs.join("mnt/late");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "late"])
+            .arg(&late)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        std::fs::write(late.join("marker"), "hi").unwrap();
+        let seen = oci.cli(&["exec", &id, "ls", "/mnt/late"]);
+        let _ = Command::new("umount").arg(&late).status();
+        assert_eq!(
+            seen.stdout.contains("marker"),
+            expect_visible,
+            "rootfsPropagation {propagation}: {seen:?}"
+        );
+        oci.cli(&["delete", "--force", &id]).ok();
+    }
+}
+
 #[test]
 fn a_failing_create_runtime_hook_fails_create_and_leaves_nothing() {
     let Some(oci) = Oci::new("a_failing_create_runtime_hook_fails_create_and_leaves_nothing")
@@ -567,6 +635,12 @@ fn bad_bundles_are_refused_with_the_field_and_leave_nothing() {
     check(&id, oci.create(&id), "config.json");
 
     oci.reset();
+    let id = oci.id("propagation");
+    oci.set_args(&id, &["true"]);
+    oci.edit(|c| c["linux"]["rootfsPropagation"] = json!("rslave"));
+    check(&id, oci.create(&id), "linux.rootfsPropagation");
+    oci.reset();
+
     let id = oci.id("norootfs");
     oci.set_args(&id, &["true"]);
     oci.edit(|c| c["root"]["path"] = json!("missing-rootfs"));

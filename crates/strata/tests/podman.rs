@@ -115,6 +115,10 @@ fn podman_runs_containers_through_strata_runc() {
         .expect_code(3);
     assert_eq!(out.stdout, "1 podbox\n");
 
+    // -t: conmon passes a console socket; the runtime sends it the terminal's master fd.
+    let tty = p.run(&["--rm", "-t"], &["sh", "-c", "tty"]).ok();
+    assert!(tty.stdout.trim().starts_with("/dev/pts/"), "{tty:?}");
+
     // A detached container, exec into it, stop and remove it.
     let name = strata_testkit::unique_name("podman");
     p.run(&["-d", "--name", &name], &["sleep", "60"]).ok();
