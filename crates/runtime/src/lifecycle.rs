@@ -245,11 +245,12 @@ impl Runtime {
                 "stopped or created (or use --force)",
             ));
         }
-        let cgroup = container
-            .spec()
-            .ok()
+        // Only a forced delete needs the cgroup here (libcontainer opens its own).
+        let cgroup = force
+            .then(|| container.spec().ok())
+            .flatten()
             .and_then(|config| Cgroup::open(&config.cgroup_path).ok());
-        if force && let Some(cgroup) = &cgroup {
+        if let Some(cgroup) = &cgroup {
             kill_every_process(cgroup);
         }
         match container.delete(force) {
