@@ -28,21 +28,18 @@ fn main() -> ExitCode {
         })
         .unwrap_or_default();
     if invoked_as == RUNC_NAME {
-        let args = oci::OciCli::parse();
-        return oci::main(args);
+        return ExitCode::from(oci::main(oci::OciCli::parse()));
     }
     let cli = Cli::parse();
-    match cli.command {
-        Command::Oci(args) => oci::main(args),
-        command => {
-            output::init_logging(cli.log_level.as_deref(), None, oci::LogFormat::Text);
-            match run::dispatch(&cli.data_dir, command) {
-                Ok(code) => ExitCode::from(code),
-                Err(err) => {
-                    output::print_error(&err);
-                    ExitCode::from(125)
-                }
-            }
+    // The OCI commands install their own subscriber (runc's --log and --log-format).
+    if !matches!(cli.command, Command::Oci(_)) {
+        output::init_logging(cli.log_level.as_deref(), None, oci::LogFormat::Text);
+    }
+    match run::dispatch(&cli.data_dir, cli.command) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            output::print_error(&err);
+            ExitCode::from(125)
         }
     }
 }

@@ -6,7 +6,6 @@
 
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -263,8 +262,9 @@ pub struct SpecArgs {
     pub bundle: PathBuf,
 }
 
-/// Runs one runc-style command and turns errors into runc's exit behaviour.
-pub fn main(cli: OciCli) -> ExitCode {
+/// Runs one runc-style command and turns errors into runc's exit behaviour; returns
+/// the process exit code.
+pub fn main(cli: OciCli) -> u8 {
     let filter = if cli.debug {
         "debug"
     } else {
@@ -272,14 +272,14 @@ pub fn main(cli: OciCli) -> ExitCode {
     };
     output::init_logging(Some(filter), cli.log.as_deref(), cli.log_format);
     match execute(&cli) {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => code,
         Err(err) => {
             let line = output::one_line(&err);
             if cli.log.is_some() {
                 tracing::error!("{line}");
             }
             eprintln!("strata-runc: {line}");
-            ExitCode::FAILURE
+            1
         }
     }
 }

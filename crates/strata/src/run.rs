@@ -19,8 +19,11 @@ use crate::logfile::{Stream, parse_record};
 use crate::oci::parse_user;
 use crate::{monitor, output};
 
-/// Runs a people-facing command; returns the process exit code.
+/// Runs a command; returns the process exit code.
 pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
+    if let Command::Oci(args) = command {
+        return Ok(crate::oci::main(args));
+    }
     let store = Store::open(data_dir)?;
     match command {
         Command::Run(args) => run(&store, *args),
@@ -31,7 +34,7 @@ pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
         Command::Exec(args) => exec(&store, args),
         Command::Stats(args) => stats(&store, &args).map(|()| 0),
         Command::Monitor(args) => monitor::run(&store, &ContainerId::new(args.container)?),
-        Command::Oci(_) => unreachable!("dispatched in main"),
+        Command::Oci(args) => Ok(crate::oci::main(args)),
     }
 }
 
