@@ -331,10 +331,24 @@ fn detached_output_goes_to_logs() {
     let logs = h.strata(&["logs", &id]).ok();
     assert_eq!(logs.stdout, "one\nthree\n");
     assert_eq!(logs.stderr, "two\n");
-    let tail = h.strata(&["logs", "--tail", "1", &id]).ok();
-    assert_eq!(tail.stdout, "three\n");
-    let stamped = h.strata(&["logs", "-t", "--tail", "1", &id]).ok();
-    assert!(stamped.stdout.ends_with(" three\n") && stamped.stdout.contains('T'));
+    // stdout and stderr are copied by separate threads, so --tail is checked on one stream.
+    h.run(
+        &["-d", "--name", "counter"],
+        &["sh", "-c", "echo a; echo b; echo c"],
+    )
+    .ok();
+    assert!(h.eventually(|| h.strata(&["logs", "counter"]).stdout == "a\nb\nc\n"));
+    let tail = h.strata(&["logs", "--tail", "2", "counter"]).ok();
+    assert_eq!(tail.stdout, "b\nc\n");
+    let stamped = h.strata(&["logs", "-t", "--tail", "1", "counter"]).ok();
+    let (stamp, line) = stamped.stdout.trim_end().split_once(' ').unwrap();
+    assert_eq!(line, "c");
+    assert!(chrono_like(stamp), "RFC 3339 timestamp: {stamp}");
+}
+
+/// `2026-11-22T00:21:50.777319123Z`-shaped.
+fn chrono_like(stamp: &str) -> bool {
+    stamp.len() >= 20 && stamp.as_bytes()[4] == b'-' && stamp.contains('T') && stamp.ends_with('Z')
 }
 
 #[test]
