@@ -21,6 +21,7 @@
 //! ```
 
 pub mod bundle;
+pub mod console;
 pub mod error;
 pub mod id;
 pub mod lifecycle;
@@ -28,6 +29,7 @@ pub mod process;
 pub mod seccomp;
 pub mod spec;
 pub mod state;
+mod sys;
 
 pub use bundle::{Bundle, BundleError};
 pub use error::RuntimeError;

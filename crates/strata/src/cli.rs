@@ -64,6 +64,12 @@ pub struct RunArgs {
     /// Run in the background and print the container ID.
     #[arg(short, long)]
     pub detach: bool,
+    /// Allocate a terminal for the container (foreground only).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Keep stdin open and connected to the container (foreground only).
+    #[arg(short, long)]
+    pub interactive: bool,
     /// Name (and ID) of the container; generated when absent.
     #[arg(long)]
     pub name: Option<String>,

@@ -8,6 +8,7 @@ mod monitor;
 mod oci;
 mod output;
 mod run;
+mod tty;
 
 use std::process::ExitCode;
 

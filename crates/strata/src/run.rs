@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::{SigSet, Signal};
+use strata_runtime::console::ConsoleSocket;
 use strata_runtime::{
     BindMount, Capability, ContainerConfig, ContainerId, CreateOptions, ExecOptions, NetworkMode,
     ResourceLimits, wait_for_exit,
@@ -126,6 +127,7 @@ fn container_config(args: &RunArgs, id: &str) -> Result<ContainerConfig> {
     config.additional_gids = args.group_add.clone();
     config.hostname = args.hostname.clone();
     config.read_only_rootfs = args.read_only;
+    config.terminal = args.tty;
     config.oom_score_adj = args.oom_score_adj;
     config.network = if args.network == "host" {
         NetworkMode::Host
@@ -193,11 +195,14 @@ fn run(store: &Store, args: RunArgs) -> Result<u8> {
         auto_remove: args.rm,
         memory_limit: config.limits.memory_bytes,
     };
+    if args.detach && (args.tty || args.interactive) {
+        bail!("-t and -i need the foreground; drop -d (detached containers log to `strata logs`)");
+    }
     let id = store.prepare(&meta, &spec)?;
     if args.detach {
         return run_detached(store, &id);
     }
-    run_foreground(store, &id)
+    run_foreground(store, &id, args.tty, args.interactive)
 }
 
 fn run_detached(store: &Store, id: &ContainerId) -> Result<u8> {
@@ -237,16 +242,47 @@ fn run_detached(store: &Store, id: &ContainerId) -> Result<u8> {
     Ok(0)
 }
 
-fn run_foreground(store: &Store, id: &ContainerId) -> Result<u8> {
+fn run_foreground(store: &Store, id: &ContainerId, tty: bool, interactive: bool) -> Result<u8> {
+    let console = if tty {
+        Some(ConsoleSocket::bind(&store.dir(id).join("console.sock"))?)
+    } else {
+        None
+    };
+    let mut options = CreateOptions {
+        console_socket: console.as_ref().map(|c| c.path().to_path_buf()),
+        ..CreateOptions::default()
+    };
+    if !interactive {
+        // Like Docker: without -i the container's stdin is empty.
+        let null = std::fs::File::open("/dev/null").context("cannot open /dev/null")?;
+        options.stdio.stdin = Some(null.into());
+    }
     let created = store
         .runtime()
-        .create(id, &store.dir(id), CreateOptions::default());
-    let state = match created {
-        Ok(state) => state,
+        .create(id, &store.dir(id), options)
+        .map_err(anyhow::Error::from)
+        .and_then(|state| {
+            let master = console
+                .as_ref()
+                .map(ConsoleSocket::receive_master)
+                .transpose()?;
+            Ok((state, master))
+        });
+    let (state, master) = match created {
+        Ok(created) => created,
         Err(err) => {
             let _ = store.remove(id, true);
-            return Err(err.into());
+            return Err(err);
         }
+    };
+    drop(console);
+    let raw_mode = master.as_ref().map(|_| crate::tty::RawMode::enter());
+    let output = match master {
+        Some(master) => {
+            crate::tty::copy_window_size(&master);
+            Some(crate::tty::relay(master, interactive).context("cannot relay the terminal")?)
+        }
+        None => None,
     };
     if let Err(err) = store.runtime().start(id) {
         let _ = store.remove(id, true);
@@ -256,6 +292,10 @@ fn run_foreground(store: &Store, id: &ContainerId) -> Result<u8> {
     let forwarder = forward_signals(state.pid);
     let exit = wait_for_exit(state.pid)?;
     drop(forwarder);
+    if let Some(output) = output {
+        let _ = output.join();
+    }
+    drop(raw_mode);
     let record = monitor::finish(store, id, exit)?;
     if record.oom_killed {
         let limit = memory_limit

@@ -352,6 +352,54 @@ fn chrono_like(stamp: &str) -> bool {
 }
 
 #[test]
+fn a_terminal_is_allocated_with_t_and_fed_with_i() {
+    let Some(h) = Harness::new("a_terminal_is_allocated_with_t_and_fed_with_i") else {
+        return;
+    };
+    let out = h
+        .run(
+            &["--rm", "-t"],
+            &["sh", "-c", "tty; echo TERM=$TERM; exit 4"],
+        )
+        .expect_code(4);
+    // A pty turns \n into \r\n on output.
+    assert_eq!(out.stdout, "/dev/pts/0\r\nTERM=xterm\r\n");
+
+    let mut child = std::process::Command::new(common::strata_bin())
+        .arg("--data-dir")
+        .arg(h.data_dir())
+        .args(["run", "--rm", "-t", "-i", "--rootfs"])
+        .arg(h.rootfs.path())
+        .args(["--", "sh", "-c", "read line; echo got $line"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("got hello"), "{text:?}");
+
+    // Without -i the container reads an empty stdin.
+    let mut child = std::process::Command::new(common::strata_bin())
+        .arg("--data-dir")
+        .arg(h.data_dir())
+        .args(["run", "--rm", "--rootfs"])
+        .arg(h.rootfs.path())
+        .args(["--", "sh", "-c", "cat; echo end"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // strata may have exited (and closed its end) already: a failed write is fine.
+    let _ = child.stdin.take().unwrap().write_all(b"ignored\n");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "end\n");
+}
+
+#[test]
 fn exec_joins_the_running_container() {
     let Some(h) = Harness::new("exec_joins_the_running_container") else {
         return;

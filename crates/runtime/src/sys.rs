@@ -1,0 +1,57 @@
+//! The few kernel calls nix has no safe wrapper for.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// A terminal's size in character cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+/// Reads the window size of the terminal `fd` (TIOCGWINSZ).
+pub fn window_size(fd: BorrowedFd<'_>) -> std::io::Result<WindowSize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: `fd` is a valid open descriptor for the borrow's lifetime, TIOCGWINSZ
+    // writes exactly one `winsize` through the pointer, which points to a live local.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut size) };
+    if rc == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(WindowSize {
+        rows: size.ws_row,
+        cols: size.ws_col,
+    })
+}
+
+/// Sets the window size of the terminal `fd` (TIOCSWINSZ).
+pub fn set_window_size(fd: BorrowedFd<'_>, size: WindowSize) -> std::io::Result<()> {
+    let size = libc::winsize {
+        ws_row: size.rows,
+        ws_col: size.cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: `fd` is a valid open descriptor for the borrow's lifetime; TIOCSWINSZ only
+    // reads one `winsize` through the pointer, which points to a live local.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    if rc == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of a descriptor just received through SCM_RIGHTS.
+pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel installed `fd` in this process's table while delivering the
+    // SCM_RIGHTS message; nothing else refers to it, so exactly one owner is created.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
