@@ -231,7 +231,8 @@ impl Runtime {
         let mut container = match self.load(id) {
             Ok(container) => container,
             Err(RuntimeError::NotFound(_)) if force && dir.exists() => {
-                // A create killed before it wrote state.json: no cgroup or process yet.
+                // A create killed before it wrote state.json.
+                kill_orphans_of_create(&self.root, id);
                 return remove_state_dir(&dir);
             }
             Err(err) => return Err(err),
@@ -250,6 +251,10 @@ impl Runtime {
             .then(|| container.spec().ok())
             .flatten()
             .and_then(|config| Cgroup::open(&config.cgroup_path).ok());
+        if force && status == Status::Creating {
+            // The creator died part-way: its forks may not have joined the cgroup yet.
+            kill_orphans_of_create(&self.root, id);
+        }
         if let Some(cgroup) = &cgroup {
             kill_every_process(cgroup);
         }
@@ -457,6 +462,50 @@ fn describe(container: &Container, rootfs: PathBuf) -> ContainerState {
             .map(|c| c.to_string_lossy().into_owned())
             .unwrap_or_default(),
         annotations: container.state.annotations.clone().unwrap_or_default(),
+    }
+}
+
+/// SIGKILLs the processes a killed `create` of `id` forked before they joined the
+/// container's cgroup. libcontainer names them `youki:[1:INTER]` and `youki:[2:INIT]`
+/// until the user program is exec'd, and they carry their creator's argv, which names
+/// the container ID (and the state root when one was given).
+///
+/// Note for maintainers: libcontainer sets no parent-death signal on these forks, so a
+/// SIGKILLed creator can leave an init waiting for `start` forever; this scan is the
+/// backstop until that is fixed upstream.
+fn kill_orphans_of_create(root: &Path, id: &ContainerId) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let root = root.to_string_lossy();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if !comm.starts_with("youki:[") {
+            continue;
+        }
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|arg| String::from_utf8_lossy(arg).into_owned())
+            .collect();
+        let names_id = argv.iter().any(|arg| arg == id.as_str());
+        let other_root = argv
+            .iter()
+            .position(|arg| arg == "--root")
+            .and_then(|i| argv.get(i + 1))
+            .is_some_and(|given| {
+                std::fs::canonicalize(given).map_or(true, |p| p.to_string_lossy() != root)
+            });
+        if names_id && !other_root {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
     }
 }
 

@@ -658,7 +658,7 @@ fn delete_force_cleans_up_after_a_runtime_killed_mid_create() {
     let Some(oci) = Oci::new("delete_force_cleans_up_after_a_runtime_killed_mid_create") else {
         return;
     };
-    for delay_ms in [0u64, 2, 5, 10, 20, 40] {
+    for delay_ms in [0u64, 2, 5, 10, 15, 20, 25, 30, 40, 60] {
         let id = oci.id("killed");
         oci.set_args(&id, &["sleep", "30"]);
         let mut child = Command::new(strata_bin())
@@ -682,7 +682,33 @@ fn delete_force_cleans_up_after_a_runtime_killed_mid_create() {
             wait_until(|| !cgroup_exists(&cgroup)),
             "cgroup {cgroup} left after a kill at {delay_ms} ms"
         );
+        // No fork of the killed create may survive (they carry its argv, hence the ID).
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            processes_naming(&id).is_empty(),
+            "processes left after a kill at {delay_ms} ms: {:?}",
+            processes_naming(&id)
+        );
+        assert!(
+            !cgroup_exists(&cgroup),
+            "cgroup {cgroup} reappeared after {delay_ms} ms"
+        );
     }
+}
+
+/// PIDs of processes whose argv names `id`.
+fn processes_naming(id: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .any(|arg| arg == id.as_bytes())
+        })
+        .collect()
 }
 
 fn read_all(mut file: std::fs::File) -> String {
