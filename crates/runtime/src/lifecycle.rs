@@ -230,10 +230,10 @@ impl Runtime {
         let dir = self.container_dir(id);
         let mut container = match self.load(id) {
             Ok(container) => container,
-            Err(RuntimeError::NotFound(_)) if force && dir.exists() => {
-                // A create killed before it wrote state.json.
-                kill_orphans_of_create(&self.root, id);
-                return remove_state_dir(&dir);
+            // A create killed before its state was complete: state.json missing or torn.
+            Err(err) if force && dir.exists() => {
+                tracing::warn!(container = %id, "removing a half-created container: {err}");
+                return remove_half_created(id, &self.root, &dir);
             }
             Err(err) => return Err(err),
         };
@@ -465,19 +465,40 @@ fn describe(container: &Container, rootfs: PathBuf) -> ContainerState {
     }
 }
 
-/// SIGKILLs the processes a killed `create` of `id` forked before they joined the
-/// container's cgroup. libcontainer names them `youki:[1:INTER]` and `youki:[2:INIT]`
-/// until the user program is exec'd, and they carry their creator's argv, which names
-/// the container ID (and the state root when one was given).
+/// Cleans up after a `create` that died before its state was complete: its forks, the
+/// cgroup named in libcontainer's saved config (if it got that far), the state dir.
+fn remove_half_created(id: &ContainerId, root: &Path, dir: &Path) -> Result<(), RuntimeError> {
+    kill_orphans_of_create(root, id);
+    if let Ok(config) = libcontainer::config::YoukiConfig::load(dir)
+        && let Ok(cgroup) = Cgroup::open(&config.cgroup_path)
+    {
+        kill_every_process(&cgroup);
+        if cgroup.exists() {
+            cgroup.remove().map_err(|source| RuntimeError::Cgroup {
+                id: id.to_string(),
+                source,
+            })?;
+        }
+    }
+    remove_state_dir(dir)
+}
+
+/// SIGKILLs a `create` of `id` that is still running or died part-way, and every fork
+/// of it that has not joined the container's cgroup, then waits (bounded) until they are
+/// gone. Forks carry their creator's argv (naming the ID, the `create`/`run` command and
+/// the state root when one was given); libcontainer renames them `youki:[1:INTER]` and
+/// `youki:[2:INIT]` but only once they run.
 ///
 /// Note for maintainers: libcontainer sets no parent-death signal on these forks, so a
-/// SIGKILLed creator can leave an init waiting for `start` forever; this scan is the
-/// backstop until that is fixed upstream.
+/// SIGKILLed creator can leave an intermediate that goes on to make the cgroup and an
+/// init that waits for `start` forever; this scan is the backstop until that is fixed.
 fn kill_orphans_of_create(root: &Path, id: &ContainerId) {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return;
     };
+    let me = std::process::id() as i32;
     let root = root.to_string_lossy();
+    let mut killed = Vec::new();
     for entry in entries.flatten() {
         let Some(pid) = entry
             .file_name()
@@ -486,8 +507,7 @@ fn kill_orphans_of_create(root: &Path, id: &ContainerId) {
         else {
             continue;
         };
-        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-        if !comm.starts_with("youki:[") {
+        if pid == me {
             continue;
         }
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
@@ -496,6 +516,7 @@ fn kill_orphans_of_create(root: &Path, id: &ContainerId) {
             .map(|arg| String::from_utf8_lossy(arg).into_owned())
             .collect();
         let names_id = argv.iter().any(|arg| arg == id.as_str());
+        let creates = argv.iter().any(|arg| arg == "create" || arg == "run");
         let other_root = argv
             .iter()
             .position(|arg| arg == "--root")
@@ -503,10 +524,28 @@ fn kill_orphans_of_create(root: &Path, id: &ContainerId) {
             .is_some_and(|given| {
                 std::fs::canonicalize(given).map_or(true, |p| p.to_string_lossy() != root)
             });
-        if names_id && !other_root {
+        if names_id && creates && !other_root {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+            killed.push(pid);
         }
     }
+    for _ in 0..200 {
+        if killed.iter().all(|pid| !is_alive(*pid)) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// True while `pid` exists and is not a zombie.
+fn is_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
 }
 
 /// SIGKILLs every process in `cgroup` until it is empty (bounded: 5 s).
