@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build=(pkg-config libseccomp-dev gcc)
-test=(busybox-static podman uidmap iproute2)
+test=(busybox-static podman uidmap iproute2 tmux)
 bench=(runc crun hyperfine)
 
 wanted=("${build[@]}")

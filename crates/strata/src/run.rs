@@ -277,9 +277,16 @@ fn run_foreground(store: &Store, id: &ContainerId, tty: bool, interactive: bool)
     };
     drop(console);
     let raw_mode = master.as_ref().map(|_| crate::tty::RawMode::enter());
+    // Block the forwarded signals before any thread starts: a signal goes to a thread
+    // that does not block it, and only the forwarding thread should get them. (Not
+    // before `create`: the container would inherit the mask.)
+    let signals = forwarded_signals(master.is_some());
+    let _ = signals.thread_block();
+    let mut resize_target = None;
     let output = match master {
         Some(master) => {
             crate::tty::copy_window_size(&master);
+            resize_target = master.try_clone().ok();
             Some(crate::tty::relay(master, interactive).context("cannot relay the terminal")?)
         }
         None => None,
@@ -289,7 +296,7 @@ fn run_foreground(store: &Store, id: &ContainerId, tty: bool, interactive: bool)
         return Err(err.into());
     }
     let memory_limit = store.meta(id).ok().and_then(|m| m.memory_limit);
-    let forwarder = forward_signals(state.pid);
+    let forwarder = forward_signals(signals, state.pid, resize_target);
     let exit = wait_for_exit(state.pid)?;
     drop(forwarder);
     if let Some(output) = output {
@@ -306,8 +313,8 @@ fn run_foreground(store: &Store, id: &ContainerId, tty: bool, interactive: bool)
     Ok(u8::try_from(record.code).unwrap_or(255))
 }
 
-/// Forwards SIGINT, SIGTERM, SIGHUP and SIGQUIT received by this process to `pid`.
-fn forward_signals(pid: i32) -> std::thread::JoinHandle<()> {
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT, plus SIGWINCH with a terminal.
+fn forwarded_signals(terminal: bool) -> SigSet {
     let mut set = SigSet::empty();
     for signal in [
         Signal::SIGINT,
@@ -317,10 +324,27 @@ fn forward_signals(pid: i32) -> std::thread::JoinHandle<()> {
     ] {
         set.add(signal);
     }
-    // Blocked here, so the thread below (which inherits the mask) receives them via sigwait.
-    let _ = set.thread_block();
+    if terminal {
+        set.add(Signal::SIGWINCH);
+    }
+    set
+}
+
+/// Forwards the (already blocked) `signals` this process receives to `pid`; SIGWINCH
+/// resizes the container's terminal to ours instead.
+fn forward_signals(
+    signals: SigSet,
+    pid: i32,
+    terminal: Option<std::os::fd::OwnedFd>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        while let Ok(signal) = set.wait() {
+        while let Ok(signal) = signals.wait() {
+            if signal == Signal::SIGWINCH {
+                if let Some(terminal) = &terminal {
+                    crate::tty::copy_window_size(terminal);
+                }
+                continue;
+            }
             let target = nix::unistd::Pid::from_raw(pid);
             if nix::sys::signal::kill(target, signal).is_err() {
                 return;

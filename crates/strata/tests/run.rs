@@ -399,6 +399,83 @@ fn a_terminal_is_allocated_with_t_and_fed_with_i() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "end\n");
 }
 
+/// Runs `tmux` with the test's own server socket.
+fn tmux(socket: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("tmux")
+        .arg("-S")
+        .arg(socket)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_interactive_terminal_follows_typing_and_window_resizes() {
+    let Some(h) = Harness::new("an_interactive_terminal_follows_typing_and_window_resizes") else {
+        return;
+    };
+    if std::process::Command::new("tmux")
+        .arg("-V")
+        .output()
+        .is_err()
+    {
+        println!(
+            "SKIP an_interactive_terminal_follows_typing_and_window_resizes: tmux is not installed"
+        );
+        return;
+    }
+    let socket = h.data_dir().join("tmux.sock");
+    let command = format!(
+        "{} --data-dir {} run --rm -it --rootfs {} -- sh; sleep 30",
+        common::strata_bin().display(),
+        h.data_dir().display(),
+        h.rootfs.path().display()
+    );
+    /// Ends the test's tmux server (and what runs in it) even when an assertion fails.
+    struct KillServer<'a>(&'a std::path::Path);
+    impl Drop for KillServer<'_> {
+        fn drop(&mut self) {
+            tmux(self.0, &["kill-server"]);
+        }
+    }
+    let _server = KillServer(&socket);
+    let started = tmux(
+        &socket,
+        &[
+            "new-session",
+            "-d",
+            "-s",
+            "t",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &command,
+        ],
+    );
+    assert!(started.status.success(), "{started:?}");
+    let screen = || {
+        String::from_utf8_lossy(&tmux(&socket, &["capture-pane", "-t", "t", "-p"]).stdout)
+            .into_owned()
+    };
+    let typed = |keys: &str| {
+        tmux(&socket, &["send-keys", "-t", "t", keys, "Enter"]);
+    };
+    typed("stty size");
+    let first = h.eventually(|| screen().contains("30 100"));
+    tmux(
+        &socket,
+        &["resize-window", "-t", "t", "-x", "120", "-y", "40"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    typed("stty size; echo typed-$((6*7))");
+    let resized = h.eventually(|| screen().contains("40 120") && screen().contains("typed-42"));
+    typed("exit");
+    let shown = screen();
+    assert!(first, "initial size not passed on: {shown}");
+    assert!(resized, "resize or typing not passed on: {shown}");
+}
+
 #[test]
 fn exec_joins_the_running_container() {
     let Some(h) = Harness::new("exec_joins_the_running_container") else {
