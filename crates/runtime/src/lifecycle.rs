@@ -251,8 +251,15 @@ impl Runtime {
             .then(|| container.spec().ok())
             .flatten()
             .and_then(|config| Cgroup::open(&config.cgroup_path).ok());
-        if force && status == Status::Creating {
-            // The creator died part-way: its forks may not have joined the cgroup yet.
+        // The creator died part-way: its forks may not have joined the cgroup yet. The
+        // saved status tells (a refreshed one reads `stopped` while no init PID is known).
+        let saved = libcontainer::container::state::State::load(&dir).map(|s| s.status);
+        if force
+            && matches!(
+                saved,
+                Ok(libcontainer::container::ContainerStatus::Creating)
+            )
+        {
             kill_orphans_of_create(&self.root, id);
         }
         if let Some(cgroup) = &cgroup {

@@ -426,7 +426,7 @@ fn an_interactive_terminal_follows_typing_and_window_resizes() {
     }
     let socket = h.data_dir().join("tmux.sock");
     let command = format!(
-        "{} --data-dir {} run --rm -it --rootfs {} -- sh; sleep 30",
+        "{} --data-dir {} run --rm -it --rootfs {} -- sh; echo strata-exited=$?; sleep 30",
         common::strata_bin().display(),
         h.data_dir().display(),
         h.rootfs.path().display()
@@ -470,8 +470,14 @@ fn an_interactive_terminal_follows_typing_and_window_resizes() {
     std::thread::sleep(std::time::Duration::from_millis(300));
     typed("stty size; echo typed-$((6*7))");
     let resized = h.eventually(|| screen().contains("40 120") && screen().contains("typed-42"));
-    typed("exit");
+    typed("exit 3");
+    // Let strata finish (and clean up) before the tmux server goes away.
+    let exited = h.eventually(|| screen().contains("strata-exited=3"));
     let shown = screen();
+    assert!(
+        exited,
+        "the container's exit code did not come back: {shown}"
+    );
     assert!(first, "initial size not passed on: {shown}");
     assert!(resized, "resize or typing not passed on: {shown}");
 }
