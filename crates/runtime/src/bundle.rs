@@ -140,8 +140,9 @@ impl Bundle {
             return Err(BundleError::RootfsMissing(rootfs));
         }
         check_supported(&spec)?;
-        check_capabilities(&spec, &HostPrivileges::current())?;
-        check_rlimits(&spec, &HostPrivileges::current())?;
+        let host = HostPrivileges::current();
+        check_capabilities(&spec, &host)?;
+        check_rlimits(&spec, &host)?;
         Ok(Self { path, spec, rootfs })
     }
 }

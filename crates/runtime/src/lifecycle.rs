@@ -84,17 +84,17 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Opens (creating if needed, mode 0700) the state root.
+    /// Opens the state root, creating it (mode 0700) if needed.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, RuntimeError> {
         let root = root.into();
-        std::fs::create_dir_all(&root).map_err(|source| RuntimeError::Root {
-            path: root.clone(),
-            source,
-        })?;
-        set_private(&root).map_err(|source| RuntimeError::Root {
-            path: root.clone(),
-            source,
-        })?;
+        if !root.is_dir() {
+            std::fs::create_dir_all(&root)
+                .and_then(|()| set_private(&root))
+                .map_err(|source| RuntimeError::Root {
+                    path: root.clone(),
+                    source,
+                })?;
+        }
         let root = std::fs::canonicalize(&root).map_err(|source| RuntimeError::Root {
             path: root.clone(),
             source,

@@ -390,18 +390,23 @@ pub fn parse_user(text: &str) -> Result<(u32, Option<u32>)> {
     Ok((uid, gid))
 }
 
+/// Parses an optional `UID[:GID]` into the optional IDs `exec` takes.
+pub fn parse_optional_user(text: Option<&str>) -> Result<(Option<u32>, Option<u32>)> {
+    match text {
+        Some(user) => {
+            let (uid, gid) = parse_user(user)?;
+            Ok((Some(uid), gid))
+        }
+        None => Ok((None, None)),
+    }
+}
+
 fn exec(runtime: &Runtime, args: &ExecArgs) -> Result<u8> {
     let id = parse_id(&args.id)?;
     if args.process.is_none() && args.command.is_empty() {
         bail!("exec needs a command (or --process FILE)");
     }
-    let (uid, gid) = match &args.user {
-        Some(user) => {
-            let (uid, gid) = parse_user(user)?;
-            (Some(uid), gid)
-        }
-        None => (None, None),
-    };
+    let (uid, gid) = parse_optional_user(args.user.as_deref())?;
     let pid = runtime.exec(
         &id,
         ExecOptions {

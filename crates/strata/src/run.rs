@@ -17,24 +17,22 @@ use strata_runtime::{
 use crate::cli::{Command, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StatsArgs, StopArgs};
 use crate::containers::{Entry, Meta, Store};
 use crate::logfile::{Stream, parse_record};
-use crate::oci::parse_user;
+use crate::oci::{parse_optional_user, parse_user};
 use crate::{monitor, output};
 
 /// Runs a command; returns the process exit code.
 pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
-    if let Command::Oci(args) = command {
-        return Ok(crate::oci::main(args));
-    }
-    let store = Store::open(data_dir)?;
+    // OCI commands keep their state under runc's --root: only the others open the data dir.
+    let store = || Store::open(data_dir);
     match command {
-        Command::Run(args) => run(&store, *args),
-        Command::Ps(args) => ps(&store, &args).map(|()| 0),
-        Command::Logs(args) => logs(&store, &args).map(|()| 0),
-        Command::Stop(args) => stop(&store, &args).map(|()| 0),
-        Command::Rm(args) => rm(&store, &args).map(|()| 0),
-        Command::Exec(args) => exec(&store, args),
-        Command::Stats(args) => stats(&store, &args).map(|()| 0),
-        Command::Monitor(args) => monitor::run(&store, &ContainerId::new(args.container)?),
+        Command::Run(args) => run(&store()?, *args),
+        Command::Ps(args) => ps(&store()?, &args).map(|()| 0),
+        Command::Logs(args) => logs(&store()?, &args).map(|()| 0),
+        Command::Stop(args) => stop(&store()?, &args).map(|()| 0),
+        Command::Rm(args) => rm(&store()?, &args).map(|()| 0),
+        Command::Exec(args) => exec(&store()?, args),
+        Command::Stats(args) => stats(&store()?, &args).map(|()| 0),
+        Command::Monitor(args) => monitor::run(&store()?, &ContainerId::new(args.container)?),
         Command::Oci(args) => Ok(crate::oci::main(args)),
     }
 }
@@ -538,13 +536,7 @@ fn rm(store: &Store, args: &RmArgs) -> Result<()> {
 fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
     let id = ContainerId::new(args.container.clone())?;
     store.meta(&id)?;
-    let (uid, gid) = match &args.user {
-        Some(user) => {
-            let (uid, gid) = parse_user(user)?;
-            (Some(uid), gid)
-        }
-        None => (None, None),
-    };
+    let (uid, gid) = parse_optional_user(args.user.as_deref())?;
     let pid = store.runtime().exec(
         &id,
         ExecOptions {

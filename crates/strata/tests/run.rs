@@ -365,38 +365,18 @@ fn a_terminal_is_allocated_with_t_and_fed_with_i() {
     // A pty turns \n into \r\n on output.
     assert_eq!(out.stdout, "/dev/pts/0\r\nTERM=xterm\r\n");
 
-    let mut child = std::process::Command::new(common::strata_bin())
-        .arg("--data-dir")
-        .arg(h.data_dir())
-        .args(["run", "--rm", "-t", "-i", "--rootfs"])
-        .arg(h.rootfs.path())
-        .args(["--", "sh", "-c", "read line; echo got $line"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("got hello"), "{text:?}");
+    let out = h
+        .run_with_input(
+            &["--rm", "-t", "-i"],
+            &["sh", "-c", "read line; echo got $line"],
+            b"hello\n",
+        )
+        .ok();
+    assert!(out.stdout.contains("got hello"), "{:?}", out.stdout);
 
     // Without -i the container reads an empty stdin.
-    let mut child = std::process::Command::new(common::strata_bin())
-        .arg("--data-dir")
-        .arg(h.data_dir())
-        .args(["run", "--rm", "--rootfs"])
-        .arg(h.rootfs.path())
-        .args(["--", "sh", "-c", "cat; echo end"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // strata may have exited (and closed its end) already: a failed write is fine.
-    let _ = child.stdin.take().unwrap().write_all(b"ignored\n");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "end\n");
+    let out = h.run_with_input(&["--rm"], &["sh", "-c", "cat; echo end"], b"ignored\n");
+    assert_eq!(out.stdout, "end\n");
 }
 
 /// Runs `tmux` with the test's own server socket.

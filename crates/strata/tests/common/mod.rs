@@ -90,6 +90,29 @@ impl Harness {
         self.strata(&args)
     }
 
+    /// Runs `strata run --rootfs R <options> -- <command>` with `input` on its stdin.
+    /// A failed write is ignored: without -i, strata may exit before reading it.
+    pub fn run_with_input(&self, options: &[&str], command: &[&str], input: &[u8]) -> Run {
+        use std::io::Write;
+        let mut child = Command::new(strata_bin())
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(["run", "--rootfs"])
+            .arg(self.rootfs.path())
+            .args(options)
+            .arg("--")
+            .args(command)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn strata");
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(input);
+        }
+        child.wait_with_output().expect("wait for strata").into()
+    }
+
     /// IDs of every container `strata ps -a` lists.
     pub fn all_ids(&self) -> Vec<String> {
         self.strata(&["ps", "-a", "-q"])
