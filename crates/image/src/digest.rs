@@ -6,7 +6,8 @@ use std::str::FromStr;
 use sha2::{Digest as _, Sha256};
 
 /// A validated sha256 content digest.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Digest {
     hex: String,
 }
@@ -49,6 +50,19 @@ impl Digest {
     /// The algorithm name.
     pub fn algorithm(&self) -> &'static str {
         "sha256"
+    }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = DigestError;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        text.parse()
+    }
+}
+
+impl From<Digest> for String {
+    fn from(digest: Digest) -> String {
+        digest.to_string()
     }
 }
 

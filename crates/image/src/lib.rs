@@ -1,14 +1,18 @@
 //! OCI images for Strata (milestone 2, in progress).
 //!
 //! Landed so far: content digests, image references parsed the way the container
-//! ecosystem parses them, and a content-addressed blob store that verifies every blob
-//! against its digest and size before it becomes visible. Manifests, layers, overlay
-//! snapshots, the registry client and builds follow.
+//! ecosystem parses them, a content-addressed blob store that verifies every blob
+//! against its digest and size before it becomes visible, and the manifest, index and
+//! config documents. Layers, overlay snapshots, the registry client and builds follow.
 
+pub mod config;
 pub mod digest;
+pub mod manifest;
 pub mod reference;
 pub mod store;
 
+pub use config::ImageConfig;
 pub use digest::{Digest, DigestError};
+pub use manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError, Platform};
 pub use reference::{Reference, ReferenceError};
-pub use store::{ContentStore, StoreError};
+pub use store::{BlobWriter, ContentStore, StoreError};

@@ -130,75 +130,48 @@ impl ContentStore {
                 .len();
             return Ok(size);
         }
-        let tmp = self.ingest_dir().join(format!(
-            "{}-{}-{}",
-            expected.hex(),
-            std::process::id(),
-            INGEST_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = self.write_verified(&mut content, &tmp, expected, expected_size);
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
-    }
-
-    fn write_verified(
-        &self,
-        content: &mut impl Read,
-        tmp: &Path,
-        expected: &Digest,
-        expected_size: Option<u64>,
-    ) -> Result<u64, StoreError> {
-        let file = File::create(tmp).map_err(io("cannot create", tmp))?;
-        let mut out = BufWriter::new(file);
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
+        let mut writer = self.writer(expected.hex())?;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             let n = content
                 .read(&mut buf)
-                .map_err(io("cannot read content for", tmp))?;
+                .map_err(io("cannot read content for", &writer.tmp))?;
             if n == 0 {
                 break;
             }
-            size += n as u64;
             if let Some(limit) = expected_size
-                && size > limit
+                && writer.size + n as u64 > limit
             {
                 return Err(StoreError::TooLong {
                     digest: expected.clone(),
                     expected: limit,
                 });
             }
-            hasher.update(&buf[..n]);
-            out.write_all(&buf[..n]).map_err(io("cannot write", tmp))?;
+            writer
+                .write_all(&buf[..n])
+                .map_err(io("cannot write", &writer.tmp))?;
         }
-        let file = out.into_inner().map_err(|e| StoreError::Io {
-            operation: "cannot write",
-            path: tmp.to_path_buf(),
-            source: e.into_error(),
-        })?;
-        let actual = Digest::from_hasher(hasher);
-        if &actual != expected {
-            return Err(StoreError::DigestMismatch {
-                expected: expected.clone(),
-                actual,
-            });
-        }
-        if let Some(expected_size) = expected_size
-            && size != expected_size
-        {
-            return Err(StoreError::SizeMismatch {
-                digest: expected.clone(),
-                expected: expected_size,
-                actual: size,
-            });
-        }
-        file.sync_all().map_err(io("cannot sync", tmp))?;
-        let target = self.path(expected);
-        std::fs::rename(tmp, &target).map_err(io("cannot store", &target))?;
+        let (_, size) = writer.commit(Some((expected, expected_size)))?;
         Ok(size)
+    }
+
+    /// A writer for content whose digest is learnt as it is written (a layer Strata
+    /// builds). Nothing is visible until [`BlobWriter::commit`]; dropping the writer
+    /// discards what was written. `label` only names the temporary file.
+    pub fn writer(&self, label: &str) -> Result<BlobWriter<'_>, StoreError> {
+        let tmp = self.ingest_dir().join(format!(
+            "{label}-{}-{}",
+            std::process::id(),
+            INGEST_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = File::create(&tmp).map_err(io("cannot create", &tmp))?;
+        Ok(BlobWriter {
+            store: self,
+            out: Some(BufWriter::new(file)),
+            tmp,
+            hasher: Sha256::new(),
+            size: 0,
+        })
     }
 
     /// Stores `bytes` under their own digest (for content Strata writes itself).
@@ -243,6 +216,91 @@ impl ContentStore {
             .collect();
         digests.sort();
         Ok(digests)
+    }
+}
+
+/// A blob being written into the store; see [`ContentStore::writer`].
+#[derive(Debug)]
+pub struct BlobWriter<'s> {
+    store: &'s ContentStore,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Write for BlobWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let out = self
+            .out
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("blob writer already committed"))?;
+        let n = out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self.out.as_mut() {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl BlobWriter<'_> {
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Makes the blob visible under its digest, after checking it against `expected`
+    /// (digest and optional size) when given. Returns the digest and size.
+    pub fn commit(
+        mut self,
+        expected: Option<(&Digest, Option<u64>)>,
+    ) -> Result<(Digest, u64), StoreError> {
+        let out = self.out.take().ok_or_else(|| StoreError::Io {
+            operation: "cannot commit twice",
+            path: self.tmp.clone(),
+            source: std::io::Error::other("blob writer already committed"),
+        })?;
+        let file = out.into_inner().map_err(|e| StoreError::Io {
+            operation: "cannot write",
+            path: self.tmp.clone(),
+            source: e.into_error(),
+        })?;
+        let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
+        if let Some((expected, expected_size)) = expected {
+            if &actual != expected {
+                return Err(StoreError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                });
+            }
+            if let Some(expected_size) = expected_size
+                && self.size != expected_size
+            {
+                return Err(StoreError::SizeMismatch {
+                    digest: expected.clone(),
+                    expected: expected_size,
+                    actual: self.size,
+                });
+            }
+        }
+        file.sync_all().map_err(io("cannot sync", &self.tmp))?;
+        let target = self.store.path(&actual);
+        std::fs::rename(&self.tmp, &target).map_err(io("cannot store", &target))?;
+        Ok((actual, self.size))
+    }
+}
+
+impl Drop for BlobWriter<'_> {
+    fn drop(&mut self) {
+        // After a commit the file has been renamed away and this is a no-op; otherwise
+        // (never committed, or the commit failed) nothing of it may stay.
+        let _ = std::fs::remove_file(&self.tmp);
     }
 }
 
@@ -321,6 +379,28 @@ mod tests {
         assert!(matches!(err, StoreError::Io { .. }), "{err}");
         assert!(!store.contains(&digest));
         assert_eq!(ingest_files(&store), 0);
+    }
+
+    #[test]
+    fn a_blob_writer_commits_under_the_digest_it_learnt() {
+        let (_dir, store) = store();
+        let mut writer = store.writer("layer").unwrap();
+        writer.write_all(b"built ").unwrap();
+        writer.write_all(b"layer").unwrap();
+        assert_eq!(ingest_files(&store), 1);
+        let (digest, size) = writer.commit(None).unwrap();
+        assert_eq!(digest, Digest::of(b"built layer"));
+        assert_eq!(size, 11);
+        assert_eq!(store.read(&digest).unwrap(), b"built layer");
+
+        let mut abandoned = store.writer("layer").unwrap();
+        abandoned.write_all(b"half").unwrap();
+        drop(abandoned);
+        let mut wrong = store.writer("layer").unwrap();
+        wrong.write_all(b"other").unwrap();
+        assert!(wrong.commit(Some((&digest, None))).is_err());
+        assert_eq!(ingest_files(&store), 0);
+        assert_eq!(store.list().unwrap(), vec![digest]);
     }
 
     #[test]
