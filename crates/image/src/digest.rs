@@ -6,7 +6,9 @@ use std::str::FromStr;
 use sha2::{Digest as _, Sha256};
 
 /// A validated sha256 content digest.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct Digest {
     hex: String,

@@ -6,13 +6,20 @@
 //! config documents. Layers, overlay snapshots, the registry client and builds follow.
 
 pub mod config;
+pub mod containerfile;
 pub mod digest;
+pub mod images;
+pub mod import;
 pub mod manifest;
+pub mod pack;
 pub mod reference;
+pub mod snapshot;
 pub mod store;
 
 pub use config::ImageConfig;
 pub use digest::{Digest, DigestError};
+pub use images::{GcReport, Image, ImageError, ImageStore, Lease, RefTarget};
 pub use manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError, Platform};
 pub use reference::{Reference, ReferenceError};
+pub use snapshot::{Snapshots, chain_ids};
 pub use store::{BlobWriter, ContentStore, StoreError};

@@ -242,12 +242,11 @@ impl Manifest {
     /// descriptor pointing here) said; the document's own `mediaType` wins when present,
     /// and an OCI document without either is told apart by its `manifests` field.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Self, ManifestError> {
-        let probe: Probe = serde_json::from_slice(bytes).map_err(|source| {
-            ManifestError::Malformed {
+        let probe: Probe =
+            serde_json::from_slice(bytes).map_err(|source| ManifestError::Malformed {
                 what: "manifest",
                 source,
-            }
-        })?;
+            })?;
         if probe.schema_version != 2 {
             return Err(ManifestError::UnsupportedSchema(probe.schema_version));
         }

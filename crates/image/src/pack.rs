@@ -1,0 +1,231 @@
+//! Packing a directory into a gzip-compressed layer blob (the reverse of unpacking):
+//! used by `image import-rootfs` and by build steps.
+//!
+//! Entries are written in sorted order with their mode, ownership and mtime; symlinks
+//! are stored as links (never followed), files with several links become tar hardlinks
+//! to the first path seen, and device nodes and fifos keep their type and numbers.
+//! Sockets are skipped (they cannot be archived). Extended attributes are not packed yet.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::Digest;
+use crate::manifest::{Descriptor, media_type};
+use crate::store::{ContentStore, StoreError};
+
+/// Why a directory could not be packed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// Reading the directory or writing the archive failed.
+    #[error("cannot pack {path}")]
+    Io {
+        /// The file being packed.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Storing the blob failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A packed layer: the blob's descriptor and the digest of its uncompressed tar.
+#[derive(Debug, Clone)]
+pub struct PackedLayer {
+    /// The compressed blob as stored.
+    pub descriptor: Descriptor,
+    /// The uncompressed tar's digest (the config's `rootfs.diff_ids` entry).
+    pub diff_id: Digest,
+}
+
+/// Hashes everything written through it (the diff ID of the uncompressed tar).
+struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Packs the content of `dir` (not `dir` itself) into a gzip layer in `store`.
+pub fn pack_directory(dir: &Path, store: &ContentStore) -> Result<PackedLayer, PackError> {
+    let blob = store.writer("layer")?;
+    let gzip = flate2::write::GzEncoder::new(blob, flate2::Compression::fast());
+    let hashing = HashingWriter {
+        inner: gzip,
+        hasher: Sha256::new(),
+    };
+    let mut builder = tar::Builder::new(hashing);
+    builder.follow_symlinks(false);
+    let mut links = std::collections::HashMap::new();
+    append_tree(&mut builder, dir, Path::new(""), &mut links)?;
+    let io_err = |source| PackError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let hashing = builder.into_inner().map_err(io_err)?;
+    let diff_id = Digest::from_hasher(hashing.hasher);
+    let blob = hashing.inner.finish().map_err(io_err)?;
+    let (digest, size) = blob.commit(None)?;
+    Ok(PackedLayer {
+        descriptor: Descriptor {
+            media_type: media_type::OCI_LAYER_GZIP.to_string(),
+            digest,
+            size,
+            platform: None,
+            annotations: Default::default(),
+            urls: Vec::new(),
+        },
+        diff_id,
+    })
+}
+
+type Links = std::collections::HashMap<(u64, u64), PathBuf>;
+
+fn append_tree<W: Write>(
+    builder: &mut tar::Builder<W>,
+    root: &Path,
+    relative: &Path,
+    links: &mut Links,
+) -> Result<(), PackError> {
+    let dir = root.join(relative);
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| PackError::Io { path, source }
+    };
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .map_err(io_err(&dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(io_err(&dir))?;
+    names.sort();
+    for name in names {
+        let rel = relative.join(&name);
+        let path = root.join(&rel);
+        let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+        let kind = meta.file_type();
+        if kind.is_socket() {
+            continue;
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
+        header.set_mode(meta.mode() & 0o7777);
+        if !kind.is_dir() && meta.nlink() > 1 {
+            let key = (meta.dev(), meta.ino());
+            if let Some(first) = links.get(&key) {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                builder
+                    .append_link(&mut header, &rel, first)
+                    .map_err(io_err(&path))?;
+                continue;
+            }
+            links.insert(key, rel.clone());
+        }
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&path).map_err(io_err(&path))?;
+            header.set_size(0);
+            builder
+                .append_link(&mut header, &rel, target)
+                .map_err(io_err(&path))?;
+        } else if kind.is_file() {
+            let file = File::open(&path).map_err(io_err(&path))?;
+            builder
+                .append_data(&mut header, &rel, file)
+                .map_err(io_err(&path))?;
+        } else if kind.is_dir() {
+            header.set_size(0);
+            builder
+                .append_data(&mut header, &rel, std::io::empty())
+                .map_err(io_err(&path))?;
+            append_tree(builder, root, &rel, links)?;
+        } else {
+            // Character and block devices, fifos.
+            let rdev = meta.rdev();
+            header.set_size(0);
+            header
+                .set_device_major(nix::sys::stat::major(rdev) as u32)
+                .and_then(|()| header.set_device_minor(nix::sys::stat::minor(rdev) as u32))
+                .map_err(io_err(&path))?;
+            builder
+                .append_data(&mut header, &rel, std::io::empty())
+                .map_err(io_err(&path))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[test]
+    fn a_directory_packs_into_a_layer_whose_diff_id_is_its_tar() {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir_all(tree.join("bin")).unwrap();
+        std::fs::write(tree.join("bin/tool"), b"#!/bin/sh\n").unwrap();
+        std::fs::hard_link(tree.join("bin/tool"), tree.join("bin/tool2")).unwrap();
+        std::os::unix::fs::symlink("/bin/tool", tree.join("link")).unwrap();
+        let store = ContentStore::open(dir.path().join("store")).unwrap();
+
+        let layer = pack_directory(&tree, &store).unwrap();
+        let blob = std::fs::read(store.path(&layer.descriptor.digest)).unwrap();
+        assert_eq!(Digest::of(&blob), layer.descriptor.digest);
+        let mut tar_bytes = Vec::new();
+        flate2::read::GzDecoder::new(&blob[..])
+            .read_to_end(&mut tar_bytes)
+            .unwrap();
+        assert_eq!(Digest::of(&tar_bytes), layer.diff_id);
+
+        let mut archive = tar::Archive::new(&tar_bytes[..]);
+        let entries: Vec<(String, tar::EntryType, Option<String>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                    e.link_name().unwrap().map(|l| l.display().to_string()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            vec![
+                ("bin".into(), tar::EntryType::Directory, None),
+                ("bin/tool".into(), tar::EntryType::Regular, None),
+                (
+                    "bin/tool2".into(),
+                    tar::EntryType::Link,
+                    Some("bin/tool".into())
+                ),
+                (
+                    "link".into(),
+                    tar::EntryType::Symlink,
+                    Some("/bin/tool".into())
+                ),
+            ]
+        );
+        // Packing the same tree again gives the same layer.
+        assert_eq!(
+            pack_directory(&tree, &store).unwrap().diff_id,
+            layer.diff_id
+        );
+    }
+}
