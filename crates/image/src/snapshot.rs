@@ -150,7 +150,7 @@ mod tests {
         assert_eq!(chains[0], a);
         assert_eq!(chains[1], Digest::of(format!("{a} {b}").as_bytes()));
         // The same layer on another base is another snapshot.
-        assert_ne!(chain_ids(&[b.clone()])[0], chains[1]);
+        assert_ne!(chain_ids(std::slice::from_ref(&b))[0], chains[1]);
         assert!(chain_ids(&[]).is_empty());
     }
 

@@ -85,7 +85,7 @@ fn imported_images_resolve_by_reference_and_id_and_gc_keeps_what_is_named() {
     store.untag(&"localhost/other".parse().unwrap()).unwrap();
     assert_eq!(
         store
-            .collect_garbage(&[other.digest.clone()])
+            .collect_garbage(std::slice::from_ref(&other.digest))
             .unwrap()
             .blobs,
         0
