@@ -99,9 +99,9 @@ struct RefsFile {
 /// An image resolved to one platform: its manifest and config.
 #[derive(Debug, Clone)]
 pub struct Image {
-    /// The digest of what the name points at (an index or a manifest): the image's
+    /// What the name points at (an index or a manifest); its digest is the image's
     /// repository digest.
-    pub digest: Digest,
+    pub target: RefTarget,
     /// The platform manifest's digest (equal to `digest` unless it came from an index).
     pub manifest_digest: Digest,
     /// The manifest.
@@ -115,6 +115,11 @@ pub struct Image {
 }
 
 impl Image {
+    /// The repository digest (of the manifest or index the name points at).
+    pub fn digest(&self) -> &Digest {
+        &self.target.digest
+    }
+
     /// The image ID (config digest).
     pub fn id(&self) -> &Digest {
         &self.config_digest
@@ -303,7 +308,7 @@ impl ImageStore {
             }
         })?;
         Ok(Image {
-            digest: target.digest.clone(),
+            target: target.clone(),
             manifest_digest,
             manifest,
             config_digest,
@@ -379,7 +384,7 @@ impl ImageStore {
                 .list()?
                 .into_iter()
                 .filter(|i| {
-                    i.config_digest.hex().starts_with(prefix) || i.digest.hex().starts_with(prefix)
+                    i.config_digest.hex().starts_with(prefix) || i.target.digest.hex().starts_with(prefix)
                 })
                 .collect();
             let ids: BTreeSet<&Digest> = matching.iter().map(|i| &i.config_digest).collect();

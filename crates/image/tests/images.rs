@@ -51,7 +51,7 @@ fn imported_images_resolve_by_reference_and_id_and_gc_keeps_what_is_named() {
         store.resolve(&image.id().hex()[..12]).unwrap().id(),
         image.id()
     );
-    let pinned = format!("localhost/web@{}", image.digest);
+    let pinned = format!("localhost/web@{}", image.digest());
     assert_eq!(store.resolve(&pinned).unwrap().id(), image.id());
     assert!(matches!(
         store.resolve("localhost/nope"),
@@ -85,7 +85,7 @@ fn imported_images_resolve_by_reference_and_id_and_gc_keeps_what_is_named() {
     store.untag(&"localhost/other".parse().unwrap()).unwrap();
     assert_eq!(
         store
-            .collect_garbage(std::slice::from_ref(&other.digest))
+            .collect_garbage(std::slice::from_ref(other.digest()))
             .unwrap()
             .blobs,
         0

@@ -45,6 +45,13 @@ pub enum Command {
     Exec(ExecArgs),
     /// Show a container's cgroup figures (CPU, memory, pids).
     Stats(StatsArgs),
+    /// Manage images: list, inspect, tag, remove, prune, import.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// List images (same as `image ls`).
+    Images(ImageLsArgs),
+    /// Remove images (same as `image rm`).
+    Rmi(ImageRmArgs),
     /// The runc-compatible OCI runtime (also reachable as the `strata-runc` binary).
     Oci(OciCli),
     /// Internal: supervises a detached container (logs, exit status).
@@ -55,9 +62,10 @@ pub enum Command {
 /// `strata run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Directory to use as the container's root file system.
+    /// Use this directory as the root file system instead of an image (every
+    /// positional argument is then the command).
     #[arg(long, value_name = "DIR")]
-    pub rootfs: PathBuf,
+    pub rootfs: Option<PathBuf>,
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
@@ -124,9 +132,10 @@ pub struct RunArgs {
     /// Security options: `seccomp=unconfined`.
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, num_args = 1..)]
-    pub command: Vec<String>,
+    /// IMAGE [COMMAND [ARG…]] (with --rootfs: COMMAND [ARG…]). The command replaces
+    /// the image's Cmd; its Entrypoint stays.
+    #[arg(trailing_var_arg = true, value_name = "IMAGE [COMMAND [ARG...]]")]
+    pub args: Vec<String>,
 }
 
 /// `strata ps`.
@@ -212,4 +221,68 @@ pub struct StatsArgs {
 pub struct MonitorArgs {
     /// The prepared container.
     pub container: String,
+}
+
+/// `strata image …`.
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images.
+    #[command(visible_alias = "list")]
+    Ls(ImageLsArgs),
+    /// Show an image's configuration and layers as JSON.
+    Inspect {
+        /// Image references or IDs.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Give an image another name.
+    Tag {
+        /// The image (reference or ID).
+        source: String,
+        /// The new reference.
+        target: String,
+    },
+    /// Remove image references; blobs no image needs any more are deleted.
+    #[command(visible_alias = "remove")]
+    Rm(ImageRmArgs),
+    /// Delete blobs and snapshots no image needs (with --all, also every image no
+    /// container uses).
+    Prune {
+        /// Also remove every image no container uses.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Make a one-layer image from a directory.
+    ImportRootfs {
+        /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE,
+        /// WORKDIR, USER, LABEL, VOLUME, STOPSIGNAL).
+        #[arg(short, long, value_name = "INSTRUCTION")]
+        change: Vec<String>,
+        /// The root file system directory.
+        dir: PathBuf,
+        /// The reference to tag the image with.
+        reference: String,
+    },
+}
+
+/// `strata image ls`.
+#[derive(Debug, Args)]
+pub struct ImageLsArgs {
+    /// Print only image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show repository digests.
+    #[arg(long)]
+    pub digests: bool,
+}
+
+/// `strata image rm`.
+#[derive(Debug, Args)]
+pub struct ImageRmArgs {
+    /// Remove every tag of an image given by ID, and images containers use.
+    #[arg(short, long)]
+    pub force: bool,
+    /// Image references or IDs.
+    #[arg(required = true)]
+    pub images: Vec<String>,
 }

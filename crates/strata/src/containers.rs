@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use strata_image::Digest;
 use strata_runtime::{ContainerId, ContainerState, Runtime, RuntimeError, Signal, Spec, Status};
 
 /// What the user asked for, kept for `ps` and the monitor.
@@ -20,12 +21,26 @@ pub struct Meta {
     pub command: Vec<String>,
     /// Root file system directory.
     pub rootfs: PathBuf,
+    /// The image the root file system comes from (none for `--rootfs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageUse>,
     /// Creation time.
     pub created: DateTime<Utc>,
     /// Remove the container when it exits.
     pub auto_remove: bool,
     /// The memory limit, to explain OOM kills.
     pub memory_limit: Option<i64>,
+}
+
+/// The image a container runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageUse {
+    /// The name the user gave.
+    pub name: String,
+    /// The image ID (config digest).
+    pub id: Digest,
+    /// The repository digest: keeps the image's blobs from garbage collection.
+    pub digest: Digest,
 }
 
 /// How a container ended.
@@ -93,19 +108,27 @@ impl Store {
         self.dir(id).join("container.log")
     }
 
-    /// Writes the bundle and metadata of a new container; fails if the ID is taken.
-    pub fn prepare(&self, meta: &Meta, spec: &Spec) -> Result<ContainerId> {
-        let id = ContainerId::new(meta.id.clone())?;
+    /// Creates the directory of a new container `id` (failing if the ID is taken), lets
+    /// `build` prepare its root file system there and describe it, then writes the
+    /// bundle and metadata. When anything fails, nothing of the container stays.
+    pub fn prepare(
+        &self,
+        id: &str,
+        build: impl FnOnce(&Path) -> Result<(Meta, Spec)>,
+    ) -> Result<ContainerId> {
+        let id = ContainerId::new(id.to_string())?;
         let dir = self.dir(&id);
         if dir.exists() {
             bail!("a container named {id} exists already (remove it with `strata rm {id}`)");
         }
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let written = spec
-            .save(dir.join("config.json"))
-            .context("cannot write config.json")
-            .and_then(|()| write_json(&dir.join("meta.json"), meta));
+        let written = build(&dir).and_then(|(meta, spec)| {
+            spec.save(dir.join("config.json"))
+                .context("cannot write config.json")
+                .and_then(|()| write_json(&dir.join("meta.json"), &meta))
+        });
         if let Err(err) = written {
+            let _ = strata_image::rootfs::release_rootfs(&dir);
             let _ = std::fs::remove_dir_all(&dir);
             return Err(err);
         }
@@ -192,6 +215,8 @@ impl Store {
             Err(err) => return Err(err.into()),
         }
         let dir = self.dir(id);
+        strata_image::rootfs::release_rootfs(&dir)
+            .with_context(|| format!("cannot release the root file system of {id}"))?;
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),

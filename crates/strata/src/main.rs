@@ -3,12 +3,14 @@
 
 mod cli;
 mod containers;
+mod images;
 mod logfile;
 mod monitor;
 mod oci;
 mod output;
 mod run;
 mod tty;
+mod users;
 
 use std::process::ExitCode;
 

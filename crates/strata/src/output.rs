@@ -82,6 +82,26 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
+/// Sizes in decimal units as Docker prints them: "512B", "4.2MB", "1.3GB".
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit + 1 < UNITS.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{value:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + UNITS[unit]
+    }
+}
+
 /// "5 seconds", "3 minutes" … for ages and durations.
 pub fn human_duration(seconds: i64) -> String {
     let s = seconds.max(0);
@@ -119,5 +139,8 @@ mod tests {
         assert_eq!(human_duration(42), "42 seconds");
         assert_eq!(human_duration(600), "10 minutes");
         assert_eq!(human_duration(90_000), "1 day");
+        assert_eq!(human_size(512), "512B");
+        assert_eq!(human_size(4_200_000), "4.2MB");
+        assert_eq!(human_size(1_000), "1kB");
     }
 }

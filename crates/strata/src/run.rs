@@ -14,24 +14,29 @@ use strata_runtime::{
     ResourceLimits, wait_for_exit,
 };
 
-use crate::cli::{Command, ExecArgs, LogsArgs, PsArgs, RmArgs, RunArgs, StatsArgs, StopArgs};
-use crate::containers::{Entry, Meta, Store};
+use crate::cli::{Command, ExecArgs, ImageCommand, LogsArgs, PsArgs, RmArgs, RunArgs, StatsArgs, StopArgs};
+use crate::containers::{Entry, ImageUse, Meta, Store};
 use crate::logfile::{Stream, parse_record};
 use crate::oci::{parse_optional_user, parse_user};
-use crate::{monitor, output};
+use crate::{monitor, output, users};
+use strata_image::containerfile::set_env;
+use strata_image::{Image, ImageConfig};
 
 /// Runs a command; returns the process exit code.
 pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
     // OCI commands keep their state under runc's --root: only the others open the data dir.
     let store = || Store::open(data_dir);
     match command {
-        Command::Run(args) => run(&store()?, *args),
+        Command::Run(args) => run(&store()?, data_dir, *args),
         Command::Ps(args) => ps(&store()?, &args).map(|()| 0),
         Command::Logs(args) => logs(&store()?, &args).map(|()| 0),
         Command::Stop(args) => stop(&store()?, &args).map(|()| 0),
         Command::Rm(args) => rm(&store()?, &args).map(|()| 0),
         Command::Exec(args) => exec(&store()?, args),
         Command::Stats(args) => stats(&store()?, &args).map(|()| 0),
+        Command::Image(command) => crate::images::dispatch(data_dir, command),
+        Command::Images(args) => crate::images::dispatch(data_dir, ImageCommand::Ls(args)),
+        Command::Rmi(args) => crate::images::dispatch(data_dir, ImageCommand::Rm(args)),
         Command::Monitor(args) => monitor::run(&store()?, &ContainerId::new(args.container)?),
         Command::Oci(args) => Ok(crate::oci::main(args)),
     }
@@ -96,33 +101,69 @@ fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn container_config(args: &RunArgs, id: &str) -> Result<ContainerConfig> {
-    let rootfs = std::fs::canonicalize(&args.rootfs)
-        .with_context(|| format!("rootfs {} does not exist", args.rootfs.display()))?;
-    if !rootfs.is_dir() {
-        bail!("rootfs {} is not a directory", rootfs.display());
+/// Where a container's root file system comes from, and the image defaults that go
+/// with it.
+enum Source {
+    /// `--rootfs DIR`: the directory as it is; every positional argument is the command.
+    Directory(PathBuf),
+    /// An image: its name as given, and the resolved image.
+    Image(String, Box<Image>),
+}
+
+fn container_config(
+    args: &RunArgs,
+    id: &str,
+    rootfs: PathBuf,
+    command: Vec<String>,
+    image: Option<&ImageConfig>,
+) -> Result<ContainerConfig> {
+    let defaults = image.map(|i| &i.config);
+    if command.is_empty() {
+        bail!("no command given and the image defines neither Entrypoint nor Cmd");
     }
-    let mut config = ContainerConfig::new(rootfs, args.command.clone());
-    config.env = args
-        .env
-        .iter()
-        .map(|kv| match kv.split_once('=') {
-            Some(_) => kv.clone(),
-            None => format!("{kv}={}", std::env::var(kv).unwrap_or_default()),
-        })
-        .collect();
+    let mut config = ContainerConfig::new(rootfs, command);
+    let mut env: Vec<String> = defaults.map(|d| d.env.clone()).unwrap_or_default();
+    for kv in &args.env {
+        let (key, value) = match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv.clone(), std::env::var(kv).unwrap_or_default()),
+        };
+        set_env(&mut env, &key, &value);
+    }
     if let Some(dir) = &args.workdir {
         if !dir.starts_with('/') {
             bail!("--workdir {dir:?} must be an absolute path");
         }
         config.cwd = dir.clone();
+    } else if let Some(dir) = defaults.and_then(|d| d.working_dir.as_ref()).filter(|d| !d.is_empty()) {
+        config.cwd = dir.clone();
     }
-    if let Some(user) = &args.user {
-        let (uid, gid) = parse_user(user)?;
-        config.uid = uid;
-        config.gid = gid.unwrap_or(0);
+    let user = args
+        .user
+        .clone()
+        .or_else(|| defaults.and_then(|d| d.user.clone()).filter(|u| !u.is_empty()));
+    let mut home = None;
+    if let Some(user) = &user {
+        let resolved = match parse_user(user) {
+            Ok((uid, gid)) if image.is_none() => users::ResolvedUser {
+                uid,
+                gid: gid.unwrap_or(0),
+                additional_gids: Vec::new(),
+                home: None,
+            },
+            _ => users::resolve(user, &config.rootfs)?,
+        };
+        config.uid = resolved.uid;
+        config.gid = resolved.gid;
+        config.additional_gids = resolved.additional_gids;
+        home = resolved.home;
     }
-    config.additional_gids = args.group_add.clone();
+    if image.is_some() && !env.iter().any(|e| e.starts_with("HOME=")) {
+        let home = home.unwrap_or_else(|| if config.uid == 0 { "/root".into() } else { "/".into() });
+        set_env(&mut env, "HOME", &home);
+    }
+    config.env = env;
+    config.additional_gids.extend(args.group_add.iter().copied());
     config.hostname = args.hostname.clone();
     config.read_only_rootfs = args.read_only;
     config.terminal = args.tty;
@@ -178,25 +219,63 @@ fn container_config(args: &RunArgs, id: &str) -> Result<ContainerConfig> {
     Ok(config)
 }
 
-fn run(store: &Store, args: RunArgs) -> Result<u8> {
+fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
     let id = match &args.name {
         Some(name) => ContainerId::new(name.clone())?.to_string(),
         None => random_id(),
     };
-    let config = container_config(&args, &id)?;
-    let spec = config.to_oci().context("cannot build the OCI spec")?;
-    let meta = Meta {
-        id,
-        command: args.command.clone(),
-        rootfs: config.rootfs.clone(),
-        created: chrono::Utc::now(),
-        auto_remove: args.rm,
-        memory_limit: config.limits.memory_bytes,
-    };
     if args.detach && (args.tty || args.interactive) {
         bail!("-t and -i need the foreground; drop -d (detached containers log to `strata logs`)");
     }
-    let id = store.prepare(&meta, &spec)?;
+    let (source, rest) = match &args.rootfs {
+        Some(dir) => {
+            let rootfs = std::fs::canonicalize(dir)
+                .with_context(|| format!("rootfs {} does not exist", dir.display()))?;
+            if !rootfs.is_dir() {
+                bail!("rootfs {} is not a directory", rootfs.display());
+            }
+            (Source::Directory(rootfs), args.args.clone())
+        }
+        None => {
+            let (name, rest) = args
+                .args
+                .split_first()
+                .context("give an image to run (or --rootfs DIR and a command)")?;
+            let images = crate::images::open(data_dir)?;
+            let image = images
+                .resolve(name)
+                .with_context(|| format!("cannot run {name}"))?;
+            (Source::Image(name.clone(), Box::new(image)), rest.to_vec())
+        }
+    };
+    let id = store.prepare(&id, |dir| {
+        let (rootfs, command, image_config, image_use) = match &source {
+            Source::Directory(rootfs) => (rootfs.clone(), rest.clone(), None, None),
+            Source::Image(name, image) => {
+                let images = crate::images::open(data_dir)?;
+                let (rootfs, _) = strata_image::rootfs::prepare_rootfs(&images, image, dir)
+                    .with_context(|| format!("cannot prepare the root file system of {name}"))?;
+                let image_use = ImageUse {
+                    name: name.clone(),
+                    id: image.id().clone(),
+                    digest: image.digest().clone(),
+                };
+                (rootfs, image.config.command_line(&rest), Some(&image.config), Some(image_use))
+            }
+        };
+        let config = container_config(&args, &id, rootfs, command, image_config)?;
+        let spec = config.to_oci().context("cannot build the OCI spec")?;
+        let meta = Meta {
+            id: id.clone(),
+            command: config.args.clone(),
+            rootfs: config.rootfs.clone(),
+            image: image_use,
+            created: chrono::Utc::now(),
+            auto_remove: args.rm,
+            memory_limit: config.limits.memory_bytes,
+        };
+        Ok((meta, spec))
+    })?;
     if args.detach {
         return run_detached(store, &id);
     }
