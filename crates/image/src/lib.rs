@@ -8,7 +8,11 @@
 pub mod digest;
 pub mod reference;
 pub mod store;
+pub mod unpack;
 
 pub use digest::{Digest, DigestError};
 pub use reference::{Reference, ReferenceError};
 pub use store::{ContentStore, StoreError};
+pub use unpack::{
+    Compression, UnpackError, UnpackOptions, UnpackStats, WhiteoutMode, unpack_layer,
+};
