@@ -384,7 +384,8 @@ impl ImageStore {
                 .list()?
                 .into_iter()
                 .filter(|i| {
-                    i.config_digest.hex().starts_with(prefix) || i.target.digest.hex().starts_with(prefix)
+                    i.config_digest.hex().starts_with(prefix)
+                        || i.target.digest.hex().starts_with(prefix)
                 })
                 .collect();
             let ids: BTreeSet<&Digest> = matching.iter().map(|i| &i.config_digest).collect();

@@ -13,8 +13,10 @@ pub mod import;
 pub mod manifest;
 pub mod pack;
 pub mod reference;
+pub mod rootfs;
 pub mod snapshot;
 pub mod store;
+pub mod unpack;
 
 pub use config::ImageConfig;
 pub use digest::{Digest, DigestError};
@@ -23,3 +25,6 @@ pub use manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestErro
 pub use reference::{Reference, ReferenceError};
 pub use snapshot::{Snapshots, chain_ids};
 pub use store::{BlobWriter, ContentStore, StoreError};
+pub use unpack::{
+    Compression, UnpackError, UnpackOptions, UnpackStats, WhiteoutMode, unpack_layer,
+};

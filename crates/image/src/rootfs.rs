@@ -53,7 +53,9 @@ pub enum RootfsError {
         source: UnpackError,
     },
     /// The uncompressed layer does not hash to the config's diff ID.
-    #[error("layer {digest} unpacks to content with digest {actual}, but the image config says {expected}")]
+    #[error(
+        "layer {digest} unpacks to content with digest {actual}, but the image config says {expected}"
+    )]
     DiffId {
         /// The layer.
         digest: Digest,
@@ -136,13 +138,13 @@ fn decompressed(
     Ok(match compression {
         LayerCompression::None => Box::new(file),
         LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        LayerCompression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file).map_err(
-            |source| RootfsError::Io {
+        LayerCompression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(file).map_err(|source| RootfsError::Io {
                 operation: "cannot read zstd layer",
                 path,
                 source,
-            },
-        )?),
+            })?,
+        ),
     })
 }
 
@@ -250,7 +252,12 @@ pub fn prepare_rootfs(
         }
     }
     let opts = UnpackOptions::flatten();
-    for (layer, diff_id) in image.manifest.layers.iter().zip(&image.config.rootfs.diff_ids) {
+    for (layer, diff_id) in image
+        .manifest
+        .layers
+        .iter()
+        .zip(&image.config.rootfs.diff_ids)
+    {
         unpack_verified(store, layer, diff_id, &rootfs, &opts)?;
     }
     Ok((rootfs, RootfsKind::Copy))

@@ -15,6 +15,7 @@ use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 use libcontainer::workload::default::DefaultExecutor;
 use nix::sys::signal::Signal;
+use oci_spec::runtime::Spec;
 use strata_cgroups::{Cgroup, CgroupStats};
 
 use crate::bundle::Bundle;
@@ -383,6 +384,48 @@ impl Runtime {
         let status = Status::from(container.status());
         if status != Status::Running && !(options.ignore_paused && status == Status::Paused) {
             return Err(wrong_state(id, status, "exec", "running"));
+        }
+        // Like runc: what the caller leaves unset comes from the container's own process
+        // (user, groups, working directory), not from root in `/`.
+        let mut options = options;
+        if options.process_file.is_none()
+            && let Ok(spec) = Spec::load(container.bundle().join("config.json"))
+            && let Some(process) = spec.process()
+        {
+            let user = process.user();
+            if options.uid.is_none() {
+                options.uid = Some(user.uid());
+                if options.additional_gids.is_empty() {
+                    options.additional_gids = user.additional_gids().clone().unwrap_or_default();
+                }
+            }
+            if options.gid.is_none() {
+                options.gid = Some(user.gid());
+            }
+            if options.cwd.is_none() {
+                options.cwd = Some(process.cwd().clone());
+            }
+        }
+        // Like runc: what the caller leaves unset comes from the container's own process
+        // (user, groups, working directory), not from root in `/`.
+        let mut options = options;
+        if options.process_file.is_none()
+            && let Ok(spec) = Spec::load(container.bundle().join("config.json"))
+            && let Some(process) = spec.process()
+        {
+            let user = process.user();
+            if options.uid.is_none() {
+                options.uid = Some(user.uid());
+                if options.additional_gids.is_empty() {
+                    options.additional_gids = user.additional_gids().clone().unwrap_or_default();
+                }
+            }
+            if options.gid.is_none() {
+                options.gid = Some(user.gid());
+            }
+            if options.cwd.is_none() {
+                options.cwd = Some(process.cwd().clone());
+            }
         }
         let mut builder = self
             .builder(id)?

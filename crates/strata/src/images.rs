@@ -16,7 +16,8 @@ use crate::output;
 /// Opens the image store of `data_dir`.
 pub fn open(data_dir: &Path) -> Result<ImageStore> {
     let root = data_dir.join("images");
-    ImageStore::open(&root).with_context(|| format!("cannot open the image store {}", root.display()))
+    ImageStore::open(&root)
+        .with_context(|| format!("cannot open the image store {}", root.display()))
 }
 
 /// Runs one `strata image` command.
@@ -161,7 +162,11 @@ fn rm(data_dir: &Path, images: &ImageStore, args: &ImageRmArgs) -> Result<u8> {
     let roots: Vec<Digest> = in_use.into_iter().collect();
     let report = images.collect_garbage(&roots)?;
     if report.blobs > 0 {
-        tracing::debug!(blobs = report.blobs, bytes = report.bytes, "removed unreferenced blobs");
+        tracing::debug!(
+            blobs = report.blobs,
+            bytes = report.bytes,
+            "removed unreferenced blobs"
+        );
     }
     Ok(if failed { 1 } else { 0 })
 }
@@ -189,9 +194,7 @@ fn rm_one(images: &ImageStore, name: &str, force: bool, in_use: &BTreeSet<Digest
     };
     let last_reference = untag.len() == image.references.len();
     if last_reference && in_use.contains(image.digest()) && !force {
-        bail!(
-            "image {name} is used by a container; remove the container first or use --force"
-        );
+        bail!("image {name} is used by a container; remove the container first or use --force");
     }
     for r in &untag {
         images.untag(&r.parse()?)?;

@@ -14,10 +14,12 @@ use strata_runtime::{
     ResourceLimits, wait_for_exit,
 };
 
-use crate::cli::{Command, ExecArgs, ImageCommand, LogsArgs, PsArgs, RmArgs, RunArgs, StatsArgs, StopArgs};
+use crate::cli::{
+    Command, ExecArgs, ImageCommand, LogsArgs, PsArgs, RmArgs, RunArgs, StatsArgs, StopArgs,
+};
 use crate::containers::{Entry, ImageUse, Meta, Store};
 use crate::logfile::{Stream, parse_record};
-use crate::oci::{parse_optional_user, parse_user};
+use crate::oci::parse_user;
 use crate::{monitor, output, users};
 use strata_image::containerfile::set_env;
 use strata_image::{Image, ImageConfig};
@@ -135,13 +137,17 @@ fn container_config(
             bail!("--workdir {dir:?} must be an absolute path");
         }
         config.cwd = dir.clone();
-    } else if let Some(dir) = defaults.and_then(|d| d.working_dir.as_ref()).filter(|d| !d.is_empty()) {
+    } else if let Some(dir) = defaults
+        .and_then(|d| d.working_dir.as_ref())
+        .filter(|d| !d.is_empty())
+    {
         config.cwd = dir.clone();
     }
-    let user = args
-        .user
-        .clone()
-        .or_else(|| defaults.and_then(|d| d.user.clone()).filter(|u| !u.is_empty()));
+    let user = args.user.clone().or_else(|| {
+        defaults
+            .and_then(|d| d.user.clone())
+            .filter(|u| !u.is_empty())
+    });
     let mut home = None;
     if let Some(user) = &user {
         let resolved = match parse_user(user) {
@@ -159,11 +165,19 @@ fn container_config(
         home = resolved.home;
     }
     if image.is_some() && !env.iter().any(|e| e.starts_with("HOME=")) {
-        let home = home.unwrap_or_else(|| if config.uid == 0 { "/root".into() } else { "/".into() });
+        let home = home.unwrap_or_else(|| {
+            if config.uid == 0 {
+                "/root".into()
+            } else {
+                "/".into()
+            }
+        });
         set_env(&mut env, "HOME", &home);
     }
     config.env = env;
-    config.additional_gids.extend(args.group_add.iter().copied());
+    config
+        .additional_gids
+        .extend(args.group_add.iter().copied());
     config.hostname = args.hostname.clone();
     config.read_only_rootfs = args.read_only;
     config.terminal = args.tty;
@@ -260,7 +274,12 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
                     id: image.id().clone(),
                     digest: image.digest().clone(),
                 };
-                (rootfs, image.config.command_line(&rest), Some(&image.config), Some(image_use))
+                (
+                    rootfs,
+                    image.config.command_line(&rest),
+                    Some(&image.config),
+                    Some(image_use),
+                )
             }
         };
         let config = container_config(&args, &id, rootfs, command, image_config)?;
@@ -614,16 +633,22 @@ fn rm(store: &Store, args: &RmArgs) -> Result<()> {
 
 fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
     let id = ContainerId::new(args.container.clone())?;
-    store.meta(&id)?;
-    let (uid, gid) = parse_optional_user(args.user.as_deref())?;
+    let meta = store.meta(&id)?;
+    // Unset, the user is the container's own; given, it is resolved like `run -u`.
+    let user = args
+        .user
+        .as_deref()
+        .map(|u| users::resolve(u, &meta.rootfs))
+        .transpose()?;
     let pid = store.runtime().exec(
         &id,
         ExecOptions {
             args: args.command,
             env: args.env,
             cwd: args.workdir,
-            uid,
-            gid,
+            uid: user.as_ref().map(|u| u.uid),
+            gid: user.as_ref().map(|u| u.gid),
+            additional_gids: user.map(|u| u.additional_gids).unwrap_or_default(),
             ..Default::default()
         },
     )?;

@@ -161,14 +161,20 @@ mod tests {
         let mixed = resolve("33:logs", dir.path()).unwrap();
         assert_eq!((mixed.uid, mixed.gid), (33, 4));
         assert!(mixed.additional_gids.is_empty());
-        assert_eq!(resolve("0", dir.path()).unwrap().home.as_deref(), Some("/root"));
+        assert_eq!(
+            resolve("0", dir.path()).unwrap().home.as_deref(),
+            Some("/root")
+        );
     }
 
     #[test]
     fn unknown_names_are_errors() {
         let dir = rootfs();
         let err = resolve("nobody", dir.path()).unwrap_err().to_string();
-        assert!(err.contains("\"nobody\" is not in the container's /etc/passwd"), "{err}");
+        assert!(
+            err.contains("\"nobody\" is not in the container's /etc/passwd"),
+            "{err}"
+        );
         assert!(resolve("www:staff", dir.path()).is_err());
         assert!(resolve(":0", dir.path()).is_err());
     }

@@ -45,44 +45,21 @@ impl BusyboxRootfs {
     }
 }
 
-/// Populates `root` with busybox (see [`BusyboxRootfs`]).
+/// Populates `root` with busybox (see [`BusyboxRootfs`]) by running
+/// `scripts/busybox-rootfs.sh`, the one recipe the demo images and `make up` use too.
 pub fn build_busybox_rootfs(root: &Path) -> std::io::Result<()> {
-    for dir in [
-        "bin",
-        "sbin",
-        "etc",
-        "proc",
-        "sys",
-        "dev",
-        "tmp",
-        "root",
-        "home/user",
-        "var/www",
-    ] {
-        std::fs::create_dir_all(root.join(dir))?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/busybox-rootfs.sh");
+    let output = std::process::Command::new("sh")
+        .arg(&script)
+        .arg(root)
+        .output()?;
+    if !output.status.success() {
+        return Err(std::io::Error::other(format!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
     }
-    std::fs::copy(BUSYBOX, root.join("bin/busybox"))?;
-    let list = std::process::Command::new(BUSYBOX).arg("--list").output()?;
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        let applet = applet.trim();
-        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
-            continue;
-        }
-        let link = root.join("bin").join(applet);
-        if !link.exists() {
-            std::os::unix::fs::symlink("busybox", link)?;
-        }
-    }
-    std::fs::write(
-        root.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
-    )?;
-    std::fs::write(
-        root.join("etc/group"),
-        "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n",
-    )?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(root.join("tmp"), std::fs::Permissions::from_mode(0o1777))?;
     Ok(())
 }
 
