@@ -5,7 +5,7 @@ DATA_DIR ?= /var/lib/strata
 CARGO ?= cargo
 STRATA := $(CARGO_TARGET_DIR)/release/strata
 
-.PHONY: up test build deps lint bench demo-rootfs down
+.PHONY: up test build deps lint bench demo-images down
 
 deps:
 	@scripts/install-deps.sh test
@@ -15,9 +15,14 @@ build:
 	$(CARGO) build --release --bin strata
 	@ln -sf strata $(CARGO_TARGET_DIR)/release/strata-runc
 
-# Until the control plane lands, `up` starts what exists: a demo web server container.
+# Until the control plane lands, `up` starts what exists: a demo web server container
+# from the demo image localhost/httpd.
 up: deps build
 	@scripts/up.sh "$(STRATA)" "$(DATA_DIR)"
+
+# localhost/busybox:latest and localhost/httpd:latest, built from Debian's busybox-static.
+demo-images: deps build
+	@scripts/demo-images.sh "$(STRATA)" "$(DATA_DIR)"
 
 down:
 	-$(STRATA) --data-dir "$(DATA_DIR)" rm -f demo-web

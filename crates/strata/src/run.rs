@@ -490,8 +490,13 @@ fn ps(store: &Store, args: &PsArgs) -> Result<()> {
             if command.chars().count() > 30 {
                 command = command.chars().take(29).collect::<String>() + "…";
             }
+            let image = match &e.meta.image {
+                Some(image) => image.name.clone(),
+                None => e.meta.rootfs.display().to_string(),
+            };
             vec![
                 e.meta.id.clone(),
+                image,
                 command,
                 format!(
                     "{} ago",
@@ -507,7 +512,14 @@ fn ps(store: &Store, args: &PsArgs) -> Result<()> {
         })
         .collect();
     output::print_table(
-        &["CONTAINER ID", "COMMAND", "CREATED", "STATUS", "PID"],
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PID",
+        ],
         &rows,
     );
     Ok(())

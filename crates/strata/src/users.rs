@@ -98,7 +98,7 @@ pub fn resolve(spec: &str, rootfs: &Path) -> Result<ResolvedUser> {
     };
     let all_groups = groups(rootfs);
     let gid = match group {
-        Some(g) if g.is_empty() => bail!("user {spec:?}: the group part is empty"),
+        Some("") => bail!("user {spec:?}: the group part is empty"),
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => {

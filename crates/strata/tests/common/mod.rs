@@ -113,6 +113,20 @@ impl Harness {
         child.wait_with_output().expect("wait for strata").into()
     }
 
+    /// Builds `localhost/busybox:latest` and `localhost/httpd:latest` with
+    /// `scripts/demo-images.sh`, the recipe `make demo-images` uses.
+    pub fn demo_images(&self) {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo-images.sh");
+        let out: Run = Command::new("sh")
+            .arg(script)
+            .arg(strata_bin())
+            .arg(self.data.path())
+            .output()
+            .expect("run demo-images.sh")
+            .into();
+        out.ok();
+    }
+
     /// IDs of every container `strata ps -a` lists.
     pub fn all_ids(&self) -> Vec<String> {
         self.strata(&["ps", "-a", "-q"])
@@ -141,6 +155,14 @@ impl Drop for Harness {
             let mut args = vec!["rm", "-f"];
             args.extend(ids.iter().map(String::as_str));
             let _ = self.strata(&args);
+        }
+        // Last resort when a removal failed: nothing may stay mounted under the data dir.
+        let prefix = self.data.path().to_string_lossy().into_owned();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        for mount in mounts.lines().filter_map(|l| l.split(' ').nth(4)) {
+            if mount.starts_with(&prefix) {
+                let _ = Command::new("umount").args(["-l", mount]).status();
+            }
         }
     }
 }
