@@ -324,12 +324,21 @@ impl ImageStore {
         config: &ImageConfig,
         layers: &[Descriptor],
     ) -> Result<RefTarget, ImageError> {
-        let config_bytes = config.to_bytes();
-        self.content.put(&config_bytes)?;
+        self.write_manifest(&config.to_bytes(), layers)
+    }
+
+    /// Stores `config_bytes` as they are (the image ID is their digest) and an OCI
+    /// manifest over them and `layers` (already in the store).
+    pub fn write_manifest(
+        &self,
+        config_bytes: &[u8],
+        layers: &[Descriptor],
+    ) -> Result<RefTarget, ImageError> {
+        self.content.put(config_bytes)?;
         let manifest = ImageManifest {
             schema_version: 2,
             media_type: Some(media_type::OCI_MANIFEST.to_string()),
-            config: Descriptor::of(media_type::OCI_CONFIG, &config_bytes),
+            config: Descriptor::of(media_type::OCI_CONFIG, config_bytes),
             layers: layers.to_vec(),
             annotations: BTreeMap::new(),
         };

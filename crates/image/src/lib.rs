@@ -5,6 +5,7 @@
 //! against its digest and size before it becomes visible, and the manifest, index and
 //! config documents. Layers, overlay snapshots, the registry client and builds follow.
 
+pub mod archive;
 pub mod config;
 pub mod containerfile;
 pub mod digest;

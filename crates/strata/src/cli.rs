@@ -69,6 +69,9 @@ pub struct RunArgs {
     /// Remove the container when it exits.
     #[arg(long)]
     pub rm: bool,
+    /// Replace the image's Entrypoint (its Cmd is then not used either; `""` clears it).
+    #[arg(long, value_name = "COMMAND")]
+    pub entrypoint: Option<String>,
     /// Run in the background and print the container ID.
     #[arg(short, long)]
     pub detach: bool,
@@ -251,6 +254,24 @@ pub enum ImageCommand {
         /// Also remove every image no container uses.
         #[arg(short, long)]
         all: bool,
+    },
+    /// Load images from an archive: `docker save` output (old and new), or an OCI
+    /// image-layout tarball; gzip-compressed or not.
+    #[command(visible_alias = "load")]
+    Import {
+        /// The archive (`-` for stdin).
+        file: PathBuf,
+        /// Name for the image when the archive holds one (replaces its own name).
+        reference: Option<String>,
+    },
+    /// Save an image as an archive that `docker load`, `podman load` and
+    /// `image import` read (OCI image layout plus Docker's manifest.json).
+    #[command(visible_alias = "save")]
+    Export {
+        /// The image reference.
+        reference: String,
+        /// The archive to write (`-` for stdout).
+        file: PathBuf,
     },
     /// Make a one-layer image from a directory.
     ImportRootfs {

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde_json::json;
+use strata_image::archive;
 use strata_image::import::import_rootfs;
 use strata_image::{Digest, Image, ImageStore, Reference};
 
@@ -34,6 +35,52 @@ pub fn dispatch(data_dir: &Path, command: ImageCommand) -> Result<u8> {
         }
         ImageCommand::Rm(args) => rm(data_dir, &images, &args),
         ImageCommand::Prune { all } => prune(data_dir, &images, all),
+        ImageCommand::Import { file, reference } => {
+            let reference = reference.map(|r| r.parse::<Reference>()).transpose()?;
+            let imported = if file.as_os_str() == "-" {
+                archive::import(&images, std::io::stdin().lock(), reference.as_ref())
+            } else {
+                let input = std::fs::File::open(&file)
+                    .with_context(|| format!("cannot open {}", file.display()))?;
+                archive::import(&images, input, reference.as_ref())
+            }
+            .with_context(|| format!("cannot import {}", file.display()))?;
+            for image in imported {
+                if image.references.is_empty() {
+                    println!("Loaded image: {}", image.target.digest);
+                }
+                for name in image.references {
+                    println!("Loaded image: {name}");
+                }
+            }
+            Ok(0)
+        }
+        ImageCommand::Export { reference, file } => {
+            let image = images.resolve(&reference)?;
+            let name = image
+                .references
+                .first()
+                .context("the image has no name to export it under")?
+                .parse::<Reference>()?;
+            if file.as_os_str() == "-" {
+                let stdout = std::io::stdout().lock();
+                archive::export(&images, &[name], std::io::BufWriter::new(stdout))?;
+            } else {
+                // Written beside the target and renamed, so a failed export leaves no
+                // half archive under the real name.
+                let tmp = file.with_extension("partial");
+                let out = std::fs::File::create(&tmp)
+                    .with_context(|| format!("cannot create {}", tmp.display()))?;
+                let written = archive::export(&images, &[name], std::io::BufWriter::new(out))
+                    .map_err(anyhow::Error::from)
+                    .and_then(|()| std::fs::rename(&tmp, &file).map_err(Into::into));
+                if let Err(err) = written {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(err.context(format!("cannot export to {}", file.display())));
+                }
+            }
+            Ok(0)
+        }
         ImageCommand::ImportRootfs {
             change,
             dir,

@@ -248,6 +248,9 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
             if !rootfs.is_dir() {
                 bail!("rootfs {} is not a directory", rootfs.display());
             }
+            if args.entrypoint.is_some() {
+                bail!("--entrypoint applies to images; with --rootfs give the whole command");
+            }
             (Source::Directory(rootfs), args.args.clone())
         }
         None => {
@@ -274,12 +277,16 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
                     id: image.id().clone(),
                     digest: image.digest().clone(),
                 };
-                (
-                    rootfs,
-                    image.config.command_line(&rest),
-                    Some(&image.config),
-                    Some(image_use),
-                )
+                let command = match &args.entrypoint {
+                    // Docker: a new entrypoint drops the image's Cmd too.
+                    Some(entrypoint) => entrypoint
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .chain(rest.iter().cloned())
+                        .collect(),
+                    None => image.config.command_line(&rest),
+                };
+                (rootfs, command, Some(&image.config), Some(image_use))
             }
         };
         let config = container_config(&args, &id, rootfs, command, image_config)?;

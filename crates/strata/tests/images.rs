@@ -236,3 +236,82 @@ fn a_failing_run_of_an_image_leaves_no_container_and_no_mount() {
         no_image.stderr
     );
 }
+
+/// podman with its own storage under a temporary directory, so tests never touch the
+/// machine's images.
+fn podman(storage: &std::path::Path, args: &[&str]) -> common::Run {
+    std::process::Command::new("podman")
+        .arg("--root")
+        .arg(storage.join("root"))
+        .arg("--runroot")
+        .arg(storage.join("run"))
+        .args(["--storage-driver", "vfs"])
+        .args(args)
+        .output()
+        .expect("spawn podman")
+        .into()
+}
+
+#[test]
+fn archives_round_trip_through_podman_in_both_formats() {
+    let Some(h) = Harness::new("archives_round_trip_through_podman") else {
+        return;
+    };
+    if std::process::Command::new("podman")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("SKIP archives_round_trip_through_podman: podman is not installed");
+        return;
+    }
+    h.demo_images();
+    let work = tempfile::tempdir().unwrap();
+    let exported = work.path().join("httpd.tar");
+    let exported_str = exported.to_str().unwrap();
+    h.strata(&["image", "export", "localhost/httpd", exported_str])
+        .ok();
+
+    // Our archive is what `docker save` writes: podman loads it under its name.
+    podman(work.path(), &["load", "-i", exported_str]).ok();
+    let inspect = podman(work.path(), &["image", "inspect", "localhost/httpd:latest"]).ok();
+    assert!(inspect.stdout.contains("\"nobody\""), "{}", inspect.stdout);
+
+    // podman's own archives, legacy docker-archive and oci-archive, load into Strata.
+    for (format, name) in [
+        ("docker-archive", "localhost/from-docker:1"),
+        ("oci-archive", "localhost/from-oci:1"),
+    ] {
+        let file = work.path().join(format!("{format}.tar"));
+        let file_str = file.to_str().unwrap();
+        podman(
+            work.path(),
+            &[
+                "save",
+                "--format",
+                format,
+                "-o",
+                file_str,
+                "localhost/httpd:latest",
+            ],
+        )
+        .ok();
+        let loaded = h.strata(&["image", "import", file_str, name]).ok();
+        assert!(loaded.stdout.contains(name), "{format}: {}", loaded.stdout);
+        let cat = h
+            .strata(&[
+                "run",
+                "--rm",
+                "--entrypoint",
+                "cat",
+                name,
+                "/var/www/index.html",
+            ])
+            .ok();
+        assert!(
+            cat.stdout.contains("Hello from a Strata container"),
+            "{format}: {cat:?}"
+        );
+    }
+    let _ = podman(work.path(), &["rmi", "-a", "-f"]);
+}
