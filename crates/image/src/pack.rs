@@ -5,6 +5,11 @@
 //! are stored as links (never followed), files with several links become tar hardlinks
 //! to the first path seen, and device nodes and fifos keep their type and numbers.
 //! Sockets are skipped (they cannot be archived). Extended attributes are not packed yet.
+//!
+//! An overlayfs upper directory (what a build step changed) packs with
+//! [`PackMode::OverlayUpper`]: its whiteouts (0/0 character devices) become `.wh.<name>`
+//! entries and its opaque directories (`trusted.overlay.opaque=y`) get a
+//! `.wh..wh..opq` entry, as the OCI layer format spells deletions.
 
 use std::fs::File;
 use std::io::Write;
@@ -60,8 +65,22 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// What the directory being packed is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackMode {
+    /// A plain tree: everything in it is content.
+    Plain,
+    /// An overlayfs upper directory: whiteouts and opaque markers become OCI whiteouts.
+    OverlayUpper,
+}
+
 /// Packs the content of `dir` (not `dir` itself) into a gzip layer in `store`.
 pub fn pack_directory(dir: &Path, store: &ContentStore) -> Result<PackedLayer, PackError> {
+    pack(dir, PackMode::Plain, store)
+}
+
+/// Packs `dir` as `mode` says into a gzip layer in `store`.
+pub fn pack(dir: &Path, mode: PackMode, store: &ContentStore) -> Result<PackedLayer, PackError> {
     let blob = store.writer("layer")?;
     let gzip = flate2::write::GzEncoder::new(blob, flate2::Compression::fast());
     let hashing = HashingWriter {
@@ -71,7 +90,7 @@ pub fn pack_directory(dir: &Path, store: &ContentStore) -> Result<PackedLayer, P
     let mut builder = tar::Builder::new(hashing);
     builder.follow_symlinks(false);
     let mut links = std::collections::HashMap::new();
-    append_tree(&mut builder, dir, Path::new(""), &mut links)?;
+    append_tree(&mut builder, dir, Path::new(""), mode, &mut links)?;
     let io_err = |source| PackError::Io {
         path: dir.to_path_buf(),
         source,
@@ -95,10 +114,38 @@ pub fn pack_directory(dir: &Path, store: &ContentStore) -> Result<PackedLayer, P
 
 type Links = std::collections::HashMap<(u64, u64), PathBuf>;
 
+/// True if `path` carries overlayfs's opaque-directory marker.
+fn is_opaque_dir(path: &Path) -> bool {
+    let mut value = [0u8; 4];
+    matches!(
+        rustix::fs::lgetxattr(path, "trusted.overlay.opaque", &mut value[..]),
+        Ok(1) if value[0] == b'y'
+    )
+}
+
+fn empty_entry<W: Write>(
+    builder: &mut tar::Builder<W>,
+    path: &Path,
+    name: &Path,
+) -> Result<(), PackError> {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_size(0);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    builder
+        .append_data(&mut header, name, std::io::empty())
+        .map_err(|source| PackError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 fn append_tree<W: Write>(
     builder: &mut tar::Builder<W>,
     root: &Path,
     relative: &Path,
+    mode: PackMode,
     links: &mut Links,
 ) -> Result<(), PackError> {
     let dir = root.join(relative);
@@ -118,6 +165,14 @@ fn append_tree<W: Write>(
         let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
         let kind = meta.file_type();
         if kind.is_socket() {
+            continue;
+        }
+        if mode == PackMode::OverlayUpper && kind.is_char_device() && meta.rdev() == 0 {
+            let mut whiteout = name.clone();
+            whiteout.clear();
+            whiteout.push(".wh.");
+            whiteout.push(&name);
+            empty_entry(builder, &path, &relative.join(whiteout))?;
             continue;
         }
         let mut header = tar::Header::new_gnu();
@@ -151,7 +206,10 @@ fn append_tree<W: Write>(
             builder
                 .append_data(&mut header, &rel, std::io::empty())
                 .map_err(io_err(&path))?;
-            append_tree(builder, root, &rel, links)?;
+            if mode == PackMode::OverlayUpper && is_opaque_dir(&path) {
+                empty_entry(builder, &path, &rel.join(".wh..wh..opq"))?;
+            }
+            append_tree(builder, root, &rel, mode, links)?;
         } else {
             // Character and block devices, fifos.
             let rdev = meta.rdev();
@@ -226,6 +284,54 @@ mod tests {
         assert_eq!(
             pack_directory(&tree, &store).unwrap().diff_id,
             layer.diff_id
+        );
+    }
+
+    #[test]
+    fn an_overlay_upper_dir_packs_its_whiteouts_the_oci_way() {
+        let dir = tempfile::tempdir().unwrap();
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(upper.join("etc/opaque")).unwrap();
+        std::fs::write(upper.join("etc/opaque/new"), b"n").unwrap();
+        let whiteout = upper.join("etc/removed");
+        let made = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &whiteout,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::empty(),
+            0,
+        );
+        let marked = rustix::fs::lsetxattr(
+            upper.join("etc/opaque"),
+            "trusted.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        );
+        if made.is_err() || marked.is_err() {
+            println!("SKIP an_overlay_upper_dir_packs_its_whiteouts: needs root for mknod and trusted xattrs");
+            return;
+        }
+        let store = ContentStore::open(dir.path().join("store")).unwrap();
+        let layer = pack(&upper, PackMode::OverlayUpper, &store).unwrap();
+        let blob = std::fs::read(store.path(&layer.descriptor.digest)).unwrap();
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+        let names: Vec<(String, tar::EntryType)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().display().to_string(), e.header().entry_type())
+            })
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("etc".into(), tar::EntryType::Directory),
+                ("etc/opaque".into(), tar::EntryType::Directory),
+                ("etc/opaque/.wh..wh..opq".into(), tar::EntryType::Regular),
+                ("etc/opaque/new".into(), tar::EntryType::Regular),
+                ("etc/.wh.removed".into(), tar::EntryType::Regular),
+            ]
         );
     }
 }
