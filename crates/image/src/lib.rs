@@ -6,6 +6,7 @@
 //! config documents. Layers, overlay snapshots, the registry client and builds follow.
 
 pub mod archive;
+pub mod build;
 pub mod config;
 pub mod containerfile;
 pub mod digest;
@@ -18,6 +19,7 @@ pub mod rootfs;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;
+pub mod users;
 
 pub use config::ImageConfig;
 pub use digest::{Digest, DigestError};

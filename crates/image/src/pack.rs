@@ -49,7 +49,7 @@ pub struct PackedLayer {
 }
 
 /// Hashes everything written through it (the diff ID of the uncompressed tar).
-struct HashingWriter<W> {
+pub(crate) struct HashingWriter<W> {
     inner: W,
     hasher: Sha256,
 }
@@ -81,23 +81,38 @@ pub fn pack_directory(dir: &Path, store: &ContentStore) -> Result<PackedLayer, P
 
 /// Packs `dir` as `mode` says into a gzip layer in `store`.
 pub fn pack(dir: &Path, mode: PackMode, store: &ContentStore) -> Result<PackedLayer, PackError> {
+    pack_with(store, mode, None, |writer| {
+        writer.append_contents(dir, Path::new(""))
+    })
+}
+
+/// The writer [`pack_with`] hands out: tar → diff-ID hash → gzip → blob.
+pub(crate) type LayerWriter<'s> =
+    TreeWriter<HashingWriter<flate2::write::GzEncoder<crate::store::BlobWriter<'s>>>>;
+
+/// Makes a gzip layer blob in `store` from whatever `fill` appends (owned by `owner`
+/// when given).
+pub(crate) fn pack_with<'s>(
+    store: &'s ContentStore,
+    mode: PackMode,
+    owner: Option<(u64, u64)>,
+    fill: impl FnOnce(&mut LayerWriter<'s>) -> Result<(), PackError>,
+) -> Result<PackedLayer, PackError> {
     let blob = store.writer("layer")?;
     let gzip = flate2::write::GzEncoder::new(blob, flate2::Compression::fast());
     let hashing = HashingWriter {
         inner: gzip,
         hasher: Sha256::new(),
     };
-    let mut builder = tar::Builder::new(hashing);
-    builder.follow_symlinks(false);
-    let mut links = std::collections::HashMap::new();
-    append_tree(&mut builder, dir, Path::new(""), mode, &mut links)?;
-    let io_err = |source| PackError::Io {
-        path: dir.to_path_buf(),
+    let mut writer = TreeWriter::new(hashing, mode, owner);
+    fill(&mut writer)?;
+    let finish_err = |source| PackError::Io {
+        path: PathBuf::from("(the layer being written)"),
         source,
     };
-    let hashing = builder.into_inner().map_err(io_err)?;
+    let hashing = writer.builder.into_inner().map_err(finish_err)?;
     let diff_id = Digest::from_hasher(hashing.hasher);
-    let blob = hashing.inner.finish().map_err(io_err)?;
+    let blob = hashing.inner.finish().map_err(finish_err)?;
     let (digest, size) = blob.commit(None)?;
     Ok(PackedLayer {
         descriptor: Descriptor {
@@ -141,75 +156,99 @@ fn empty_entry<W: Write>(
         })
 }
 
-fn append_tree<W: Write>(
-    builder: &mut tar::Builder<W>,
-    root: &Path,
-    relative: &Path,
+/// Writes files and trees into a tar under chosen names: the one place that turns
+/// file metadata into tar headers (used for layers and for build-context staging).
+pub(crate) struct TreeWriter<W: Write> {
+    /// The archive being written.
+    pub(crate) builder: tar::Builder<W>,
     mode: PackMode,
-    links: &mut Links,
-) -> Result<(), PackError> {
-    let dir = root.join(relative);
-    let io_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| PackError::Io { path, source }
-    };
-    let mut names: Vec<_> = std::fs::read_dir(&dir)
-        .map_err(io_err(&dir))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<Result<_, _>>()
-        .map_err(io_err(&dir))?;
-    names.sort();
-    for name in names {
-        let rel = relative.join(&name);
-        let path = root.join(&rel);
-        let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+    owner: Option<(u64, u64)>,
+    links: Links,
+}
+
+impl<W: Write> TreeWriter<W> {
+    /// A writer packing as `mode` says, with every entry owned by `owner` when given.
+    pub(crate) fn new(out: W, mode: PackMode, owner: Option<(u64, u64)>) -> Self {
+        let mut builder = tar::Builder::new(out);
+        builder.follow_symlinks(false);
+        Self {
+            builder,
+            mode,
+            owner,
+            links: Links::new(),
+        }
+    }
+
+    /// Appends the contents of directory `dir` (not `dir` itself), named under `prefix`.
+    pub(crate) fn append_contents(&mut self, dir: &Path, prefix: &Path) -> Result<(), PackError> {
+        let mut names: Vec<_> = std::fs::read_dir(dir)
+            .map_err(io_err(dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io_err(dir))?;
+        names.sort();
+        for name in names {
+            let path = dir.join(&name);
+            if self.mode == PackMode::OverlayUpper {
+                let meta = std::fs::symlink_metadata(&path).map_err(io_err(&path))?;
+                if meta.file_type().is_char_device() && meta.rdev() == 0 {
+                    let mut whiteout = std::ffi::OsString::from(".wh.");
+                    whiteout.push(&name);
+                    empty_entry(&mut self.builder, &path, &prefix.join(whiteout))?;
+                    continue;
+                }
+            }
+            self.append_path(&path, &prefix.join(&name))?;
+        }
+        Ok(())
+    }
+
+    /// Appends `path` named `name`; a directory brings its contents along.
+    pub(crate) fn append_path(&mut self, path: &Path, name: &Path) -> Result<(), PackError> {
+        let meta = std::fs::symlink_metadata(path).map_err(io_err(path))?;
         let kind = meta.file_type();
         if kind.is_socket() {
-            continue;
-        }
-        if mode == PackMode::OverlayUpper && kind.is_char_device() && meta.rdev() == 0 {
-            let mut whiteout = name.clone();
-            whiteout.clear();
-            whiteout.push(".wh.");
-            whiteout.push(&name);
-            empty_entry(builder, &path, &relative.join(whiteout))?;
-            continue;
+            return Ok(());
         }
         let mut header = tar::Header::new_gnu();
         header.set_metadata_in_mode(&meta, tar::HeaderMode::Complete);
         header.set_mode(meta.mode() & 0o7777);
+        if let Some((uid, gid)) = self.owner {
+            header.set_uid(uid);
+            header.set_gid(gid);
+        }
+        let builder = &mut self.builder;
         if !kind.is_dir() && meta.nlink() > 1 {
             let key = (meta.dev(), meta.ino());
-            if let Some(first) = links.get(&key) {
+            if let Some(first) = self.links.get(&key) {
                 header.set_entry_type(tar::EntryType::Link);
                 header.set_size(0);
-                builder
-                    .append_link(&mut header, &rel, first)
-                    .map_err(io_err(&path))?;
-                continue;
+                return builder
+                    .append_link(&mut header, name, first)
+                    .map_err(io_err(path));
             }
-            links.insert(key, rel.clone());
+            self.links.insert(key, name.to_path_buf());
         }
         if kind.is_symlink() {
-            let target = std::fs::read_link(&path).map_err(io_err(&path))?;
+            let target = std::fs::read_link(path).map_err(io_err(path))?;
             header.set_size(0);
             builder
-                .append_link(&mut header, &rel, target)
-                .map_err(io_err(&path))?;
+                .append_link(&mut header, name, target)
+                .map_err(io_err(path))
         } else if kind.is_file() {
-            let file = File::open(&path).map_err(io_err(&path))?;
+            let file = File::open(path).map_err(io_err(path))?;
             builder
-                .append_data(&mut header, &rel, file)
-                .map_err(io_err(&path))?;
+                .append_data(&mut header, name, file)
+                .map_err(io_err(path))
         } else if kind.is_dir() {
             header.set_size(0);
             builder
-                .append_data(&mut header, &rel, std::io::empty())
-                .map_err(io_err(&path))?;
-            if mode == PackMode::OverlayUpper && is_opaque_dir(&path) {
-                empty_entry(builder, &path, &rel.join(".wh..wh..opq"))?;
+                .append_data(&mut header, name, std::io::empty())
+                .map_err(io_err(path))?;
+            if self.mode == PackMode::OverlayUpper && is_opaque_dir(path) {
+                empty_entry(builder, path, &name.join(".wh..wh..opq"))?;
             }
-            append_tree(builder, root, &rel, mode, links)?;
+            self.append_contents(path, name)
         } else {
             // Character and block devices, fifos.
             let rdev = meta.rdev();
@@ -217,13 +256,17 @@ fn append_tree<W: Write>(
             header
                 .set_device_major(nix::sys::stat::major(rdev) as u32)
                 .and_then(|()| header.set_device_minor(nix::sys::stat::minor(rdev) as u32))
-                .map_err(io_err(&path))?;
+                .map_err(io_err(path))?;
             builder
-                .append_data(&mut header, &rel, std::io::empty())
-                .map_err(io_err(&path))?;
+                .append_data(&mut header, name, std::io::empty())
+                .map_err(io_err(path))
         }
     }
-    Ok(())
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PackError {
+    let path = path.to_path_buf();
+    move |source| PackError::Io { path, source }
 }
 
 #[cfg(test)]
@@ -308,7 +351,9 @@ mod tests {
             rustix::fs::XattrFlags::empty(),
         );
         if made.is_err() || marked.is_err() {
-            println!("SKIP an_overlay_upper_dir_packs_its_whiteouts: needs root for mknod and trusted xattrs");
+            println!(
+                "SKIP an_overlay_upper_dir_packs_its_whiteouts: needs root for mknod and trusted xattrs"
+            );
             return;
         }
         let store = ContentStore::open(dir.path().join("store")).unwrap();
@@ -320,7 +365,10 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.path().unwrap().display().to_string(), e.header().entry_type())
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                )
             })
             .collect();
         assert_eq!(

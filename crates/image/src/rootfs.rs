@@ -15,7 +15,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 use crate::images::{Image, ImageError, ImageStore};
-use crate::manifest::{LayerCompression, layer_compression};
+use crate::manifest::{Descriptor, LayerCompression, layer_compression};
 use crate::snapshot::{SnapshotError, chain_ids};
 use crate::unpack::{Compression, UnpackError, UnpackOptions, unpack_layer};
 
@@ -152,7 +152,7 @@ fn decompressed(
 /// checking the uncompressed content against `diff_id`.
 fn unpack_verified(
     store: &ImageStore,
-    layer: &crate::manifest::Descriptor,
+    layer: &Descriptor,
     diff_id: &Digest,
     dest: &Path,
     opts: &UnpackOptions,
@@ -178,33 +178,30 @@ fn unpack_verified(
     Ok(())
 }
 
-fn check_layers(image: &Image) -> Result<(), RootfsError> {
-    let layers = image.manifest.layers.len();
-    let diff_ids = image.config.rootfs.diff_ids.len();
-    if layers != diff_ids {
-        return Err(RootfsError::LayerCount {
-            image: image.id().clone(),
-            layers,
-            diff_ids,
-        });
-    }
-    Ok(())
-}
-
 /// Makes sure every layer of `image` is unpacked into a snapshot; returns the snapshot
 /// directories, base first.
 pub fn prepare_snapshots(store: &ImageStore, image: &Image) -> Result<Vec<PathBuf>, RootfsError> {
-    check_layers(image)?;
+    if image.manifest.layers.len() != image.config.rootfs.diff_ids.len() {
+        return Err(RootfsError::LayerCount {
+            image: image.id().clone(),
+            layers: image.manifest.layers.len(),
+            diff_ids: image.config.rootfs.diff_ids.len(),
+        });
+    }
+    prepare_layers(store, &image.manifest.layers, &image.config.rootfs.diff_ids)
+}
+
+/// Makes sure each of `layers` (with their `diff_ids`, base first, equally many) is
+/// unpacked into a snapshot; returns the snapshot directories, base first.
+pub fn prepare_layers(
+    store: &ImageStore,
+    layers: &[Descriptor],
+    diff_ids: &[Digest],
+) -> Result<Vec<PathBuf>, RootfsError> {
     let snapshots = store.snapshots();
-    let chains = chain_ids(&image.config.rootfs.diff_ids);
+    let chains = chain_ids(diff_ids);
     let mut dirs = Vec::with_capacity(chains.len());
-    for ((layer, diff_id), chain) in image
-        .manifest
-        .layers
-        .iter()
-        .zip(&image.config.rootfs.diff_ids)
-        .zip(&chains)
-    {
+    for ((layer, diff_id), chain) in layers.iter().zip(diff_ids).zip(&chains) {
         let dir = snapshots
             .create(chain, |fs| {
                 unpack_verified(store, layer, diff_id, fs, &UnpackOptions::overlay())
@@ -263,10 +260,13 @@ pub fn prepare_rootfs(
     Ok((rootfs, RootfsKind::Copy))
 }
 
-fn mount_overlay(lowers: &[PathBuf], container_dir: &Path) -> Result<(), RootfsError> {
+/// Mounts `container_dir/rootfs` as an overlay of `lowers` (base first) under a fresh
+/// `container_dir/upper` (with `work/` beside it).
+pub fn mount_overlay(lowers: &[PathBuf], container_dir: &Path) -> Result<(), RootfsError> {
     let rootfs = container_dir.join("rootfs");
     let upper = container_dir.join("upper");
     let work = container_dir.join("work");
+    create_dir(&rootfs)?;
     create_dir(&upper)?;
     create_dir(&work)?;
     // overlayfs needs at least one lower layer; an image without layers gets an empty one.

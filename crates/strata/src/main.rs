@@ -10,7 +10,6 @@ mod oci;
 mod output;
 mod run;
 mod tty;
-mod users;
 
 use std::process::ExitCode;
 

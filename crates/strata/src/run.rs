@@ -20,8 +20,9 @@ use crate::cli::{
 use crate::containers::{Entry, ImageUse, Meta, Store};
 use crate::logfile::{Stream, parse_record};
 use crate::oci::parse_user;
-use crate::{monitor, output, users};
+use crate::{monitor, output};
 use strata_image::containerfile::set_env;
+use strata_image::users;
 use strata_image::{Image, ImageConfig};
 
 /// Runs a command; returns the process exit code.

@@ -5,7 +5,19 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+/// Why a user could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// The user or group part of `user:group` is empty.
+    #[error("user {0:?}: empty user or group")]
+    Empty(String),
+    /// A user name the container's `/etc/passwd` does not list.
+    #[error("user {0:?} is not in the container's /etc/passwd")]
+    UnknownUser(String),
+    /// A group name the container's `/etc/group` does not list.
+    #[error("group {0:?} is not in the container's /etc/group")]
+    UnknownGroup(String),
+}
 
 /// A resolved user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,36 +90,35 @@ fn groups(rootfs: &Path) -> Vec<GroupEntry> {
 }
 
 /// Resolves `spec` (`user`, `uid`, `user:group`, `uid:gid`, …) in `rootfs`.
-pub fn resolve(spec: &str, rootfs: &Path) -> Result<ResolvedUser> {
+pub fn resolve(spec: &str, rootfs: &Path) -> Result<ResolvedUser, UserError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
     if user.is_empty() {
-        bail!("user {spec:?}: the user part is empty");
+        return Err(UserError::Empty(spec.to_string()));
     }
     let users = passwd(rootfs);
     let (uid, entry) = match user.parse::<u32>() {
         Ok(uid) => (uid, users.iter().find(|e| e.uid == uid)),
         Err(_) => {
-            let entry = users.iter().find(|e| e.name == user).ok_or_else(|| {
-                anyhow::anyhow!("user {user:?} is not in the container's /etc/passwd")
-            })?;
+            let entry = users
+                .iter()
+                .find(|e| e.name == user)
+                .ok_or_else(|| UserError::UnknownUser(user.to_string()))?;
             (entry.uid, Some(entry))
         }
     };
     let all_groups = groups(rootfs);
     let gid = match group {
-        Some("") => bail!("user {spec:?}: the group part is empty"),
+        Some("") => return Err(UserError::Empty(spec.to_string())),
         Some(g) => match g.parse::<u32>() {
             Ok(gid) => gid,
             Err(_) => {
                 all_groups
                     .iter()
                     .find(|e| e.name == g)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!("group {g:?} is not in the container's /etc/group")
-                    })?
+                    .ok_or_else(|| UserError::UnknownGroup(g.to_string()))?
                     .gid
             }
         },
