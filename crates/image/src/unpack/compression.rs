@@ -74,16 +74,20 @@ pub(crate) fn decoder<'r>(
     mut reader: impl Read + 'r,
     compression: Compression,
 ) -> Result<Box<dyn Read + 'r>, UnpackError> {
-    let compression = match compression {
-        Compression::Detect => {
-            let mut head = [0u8; 6];
-            let len = read_up_to(&mut reader, &mut head).map_err(UnpackError::Read)?;
-            let detected = Compression::detect(&head[..len])?;
-            let reader = Cursor::new(head).take(len as u64).chain(reader);
-            return decoder(reader, detected);
-        }
-        other => other,
-    };
+    if compression == Compression::Detect {
+        let mut head = [0u8; 6];
+        let len = read_up_to(&mut reader, &mut head).map_err(UnpackError::Read)?;
+        let detected = Compression::detect(&head[..len])?;
+        let reader = Cursor::new(head).take(len as u64).chain(reader);
+        return wrap(reader, detected);
+    }
+    wrap(reader, compression)
+}
+
+fn wrap<'r>(
+    reader: impl Read + 'r,
+    compression: Compression,
+) -> Result<Box<dyn Read + 'r>, UnpackError> {
     Ok(match compression {
         Compression::None | Compression::Detect => Box::new(reader),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
