@@ -590,11 +590,14 @@ fn names_that_climb_out_are_refused() {
     );
 }
 
+/// What a case is called, its symlinks (name, target), the entry written through
+/// them, and where inside dest that entry must land.
+type SymlinkCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+
 #[test]
 fn symlinked_parents_resolve_inside_dest_or_are_refused() {
     let passwd = host_passwd();
-    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
-        // (what, symlinks, entry written through them, where it must land)
+    let cases: &[SymlinkCase] = &[
         ("to /", &[("a", "/")], "a/etc/passwd", "etc/passwd"),
         ("to ../..", &[("up", "../..")], "up/x", "x"),
         (
@@ -781,4 +784,39 @@ fn device_nodes_are_created_inside_dest() {
             .is_block_device()
     );
     jail.assert_contained();
+}
+
+/// Figures for docs/benchmarks.md; prints, asserts nothing about speed.
+/// `cargo test --release -p strata-image unpack_timing -- --ignored --nocapture`
+#[test]
+#[ignore = "timing, run by hand"]
+fn unpack_timing() {
+    let mut layer = Layer::new();
+    let small = vec![b's'; 4096];
+    for dir in 0..100 {
+        layer.dir(&format!("d{dir}/"), 0o755);
+        for file in 0..200 {
+            layer.file(&format!("d{dir}/f{file}"), &small);
+        }
+    }
+    layer.file("big", &vec![b'b'; 256 << 20]);
+    let tar = layer.finish();
+    for (what, blob) in [
+        ("tar", tar.clone()),
+        ("gzip", gzip(&tar)),
+        ("zstd", zstd(&tar)),
+    ] {
+        let dest = TempDir::new().expect("tempdir");
+        let start = std::time::Instant::now();
+        let stats = unpack(&blob, dest.path(), &UnpackOptions::default()).expect("unpack");
+        let elapsed = start.elapsed();
+        println!(
+            "{what}: {} entries, {} MiB in {:.2?} ({:.0} MiB/s, {:.0} entries/s)",
+            stats.entries,
+            stats.bytes >> 20,
+            elapsed,
+            (stats.bytes >> 20) as f64 / elapsed.as_secs_f64(),
+            stats.entries as f64 / elapsed.as_secs_f64(),
+        );
+    }
 }
