@@ -363,19 +363,24 @@ impl<'o> Unpacker<'o> {
         name: &OsStr,
         meta: &Meta,
     ) -> Result<(), Failure> {
-        let header = entry.header();
-        let major = header
-            .device_major()
-            .map_err(step("reading the device number"))?
-            .unwrap_or(0);
-        let minor = header
-            .device_minor()
-            .map_err(step("reading the device number"))?
-            .unwrap_or(0);
         let file_type = match kind {
             EntryType::Char => FileType::CharacterDevice,
             EntryType::Block => FileType::BlockDevice,
             _ => FileType::Fifo,
+        };
+        // FIFOs have no device number, and writers often leave the fields empty.
+        let (major, minor) = if file_type == FileType::Fifo {
+            (0, 0)
+        } else {
+            let header = entry.header();
+            let number = |n: std::io::Result<Option<u32>>| {
+                n.map(Option::unwrap_or_default)
+                    .map_err(step("reading the device number"))
+            };
+            (
+                number(header.device_major())?,
+                number(header.device_minor())?,
+            )
         };
         self.clear_path(dir, name, false)?;
         match rfs::mknodat(

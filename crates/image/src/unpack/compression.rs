@@ -1,8 +1,11 @@
 //! Layer compression: media types, magic-byte detection and decoders.
 
-use std::io::{self, Cursor, Read};
+use std::io::{self, BufReader, Cursor, Read};
 
 use super::UnpackError;
+
+/// Decoded bytes buffered between a decoder and the tar reader.
+const DECODED_BUFFER_BYTES: usize = 128 * 1024;
 
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
@@ -88,12 +91,18 @@ fn wrap<'r>(
     reader: impl Read + 'r,
     compression: Compression,
 ) -> Result<Box<dyn Read + 'r>, UnpackError> {
+    // The tar reader asks for 512-byte headers one at a time; decoder output is
+    // buffered so each of those is a copy rather than a decoder call.
     Ok(match compression {
         Compression::None | Compression::Detect => Box::new(reader),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(reader).map_err(UnpackError::Decompressor)?)
-        }
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            DECODED_BUFFER_BYTES,
+            flate2::read::MultiGzDecoder::new(reader),
+        )),
+        Compression::Zstd => Box::new(BufReader::with_capacity(
+            DECODED_BUFFER_BYTES,
+            zstd::stream::read::Decoder::new(reader).map_err(UnpackError::Decompressor)?,
+        )),
     })
 }
 

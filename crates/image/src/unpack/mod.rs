@@ -39,7 +39,14 @@
 //!   entries is not limited.
 //! - Device nodes, whiteout devices and ownership need privileges (root here);
 //!   `trusted.*` xattrs need `CAP_SYS_ADMIN`.
-//! - `LIBARCHIVE.xattr.*` records and POSIX ACLs are not applied.
+//! - `LIBARCHIVE.xattr.*` records and POSIX ACLs are not applied. Xattrs go through
+//!   `/proc/self/fd` (no `*xattrat` calls before Linux 6.13), so `/proc` must be mounted.
+//! - Which paths a whiteout or opaque marker must keep (those of the same layer) is
+//!   decided by archive name. An entry written through a symlinked parent
+//!   (`lib/x` with `lib -> usr/lib`) is not recognised as `usr/lib/x` by an opaque
+//!   marker on `usr/lib` in the same layer. Real layers do not mix the two spellings.
+//! - Removing a directory tree holds one descriptor per level, so trees deeper than
+//!   the open-file limit cannot be replaced or whited out.
 
 mod apply;
 mod compression;
