@@ -148,6 +148,8 @@ fn empty_entry<W: Write>(
     header.set_size(0);
     header.set_mode(0o644);
     header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
     builder
         .append_data(&mut header, name, std::io::empty())
         .map_err(|source| PackError::Io {

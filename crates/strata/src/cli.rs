@@ -273,6 +273,8 @@ pub enum ImageCommand {
         /// The archive to write (`-` for stdout).
         file: PathBuf,
     },
+    /// Build an image from a Containerfile (or Dockerfile) and a context directory.
+    Build(BuildArgs),
     /// Make a one-layer image from a directory.
     ImportRootfs {
         /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE,
@@ -306,4 +308,29 @@ pub struct ImageRmArgs {
     /// Image references or IDs.
     #[arg(required = true)]
     pub images: Vec<String>,
+}
+
+/// `strata image build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// Name the image (repeatable).
+    #[arg(short, long, value_name = "REF")]
+    pub tag: Vec<String>,
+    /// The Containerfile (default: CONTEXT/Containerfile, else CONTEXT/Dockerfile).
+    #[arg(short, long, value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Set a build argument (ARG): KEY=VALUE, or KEY to take it from the environment.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub build_arg: Vec<String>,
+    /// Run every step; use no cached layers.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Network of RUN steps: `host` or `none`.
+    #[arg(long, default_value = "host", value_parser = ["none", "host"])]
+    pub network: String,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The build context directory.
+    pub context: PathBuf,
 }

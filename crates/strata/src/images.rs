@@ -81,6 +81,7 @@ pub fn dispatch(data_dir: &Path, command: ImageCommand) -> Result<u8> {
             }
             Ok(0)
         }
+        ImageCommand::Build(args) => crate::build::run(data_dir, &images, &args),
         ImageCommand::ImportRootfs {
             change,
             dir,

@@ -1,6 +1,7 @@
 //! The `strata` binary: every Strata command, and the runc-compatible runtime entry
 //! point (`strata oci …`, or this binary invoked as `strata-runc`).
 
+mod build;
 mod cli;
 mod containers;
 mod images;

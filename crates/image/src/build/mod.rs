@@ -587,6 +587,8 @@ fn ensure_dir(root: &Path, path: &str) -> Result<(), BuildError> {
     header.set_mode(0o755);
     header.set_size(0);
     header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
     tar.append_data(&mut header, relative, std::io::empty())
         .map_err(io(format!("cannot create {path}")))?;
     let bytes = tar
