@@ -33,6 +33,8 @@ pub(crate) struct Hub {
     last: Revision,
     watchers: Vec<Slot>,
     watcher_buffer: usize,
+    /// Set when the writer stops: no event will follow.
+    closed: bool,
 }
 
 /// One live watcher, as the hub sees it.
@@ -56,6 +58,7 @@ impl Hub {
             last,
             watchers: Vec::new(),
             watcher_buffer: watcher_buffer.max(1),
+            closed: false,
         }
     }
 
@@ -90,6 +93,7 @@ impl Hub {
     /// Ends every watch (the writer is shutting down).
     pub(crate) fn close(&mut self) {
         self.watchers.clear();
+        self.closed = true;
     }
 
     /// Attaches a watcher that has seen everything up to `seen`, if the ring still
@@ -108,11 +112,14 @@ impl Hub {
             .collect();
         let (tx, rx) = mpsc::channel(self.watcher_buffer);
         let lagged = Arc::new(AtomicBool::new(false));
-        self.watchers.push(Slot {
-            prefix: prefix.to_owned(),
-            events: tx,
-            lagged: Arc::clone(&lagged),
-        });
+        // Once closed, the sender is dropped here and the watch ends after `replay`.
+        if !self.closed {
+            self.watchers.push(Slot {
+                prefix: prefix.to_owned(),
+                events: tx,
+                lagged: Arc::clone(&lagged),
+            });
+        }
         Some((replay, Live { events: rx, lagged }))
     }
 }
