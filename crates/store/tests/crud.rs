@@ -214,9 +214,22 @@ async fn list_at_a_past_revision_reads_that_snapshot() {
     let a1 = store.create("/r/a", val("a1")).await.unwrap();
     let b1 = store.create("/r/b", val("b1")).await.unwrap();
     let snapshot = b1.mod_revision;
-    store.update("/r/a", val("a2"), None).await.unwrap();
-    store.delete("/r/b", None).await.unwrap();
+    let a2 = store.update("/r/a", val("a2"), None).await.unwrap();
+    let b_deleted = store.delete("/r/b", None).await.unwrap();
     store.create("/r/c", val("c1")).await.unwrap();
+
+    // At the delete's revision, b's newest version is the delete: b is absent.
+    let after_delete = store
+        .list(
+            "/r/",
+            ListOptions {
+                revision: Some(b_deleted.revision),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(after_delete.items, vec![a2]);
 
     let past = store
         .list(

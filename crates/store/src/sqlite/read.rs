@@ -189,32 +189,35 @@ pub(crate) fn list(
 
 /// The query of a list page (or, with `count`, of how many items a range holds).
 /// Parameters: `?1`/`?2` the range, `?3` the row limit, `?4` the revision, `?5` the
-/// delete kind. Latest reads come from `kv`; past ones pick, per key, the newest
-/// history row at or before `?4` and skip keys whose newest row is a delete.
+/// delete kind (unused ones are compared with themselves so every query takes the
+/// same five). Latest reads come from `kv`. Past ones group each key's history rows
+/// at or before `?4` and keep the newest unless it is a delete: SQLite takes the bare
+/// columns of a `MAX()` aggregate from the row holding the maximum, and the
+/// `(key, revision, kind)` index lets it do so in key order without a sort.
 fn range_sql(latest: bool, range: &Range, count: bool) -> String {
-    let (columns, tail) = if count {
-        ("COUNT(*)", "AND ?3 = ?3")
-    } else if latest {
-        (
-            "key, value, create_revision, mod_revision",
-            "ORDER BY key LIMIT ?3",
-        )
-    } else {
-        (
-            "h.key, h.value, h.create_revision, h.revision",
-            "ORDER BY h.key LIMIT ?3",
-        )
-    };
     if latest {
         let terms = range.sql("key");
-        format!("SELECT {columns} FROM kv WHERE {terms} AND ?4 = ?4 AND ?5 = ?5 {tail}")
+        let checks = "?4 = ?4 AND ?5 = ?5";
+        return if count {
+            format!("SELECT COUNT(*) FROM kv WHERE {terms} AND ?3 = ?3 AND {checks}")
+        } else {
+            format!(
+                "SELECT key, value, create_revision, mod_revision FROM kv \
+                 WHERE {terms} AND {checks} ORDER BY key LIMIT ?3"
+            )
+        };
+    }
+    let terms = range.sql("h.key");
+    let newest = format!(
+        "FROM history h WHERE {terms} AND h.revision <= ?4 \
+         GROUP BY h.key HAVING h.kind != ?5"
+    );
+    if count {
+        format!("SELECT COUNT(*) FROM (SELECT h.kind, MAX(h.revision) {newest}) WHERE ?3 = ?3")
     } else {
-        let terms = range.sql("h.key");
         format!(
-            "SELECT {columns} FROM history h WHERE {terms} \
-             AND h.revision = (SELECT MAX(n.revision) FROM history n \
-                               WHERE n.key = h.key AND n.revision <= ?4) \
-             AND h.kind != ?5 {tail}"
+            "SELECT h.key, h.value, h.create_revision, MAX(h.revision), h.kind {newest} \
+             ORDER BY h.key LIMIT ?3"
         )
     }
 }

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS history (
     prev_revision INTEGER,
     value BLOB
 );
-CREATE INDEX IF NOT EXISTS history_key_revision ON history (key, revision);
+CREATE INDEX IF NOT EXISTS history_key_revision ON history (key, revision, kind);
 CREATE TABLE IF NOT EXISTS meta (
     name TEXT PRIMARY KEY,
     value INTEGER NOT NULL

@@ -356,3 +356,71 @@ fn insert_history(
     ])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(op: Op) -> (Pending, oneshot::Receiver<Result<Outcome, StoreError>>) {
+        let (reply, answer) = oneshot::channel();
+        (Pending { op, reply }, answer)
+    }
+
+    fn create(key: &str) -> Op {
+        Op::Create {
+            key: key.to_owned(),
+            value: Bytes::from_static(b"v"),
+        }
+    }
+
+    #[test]
+    fn a_failed_precondition_fails_only_its_own_write_in_a_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn =
+            schema::open_writer(&dir.path().join("s.db"), schema::Synchronous::Full).unwrap();
+        let ops = vec![
+            create("/a"),
+            create("/a"), // exists by now: rejected
+            Op::Update {
+                key: "/a".into(),
+                value: Bytes::from_static(b"w"),
+                expected: Some(2), // the create above is revision 2
+            },
+            Op::Delete {
+                key: "/b".into(),
+                expected: None,
+            }, // missing: rejected
+            Op::Update {
+                key: "/a".into(),
+                value: Bytes::from_static(b"x"),
+                expected: Some(2), // stale after the update at 3
+            },
+            create("/b"),
+        ];
+        let group: Vec<Pending> = ops.into_iter().map(|op| pending(op).0).collect();
+        let (revision, outcomes, events) = apply_group(&mut conn, 1, &group).unwrap();
+        assert_eq!(revision, 4);
+        let revisions: Vec<_> = events.iter().map(|e| e.revision).collect();
+        assert_eq!(revisions, vec![2, 3, 4]);
+        let failed: Vec<_> = outcomes
+            .iter()
+            .map(|o| match o {
+                Ok(_) => "ok",
+                Err(StoreError::AlreadyExists { .. }) => "exists",
+                Err(StoreError::NotFound { .. }) => "missing",
+                Err(StoreError::Conflict { current: 3, .. }) => "conflict at 3",
+                Err(_) => "other",
+            })
+            .collect();
+        assert_eq!(
+            failed,
+            vec!["ok", "exists", "ok", "missing", "conflict at 3", "ok"]
+        );
+        let stored = schema::read_revisions(&conn).unwrap();
+        assert_eq!(stored.current, 4, "the group's revision is persisted");
+        let history: i64 = conn
+            .query_row("SELECT COUNT(*) FROM history", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(history, 3);
+    }
+}
