@@ -64,12 +64,15 @@ async fn creates(label: &str, sync: Synchronous, tasks: usize, ops: usize) {
     }
     let elapsed = started.elapsed();
     latencies.sort();
+    let wal = std::fs::metadata(dir.path().join("state.db-wal")).map_or(0, |m| m.len());
     println!(
-        "create  {label:<6} {tasks:>2} tasks  {:>6} ops  {:>8.0} creates/s  p50 {:>6.2} ms  p99 {:>6.2} ms",
+        "create  {label:<6} {tasks:>2} tasks  {:>6} ops  {:>8.0} creates/s  p50 {:>6.2} ms  p99 {:>6.2} ms  max {:>6.2} ms  (WAL {:.1} MiB)",
         latencies.len(),
         latencies.len() as f64 / elapsed.as_secs_f64(),
         ms(percentile(&latencies, 0.50)),
         ms(percentile(&latencies, 0.99)),
+        ms(percentile(&latencies, 1.0)),
+        wal as f64 / (1024.0 * 1024.0),
     );
 }
 

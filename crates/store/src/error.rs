@@ -73,9 +73,9 @@ pub enum StoreError {
         /// What does not fit.
         reason: String,
     },
-    /// Starting the writer thread failed.
-    #[error("starting the writer thread of store {path}")]
-    SpawnWriter {
+    /// Starting the writer or checkpoint thread failed.
+    #[error("starting a background thread of store {path}")]
+    SpawnThread {
         /// The database file.
         path: PathBuf,
         /// The cause.

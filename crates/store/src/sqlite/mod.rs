@@ -2,13 +2,15 @@
 //!
 //! Writes go through one writer thread with group commit (`writer`); reads use a
 //! small pool of read-only connections on tokio's blocking pool (`read`); watches
-//! are fed from memory by the writer (`watch`).
+//! are fed from memory by the writer (`watch`); a checkpoint thread keeps the WAL
+//! short without stalling commits (`checkpoint`).
 //!
 //! Durability: with the default [`Synchronous::Full`], a write is acknowledged only
 //! after its transaction's WAL frames are fsynced, so it survives a process kill and
 //! a power loss. With [`Synchronous::Normal`] it survives a process kill (the WAL
 //! is written before the acknowledgement) but not necessarily a power loss.
 
+mod checkpoint;
 mod read;
 mod schema;
 mod watch;
@@ -131,15 +133,26 @@ impl SqliteStore {
             revision: AtomicI64::new(revisions.current),
             compacted: AtomicI64::new(revisions.compacted),
         });
+        let spawn_err = |source| StoreError::SpawnThread {
+            path: path.clone(),
+            source: Arc::new(source),
+        };
+        // The writer holds `stop_checkpoints`: when it ends, the checkpointer ends.
+        let (stop_checkpoints, checkpoint_stop) = mpsc::channel::<()>();
+        let checkpoint_path = path.clone();
+        std::thread::Builder::new()
+            .name("strata-store-checkpoint".into())
+            .spawn(move || checkpoint::run(checkpoint_path, checkpoint_stop))
+            .map_err(spawn_err)?;
         let (requests, queue) = mpsc::channel();
         let writer = Writer::new(conn, Arc::clone(&shared), revisions, options.max_batch);
         std::thread::Builder::new()
             .name("strata-store-writer".into())
-            .spawn(move || writer.run(queue))
-            .map_err(|source| StoreError::SpawnWriter {
-                path: path.clone(),
-                source: Arc::new(source),
-            })?;
+            .spawn(move || {
+                writer.run(queue);
+                drop(stop_checkpoints);
+            })
+            .map_err(spawn_err)?;
         Ok(SqliteStore {
             requests,
             shared,

@@ -89,6 +89,9 @@ pub(crate) fn open_writer(path: &Path, sync: Synchronous) -> Result<Connection, 
     };
     conn.pragma_update(None, "synchronous", sync)
         .map_err(open_err)?;
+    // The checkpoint thread does this off the commit path.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(open_err)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(open_err)?;
@@ -120,6 +123,20 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    Ok(conn)
+}
+
+/// Opens the connection the checkpoint thread uses. It needs write access to the
+/// file, but never writes rows; it syncs like the writer (FULL) when it copies pages.
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection, StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source: Arc::new(source),
+    };
+    let conn = Connection::open(path).map_err(open_err)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open_err)?;
     Ok(conn)
 }
 
