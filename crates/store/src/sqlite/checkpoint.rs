@@ -2,10 +2,12 @@
 //! the database file (and fsyncs it) in the middle of a group commit.
 //!
 //! SQLite's automatic checkpoint runs inside the commit that crosses the threshold,
-//! which turns into a latency spike for every write in that group. The writer
-//! connection disables it; this thread runs a `PASSIVE` checkpoint (which never
-//! blocks the writer or readers) at a fixed interval instead, and once more when the
-//! writer stops.
+//! which turns into a latency spike for every write in that group. This thread runs
+//! a `PASSIVE` checkpoint (which never blocks the writer or readers) at a fixed
+//! interval, and once more when the writer stops. It cannot alone keep the WAL short:
+//! under steady writes new frames arrive while it copies, so the WAL is never fully
+//! copied and never restarts. The writer keeps a (raised) automatic checkpoint for
+//! that, which finds little left to copy (see `schema::open_writer`).
 
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};

@@ -9,6 +9,12 @@
 //! after its transaction's WAL frames are fsynced, so it survives a process kill and
 //! a power loss. With [`Synchronous::Normal`] it survives a process kill (the WAL
 //! is written before the acknowledgement) but not necessarily a power loss.
+//!
+//! Limitations: history grows until [`Store::compact`] is called (nothing compacts
+//! on its own; the API server compacts periodically, as kube-apiserver does).
+//! Compaction runs on the writer thread in one transaction, so writes wait while it
+//! runs. Listing at a past revision scans that revision's history rows in the range,
+//! so it costs more than a latest list.
 
 mod checkpoint;
 mod read;

@@ -31,6 +31,13 @@ pub(crate) const KIND_DELETE: i64 = 2;
 /// file still shutting down, or a checkpoint) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// WAL pages after which a commit on the writer checkpoints (SQLite's default is
+/// 1000; the checkpoint thread has copied most of them by then).
+const WRITER_CHECKPOINT_PAGES: i64 = 4000;
+
+/// Size the WAL file is truncated to after a restart.
+const WAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT NOT NULL UNIQUE,
@@ -89,8 +96,13 @@ pub(crate) fn open_writer(path: &Path, sync: Synchronous) -> Result<Connection, 
     };
     conn.pragma_update(None, "synchronous", sync)
         .map_err(open_err)?;
-    // The checkpoint thread does this off the commit path.
-    conn.pragma_update(None, "wal_autocheckpoint", 0)
+    // The checkpoint thread copies most WAL pages back off the commit path; the
+    // writer's own (rarer) checkpoint then has little left to copy, and since no
+    // commit runs during it, it completes, so the next commit restarts the WAL from
+    // its start. The size limit trims the file after such a restart.
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+        .map_err(open_err)?;
+    conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT_BYTES)
         .map_err(open_err)?;
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
