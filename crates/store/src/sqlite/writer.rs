@@ -97,6 +97,8 @@ impl Writer {
 
     /// Serves requests until every sender is gone, then ends all watches.
     pub(crate) fn run(mut self, requests: Receiver<Request>) {
+        // Live watches end however this returns, a panic included: no event follows.
+        let _close_watches = CloseWatches(Arc::clone(&self.shared));
         let mut group = Vec::with_capacity(self.max_batch);
         while let Ok(first) = requests.recv() {
             let mut next = Some(first);
@@ -115,7 +117,6 @@ impl Writer {
             }
             self.commit_group(&mut group);
         }
-        self.shared.hub().close();
     }
 
     /// Applies, commits, publishes and acknowledges the writes in `group`.
@@ -178,6 +179,15 @@ impl Writer {
         self.compacted = revision;
         self.shared.compacted.store(revision, Ordering::Release);
         Ok(())
+    }
+}
+
+/// Closes the hub when the writer thread ends.
+struct CloseWatches(Arc<Shared>);
+
+impl Drop for CloseWatches {
+    fn drop(&mut self) {
+        self.0.hub().close();
     }
 }
 
