@@ -70,7 +70,11 @@ impl FieldError {
     }
 
     /// `value` at `field` is invalid.
-    pub fn invalid(field: impl Into<String>, value: impl fmt::Debug, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl fmt::Debug,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             kind: ErrorType::Invalid,
             field: field.into(),
@@ -90,7 +94,11 @@ impl FieldError {
     }
 
     /// `value` at `field` is not one of `supported`.
-    pub fn not_supported(field: impl Into<String>, value: impl fmt::Debug, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl fmt::Debug,
+        supported: &[&str],
+    ) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
         Self {
             kind: ErrorType::NotSupported,
@@ -153,7 +161,8 @@ mod tests {
             "spec.containers: Required value"
         );
         assert_eq!(
-            FieldError::invalid("spec.replicas", -1, "must be greater than or equal to 0").to_string(),
+            FieldError::invalid("spec.replicas", -1, "must be greater than or equal to 0")
+                .to_string(),
             "spec.replicas: Invalid value: -1: must be greater than or equal to 0"
         );
         let e = FieldError::not_supported("spec.restartPolicy", "Sometimes", &["Always", "Never"]);

@@ -24,7 +24,8 @@ fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -153,9 +154,11 @@ mod tests {
         assert!(!check_name("1abc", NameRule::Dns1035, "metadata.name").is_empty());
         assert!(check_name("abc-1", NameRule::Dns1035, "metadata.name").is_empty());
         let long = "a".repeat(64);
-        assert!(check_name(&long, NameRule::Label, "metadata.name")[0]
-            .to_string()
-            .contains("no more than 63"));
+        assert!(
+            check_name(&long, NameRule::Label, "metadata.name")[0]
+                .to_string()
+                .contains("no more than 63")
+        );
     }
 
     #[test]

@@ -140,22 +140,162 @@ macro_rules! resource {
 
 /// Every resource Strata serves.
 pub static RESOURCES: &[Resource] = &[
-    resource!("", "v1", "Namespace", "namespaces", "namespace", false, ["ns"], [], [Status]),
-    resource!("", "v1", "Pod", "pods", "pod", true, ["po"], ["all"], [Status, Binding, Eviction, Log, Exec]),
-    resource!("", "v1", "Service", "services", "service", true, ["svc"], ["all"], [Status]),
-    resource!("", "v1", "Endpoints", "endpoints", "endpoints", true, ["ep"], [], []),
-    resource!("", "v1", "ConfigMap", "configmaps", "configmap", true, ["cm"], [], []),
+    resource!(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        "namespace",
+        false,
+        ["ns"],
+        [],
+        [Status]
+    ),
+    resource!(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        "pod",
+        true,
+        ["po"],
+        ["all"],
+        [Status, Binding, Eviction, Log, Exec]
+    ),
+    resource!(
+        "",
+        "v1",
+        "Service",
+        "services",
+        "service",
+        true,
+        ["svc"],
+        ["all"],
+        [Status]
+    ),
+    resource!(
+        "",
+        "v1",
+        "Endpoints",
+        "endpoints",
+        "endpoints",
+        true,
+        ["ep"],
+        [],
+        []
+    ),
+    resource!(
+        "",
+        "v1",
+        "ConfigMap",
+        "configmaps",
+        "configmap",
+        true,
+        ["cm"],
+        [],
+        []
+    ),
     resource!("", "v1", "Secret", "secrets", "secret", true, [], [], []),
-    resource!("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true, ["sa"], [], []),
-    resource!("", "v1", "Node", "nodes", "node", false, ["no"], [], [Status]),
+    resource!(
+        "",
+        "v1",
+        "ServiceAccount",
+        "serviceaccounts",
+        "serviceaccount",
+        true,
+        ["sa"],
+        [],
+        []
+    ),
+    resource!(
+        "",
+        "v1",
+        "Node",
+        "nodes",
+        "node",
+        false,
+        ["no"],
+        [],
+        [Status]
+    ),
     resource!("", "v1", "Event", "events", "event", true, ["ev"], [], []),
-    resource!("apps", "v1", "Deployment", "deployments", "deployment", true, ["deploy"], ["all"], [Status, Scale]),
-    resource!("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true, ["rs"], ["all"], [Status, Scale]),
-    resource!("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true, ["ds"], ["all"], [Status]),
-    resource!("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true, ["sts"], ["all"], [Status, Scale]),
-    resource!("batch", "v1", "Job", "jobs", "job", true, [], ["all"], [Status]),
-    resource!("coordination.k8s.io", "v1", "Lease", "leases", "lease", true, [], [], []),
-    resource!("events.k8s.io", "v1", "Event", "events", "event", true, ["ev"], [], []),
+    resource!(
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        "deployment",
+        true,
+        ["deploy"],
+        ["all"],
+        [Status, Scale]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "ReplicaSet",
+        "replicasets",
+        "replicaset",
+        true,
+        ["rs"],
+        ["all"],
+        [Status, Scale]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        "daemonset",
+        true,
+        ["ds"],
+        ["all"],
+        [Status]
+    ),
+    resource!(
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        "statefulset",
+        true,
+        ["sts"],
+        ["all"],
+        [Status, Scale]
+    ),
+    resource!(
+        "batch",
+        "v1",
+        "Job",
+        "jobs",
+        "job",
+        true,
+        [],
+        ["all"],
+        [Status]
+    ),
+    resource!(
+        "coordination.k8s.io",
+        "v1",
+        "Lease",
+        "leases",
+        "lease",
+        true,
+        [],
+        [],
+        []
+    ),
+    resource!(
+        "events.k8s.io",
+        "v1",
+        "Event",
+        "events",
+        "event",
+        true,
+        ["ev"],
+        [],
+        []
+    ),
 ];
 
 /// The API groups, in discovery order, with their versions.
@@ -214,7 +354,10 @@ mod tests {
         assert_eq!(deploy.list_kind(), "DeploymentList");
         assert!(find("apps", "v1", "pods").is_none());
         // Two Event kinds in two groups.
-        assert_eq!(by_kind("events.k8s.io/v1", "Event").unwrap().group, "events.k8s.io");
+        assert_eq!(
+            by_kind("events.k8s.io/v1", "Event").unwrap().group,
+            "events.k8s.io"
+        );
         assert_eq!(by_kind("v1", "Event").unwrap().group, "");
     }
 
