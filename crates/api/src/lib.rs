@@ -2,9 +2,14 @@
 //! and defaulting as pure functions (no IO). The API server and every client crate
 //! build on it; the object types themselves are k8s-openapi's.
 
+pub mod admit;
 pub mod field;
+pub mod kinds;
 pub mod names;
 pub mod resources;
+pub mod selector;
 
+pub use admit::{AdmitError, Admitted, FieldValidation, Operation, admit};
 pub use field::{ErrorType, FieldError};
 pub use resources::{RESOURCES, Resource, Subresource};
+pub use selector::Selector;

@@ -1,0 +1,361 @@
+//! Admission of a submitted object: decode it as its typed kind (errors name the
+//! field path), find fields the kind does not have (Strict rejects them, Warn reports
+//! them, Ignore drops them — they are dropped from storage in every mode), apply
+//! defaults, validate, and re-encode. Pure: the API server does the IO.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::field::FieldError;
+use crate::kinds::{self, Kind};
+use crate::names::{NameRule, check_annotations, check_labels, check_name};
+use crate::resources::Resource;
+
+/// `?fieldValidation=`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FieldValidation {
+    /// Unknown or duplicate fields fail the request.
+    #[default]
+    Strict,
+    /// They are dropped and reported as warnings.
+    Warn,
+    /// They are dropped silently.
+    Ignore,
+}
+
+impl FieldValidation {
+    /// Parses the query value (case-sensitive like Kubernetes; empty means Strict
+    /// for kubectl ≥ 1.27's default).
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "Strict" | "" => Some(Self::Strict),
+            "Warn" => Some(Self::Warn),
+            "Ignore" => Some(Self::Ignore),
+            _ => None,
+        }
+    }
+}
+
+/// What admission does with the object.
+#[derive(Debug, Clone, Copy)]
+pub enum Operation<'a> {
+    /// A new object.
+    Create,
+    /// A replacement for `old` (the stored object).
+    Update {
+        /// The stored object.
+        old: &'a Value,
+    },
+}
+
+/// An admitted object, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Admitted {
+    /// The typed, defaulted object as JSON.
+    pub object: Value,
+    /// Warnings for the client (`Warning:` headers).
+    pub warnings: Vec<String>,
+}
+
+/// Why an object was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The body is not the kind's shape (400 BadRequest).
+    #[error("{kind} in version \"{version}\" cannot be handled as a {kind}: {message}")]
+    Decode {
+        /// The kind.
+        kind: String,
+        /// Its version.
+        version: String,
+        /// Where and what.
+        message: String,
+    },
+    /// Unknown fields under Strict validation (400 BadRequest).
+    #[error("strict decoding error: {}", .fields.iter().map(|f| format!("unknown field \"{f}\"")).collect::<Vec<_>>().join(", "))]
+    UnknownFields {
+        /// The fields' paths.
+        fields: Vec<String>,
+    },
+    /// Validation failed (422 Invalid).
+    #[error("{}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    Invalid {
+        /// The field errors.
+        errors: Vec<FieldError>,
+    },
+}
+
+/// Paths present in `original` but absent from `typed` (its typed round trip).
+fn unknown_fields(original: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (original, typed) {
+        (Value::Object(o), Value::Object(t)) => {
+            for (key, value) in o {
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                match t.get(key) {
+                    Some(tv) => unknown_fields(value, tv, &child, out),
+                    None if value.is_null() => {}
+                    None => out.push(child),
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(t)) => {
+            for (i, (ov, tv)) in o.iter().zip(t).enumerate() {
+                unknown_fields(ov, tv, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Decodes `value` as `T`, reporting the failing field's path.
+pub fn decode<T: DeserializeOwned>(resource: &Resource, value: Value) -> Result<T, AdmitError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // A missing required field is a validation error (422), as Kubernetes has it.
+        if let Some(field) = inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.strip_suffix('`'))
+        {
+            let field = if path == "." {
+                field.to_string()
+            } else {
+                format!("{path}.{field}")
+            };
+            return AdmitError::Invalid {
+                errors: vec![FieldError::required(field, "")],
+            };
+        }
+        AdmitError::Decode {
+            kind: resource.kind.to_string(),
+            version: resource.api_version(),
+            message: if path == "." {
+                inner
+            } else {
+                format!("{path}: {inner}")
+            },
+        }
+    })
+}
+
+fn encode<T: Serialize>(object: &T) -> Value {
+    // Typed Kubernetes objects always serialise.
+    serde_json::to_value(object).unwrap_or(Value::Null)
+}
+
+fn name_rule(resource: &Resource) -> NameRule {
+    match (resource.group, resource.plural) {
+        ("", "namespaces") => NameRule::Label,
+        ("", "services") => NameRule::Dns1035,
+        _ => NameRule::Subdomain,
+    }
+}
+
+/// Checks `metadata` (name by the resource's rule, labels, annotations).
+fn check_meta(resource: &Resource, object: &Value, errors: &mut Vec<FieldError>) {
+    let meta = &object["metadata"];
+    match meta["name"].as_str() {
+        Some(name) if !name.is_empty() => {
+            errors.extend(check_name(name, name_rule(resource), "metadata.name"));
+        }
+        _ => errors.push(FieldError::required(
+            "metadata.name",
+            "name or generateName is required",
+        )),
+    }
+    if let Ok(labels) = serde_json::from_value(meta["labels"].clone()) {
+        errors.extend(check_labels(&labels, "metadata.labels"));
+    }
+    if let Ok(annotations) = serde_json::from_value(meta["annotations"].clone()) {
+        errors.extend(check_annotations(&annotations, "metadata.annotations"));
+    }
+}
+
+fn admit_typed<T: Kind>(
+    resource: &Resource,
+    value: Value,
+    operation: Operation<'_>,
+    validation: FieldValidation,
+) -> Result<Admitted, AdmitError> {
+    let original = value.clone();
+    let mut object: T = decode(resource, value)?;
+    let mut warnings = Vec::new();
+    let mut unknown = Vec::new();
+    unknown_fields(&original, &encode(&object), "", &mut unknown);
+    if !unknown.is_empty() {
+        match validation {
+            FieldValidation::Strict => return Err(AdmitError::UnknownFields { fields: unknown }),
+            FieldValidation::Warn => {
+                warnings.extend(unknown.iter().map(|f| format!("unknown field \"{f}\"")))
+            }
+            FieldValidation::Ignore => {}
+        }
+    }
+    object.default();
+    let mut errors = Vec::new();
+    let encoded = encode(&object);
+    check_meta(resource, &encoded, &mut errors);
+    object.validate(&mut errors);
+    if let Operation::Update { old } = operation {
+        let old: T = decode(resource, old.clone())?;
+        object.validate_update(&old, &mut errors);
+    }
+    if !errors.is_empty() {
+        return Err(AdmitError::Invalid { errors });
+    }
+    Ok(Admitted {
+        object: encode(&object),
+        warnings,
+    })
+}
+
+/// Admits `value` as an object of `resource`.
+pub fn admit(
+    resource: &Resource,
+    value: Value,
+    operation: Operation<'_>,
+    validation: FieldValidation,
+) -> Result<Admitted, AdmitError> {
+    kinds::dispatch!(
+        resource,
+        admit_typed,
+        resource,
+        value,
+        operation,
+        validation
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::find;
+    use serde_json::json;
+
+    fn pods() -> &'static Resource {
+        find("", "v1", "pods").unwrap()
+    }
+
+    fn pod(spec: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"}, "spec": spec})
+    }
+
+    #[test]
+    fn a_pod_is_defaulted_like_kubernetes_does() {
+        let admitted = admit(
+            pods(),
+            pod(json!({"containers": [{"name": "c", "image": "nginx", "ports": [{"containerPort": 80}]}]})),
+            Operation::Create,
+            FieldValidation::Strict,
+        )
+        .unwrap();
+        let spec = &admitted.object["spec"];
+        assert_eq!(spec["restartPolicy"], "Always");
+        assert_eq!(spec["dnsPolicy"], "ClusterFirst");
+        assert_eq!(spec["terminationGracePeriodSeconds"], 30);
+        assert_eq!(spec["containers"][0]["imagePullPolicy"], "Always");
+        assert_eq!(spec["containers"][0]["ports"][0]["protocol"], "TCP");
+        assert_eq!(admitted.object["status"]["phase"], "Pending");
+        assert_eq!(admitted.object["status"]["qosClass"], "BestEffort");
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let err = admit(
+            pods(),
+            pod(json!({"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": "eighty"}]}]})),
+            Operation::Create,
+            FieldValidation::Strict,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("Pod in version \"v1\" cannot be handled as a Pod: spec.containers[0].ports[0].containerPort"), "{text}");
+    }
+
+    #[test]
+    fn unknown_fields_follow_field_validation() {
+        let body =
+            pod(json!({"containers": [{"name": "c", "image": "x", "imagee": "typo"}], "bogus": 1}));
+        let strict = admit(
+            pods(),
+            body.clone(),
+            Operation::Create,
+            FieldValidation::Strict,
+        )
+        .unwrap_err();
+        assert_eq!(
+            strict.to_string(),
+            "strict decoding error: unknown field \"spec.bogus\", unknown field \"spec.containers[0].imagee\""
+        );
+        let warned = admit(
+            pods(),
+            body.clone(),
+            Operation::Create,
+            FieldValidation::Warn,
+        )
+        .unwrap();
+        assert_eq!(warned.warnings.len(), 2);
+        assert!(warned.object["spec"].get("bogus").is_none());
+        let ignored = admit(pods(), body, Operation::Create, FieldValidation::Ignore).unwrap();
+        assert!(ignored.warnings.is_empty());
+    }
+
+    #[test]
+    fn missing_required_fields_are_validation_errors() {
+        let deploy = find("apps", "v1", "deployments").unwrap();
+        let err = admit(
+            deploy,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                   "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+            Operation::Create,
+            FieldValidation::Strict,
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "spec.selector: Required value");
+        let mismatch = admit(
+            deploy,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                   "spec": {"selector": {"matchLabels": {"app": "a"}},
+                            "template": {"metadata": {"labels": {"app": "b"}},
+                                         "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+            Operation::Create,
+            FieldValidation::Strict,
+        )
+        .unwrap_err();
+        assert!(
+            mismatch
+                .to_string()
+                .contains("`selector` does not match template `labels`"),
+            "{mismatch}"
+        );
+    }
+
+    #[test]
+    fn invalid_objects_list_every_field_error() {
+        let err = admit(
+            pods(),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "Bad_Name"},
+                   "spec": {"containers": [{"name": "c"}, {"name": "c", "image": "x"}], "restartPolicy": "Sometimes"}}),
+            Operation::Create,
+            FieldValidation::Strict,
+        )
+        .unwrap_err();
+        let AdmitError::Invalid { errors } = err else {
+            panic!("expected Invalid");
+        };
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            vec![
+                "metadata.name",
+                "spec.restartPolicy",
+                "spec.containers[0].image",
+                "spec.containers[1].name"
+            ]
+        );
+    }
+}

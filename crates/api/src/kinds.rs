@@ -1,0 +1,606 @@
+//! Per-kind defaulting and validation for the typed objects (k8s-openapi types), the
+//! subset of Kubernetes' own rules that users meet in practice, with its messages.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodSpec, PodTemplateSpec, Secret, Service,
+    ServiceAccount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::field::FieldError;
+use crate::names::{NameRule, check_name};
+use crate::selector::Selector;
+
+/// Hooks of one kind. Defaults: none; validation: none.
+pub trait Kind: Serialize + DeserializeOwned {
+    /// Fills in defaults, as the Kubernetes API server does on write.
+    fn default(&mut self) {}
+    /// Adds errors for invalid fields.
+    fn validate(&self, _errors: &mut Vec<FieldError>) {}
+    /// Adds errors for changes an update may not make.
+    fn validate_update(&self, _old: &Self, _errors: &mut Vec<FieldError>) {}
+}
+
+/// Calls `$f::<T>(args…)` with `T` the typed kind of `$resource`.
+macro_rules! dispatch {
+    ($resource:expr, $f:ident, $($arg:expr),*) => {{
+        use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core, events::v1 as events};
+        match ($resource.group, $resource.kind) {
+            ("", "Namespace") => $f::<core::Namespace>($($arg),*),
+            ("", "Pod") => $f::<core::Pod>($($arg),*),
+            ("", "Service") => $f::<core::Service>($($arg),*),
+            ("", "Endpoints") => $f::<core::Endpoints>($($arg),*),
+            ("", "ConfigMap") => $f::<core::ConfigMap>($($arg),*),
+            ("", "Secret") => $f::<core::Secret>($($arg),*),
+            ("", "ServiceAccount") => $f::<core::ServiceAccount>($($arg),*),
+            ("", "Node") => $f::<core::Node>($($arg),*),
+            ("", "Event") => $f::<core::Event>($($arg),*),
+            ("apps", "Deployment") => $f::<apps::Deployment>($($arg),*),
+            ("apps", "ReplicaSet") => $f::<apps::ReplicaSet>($($arg),*),
+            ("apps", "DaemonSet") => $f::<apps::DaemonSet>($($arg),*),
+            ("apps", "StatefulSet") => $f::<apps::StatefulSet>($($arg),*),
+            ("batch", "Job") => $f::<batch::Job>($($arg),*),
+            ("coordination.k8s.io", "Lease") => $f::<coordination::Lease>($($arg),*),
+            ("events.k8s.io", "Event") => $f::<events::Event>($($arg),*),
+            (group, kind) => unreachable!("resource table and dispatch disagree on {group}/{kind}"),
+        }
+    }};
+}
+pub(crate) use dispatch;
+
+fn set<T>(field: &mut Option<T>, value: T) {
+    if field.is_none() {
+        *field = Some(value);
+    }
+}
+
+fn percent(p: &str) -> IntOrString {
+    IntOrString::String(p.to_string())
+}
+
+/// Defaults a pod spec (also inside templates).
+pub fn default_pod_spec(spec: &mut PodSpec) {
+    set(&mut spec.restart_policy, "Always".into());
+    set(&mut spec.termination_grace_period_seconds, 30);
+    set(&mut spec.dns_policy, "ClusterFirst".into());
+    set(&mut spec.scheduler_name, "default-scheduler".into());
+    set(&mut spec.security_context, Default::default());
+    set(&mut spec.enable_service_links, true);
+    if spec.service_account_name.is_none() {
+        spec.service_account_name = Some("default".into());
+        spec.service_account = Some("default".into());
+    }
+    for container in spec
+        .containers
+        .iter_mut()
+        .chain(spec.init_containers.iter_mut().flatten())
+    {
+        let latest = container.image.as_deref().is_some_and(|image| {
+            let last = image.rsplit('/').next().unwrap_or(image);
+            !image.contains('@') && (!last.contains(':') || last.ends_with(":latest"))
+        });
+        set(
+            &mut container.image_pull_policy,
+            if latest { "Always" } else { "IfNotPresent" }.into(),
+        );
+        set(
+            &mut container.termination_message_path,
+            "/dev/termination-log".into(),
+        );
+        set(&mut container.termination_message_policy, "File".into());
+        set(&mut container.resources, Default::default());
+        for port in container.ports.iter_mut().flatten() {
+            set(&mut port.protocol, "TCP".into());
+        }
+    }
+}
+
+/// Validates a pod spec under `path` (`spec` or `spec.template.spec`);
+/// `restart_policies` are the policies allowed there.
+pub fn validate_pod_spec(
+    spec: &PodSpec,
+    path: &str,
+    restart_policies: &[&str],
+    errors: &mut Vec<FieldError>,
+) {
+    if let Some(policy) = &spec.restart_policy
+        && !restart_policies.contains(&policy.as_str())
+    {
+        errors.push(FieldError::not_supported(
+            format!("{path}.restartPolicy"),
+            policy,
+            restart_policies,
+        ));
+    }
+    if spec.containers.is_empty() {
+        errors.push(FieldError::required(format!("{path}.containers"), ""));
+    }
+    let mut names = BTreeSet::new();
+    for (list, containers) in [
+        ("containers", &spec.containers),
+        (
+            "initContainers",
+            spec.init_containers.as_ref().unwrap_or(&Vec::new()),
+        ),
+    ] {
+        for (i, c) in containers.iter().enumerate() {
+            let at = format!("{path}.{list}[{i}]");
+            if c.image.as_deref().unwrap_or("").trim().is_empty() {
+                errors.push(FieldError::required(format!("{at}.image"), ""));
+            }
+            if c.name.is_empty() {
+                errors.push(FieldError::required(format!("{at}.name"), ""));
+            } else {
+                errors.extend(check_name(&c.name, NameRule::Label, &format!("{at}.name")));
+                if !names.insert(c.name.clone()) {
+                    errors.push(FieldError::duplicate(format!("{at}.name"), &c.name));
+                }
+            }
+            for (j, p) in c.ports.iter().flatten().enumerate() {
+                if !(1..=65535).contains(&p.container_port) {
+                    errors.push(FieldError::invalid(
+                        format!("{at}.ports[{j}].containerPort"),
+                        p.container_port,
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                }
+                if let Some(proto) = &p.protocol
+                    && !["TCP", "UDP", "SCTP"].contains(&proto.as_str())
+                {
+                    errors.push(FieldError::not_supported(
+                        format!("{at}.ports[{j}].protocol"),
+                        proto,
+                        &["SCTP", "TCP", "UDP"],
+                    ));
+                }
+            }
+        }
+    }
+    let mut volumes = BTreeSet::new();
+    for (i, v) in spec.volumes.iter().flatten().enumerate() {
+        if !volumes.insert(v.name.clone()) {
+            errors.push(FieldError::duplicate(
+                format!("{path}.volumes[{i}].name"),
+                &v.name,
+            ));
+        }
+    }
+}
+
+fn validate_replicas(replicas: Option<i32>, path: &str, errors: &mut Vec<FieldError>) {
+    if let Some(r) = replicas
+        && r < 0
+    {
+        errors.push(FieldError::invalid(
+            path,
+            r,
+            "must be greater than or equal to 0",
+        ));
+    }
+}
+
+/// A workload's selector must be set, non-empty, and select its template's labels.
+fn validate_selector(
+    selector: Option<&LabelSelector>,
+    template: &PodTemplateSpec,
+    errors: &mut Vec<FieldError>,
+) {
+    let Some(selector) = selector else {
+        errors.push(FieldError::required("spec.selector", ""));
+        return;
+    };
+    let empty = selector
+        .match_labels
+        .as_ref()
+        .is_none_or(BTreeMap::is_empty)
+        && selector
+            .match_expressions
+            .as_ref()
+            .is_none_or(Vec::is_empty);
+    if empty {
+        // Missing and empty look alike after decoding; both need a selector.
+        errors.push(FieldError::required("spec.selector", ""));
+        return;
+    }
+    let labels = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    match Selector::from_label_selector(selector) {
+        Some(s) if s.matches(&labels) => {}
+        Some(_) => errors.push(FieldError::invalid(
+            "spec.template.metadata.labels",
+            &labels,
+            "`selector` does not match template `labels`",
+        )),
+        None => errors.push(FieldError::invalid(
+            "spec.selector.matchExpressions",
+            "…",
+            "operator must be one of In, NotIn, Exists, DoesNotExist",
+        )),
+    }
+}
+
+fn selector_immutable(
+    new: Option<&LabelSelector>,
+    old: Option<&LabelSelector>,
+    errors: &mut Vec<FieldError>,
+) {
+    if new != old {
+        errors.push(FieldError::invalid(
+            "spec.selector",
+            new.map(|s| format!("{s:?}")).unwrap_or_default(),
+            "field is immutable",
+        ));
+    }
+}
+
+fn template_spec(template: &mut PodTemplateSpec) -> &mut PodSpec {
+    template.spec.get_or_insert_with(Default::default)
+}
+
+impl Kind for Pod {
+    fn default(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        default_pod_spec(spec);
+        let qos = qos_class(spec);
+        let status = self.status.get_or_insert_with(Default::default);
+        set(&mut status.phase, "Pending".into());
+        set(&mut status.qos_class, qos.into());
+    }
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        match &self.spec {
+            Some(spec) => {
+                validate_pod_spec(spec, "spec", &["Always", "OnFailure", "Never"], errors)
+            }
+            None => errors.push(FieldError::required("spec", "")),
+        }
+    }
+    fn validate_update(&self, old: &Self, errors: &mut Vec<FieldError>) {
+        // Pod specs are immutable except container images (Kubernetes also allows
+        // activeDeadlineSeconds and added tolerations).
+        let strip = |pod: &Pod| {
+            let mut spec = pod.spec.clone().unwrap_or_default();
+            for c in spec
+                .containers
+                .iter_mut()
+                .chain(spec.init_containers.iter_mut().flatten())
+            {
+                c.image = None;
+            }
+            spec.active_deadline_seconds = None;
+            spec.tolerations = None;
+            spec.node_name = None;
+            spec
+        };
+        if strip(self) != strip(old) {
+            errors.push(FieldError::forbidden(
+                "spec",
+                "pod updates may not change fields other than `spec.containers[*].image`, `spec.initContainers[*].image`, `spec.activeDeadlineSeconds` or `spec.tolerations` (only additions to existing tolerations)",
+            ));
+        }
+    }
+}
+
+/// BestEffort, Burstable or Guaranteed, from the containers' requests and limits.
+fn qos_class(spec: &PodSpec) -> &'static str {
+    let mut any = false;
+    let mut guaranteed = true;
+    for c in &spec.containers {
+        let resources = c.resources.clone().unwrap_or_default();
+        let requests = resources.requests.unwrap_or_default();
+        let limits = resources.limits.unwrap_or_default();
+        if !requests.is_empty() || !limits.is_empty() {
+            any = true;
+        }
+        for resource in ["cpu", "memory"] {
+            let limit = limits.get(resource);
+            let request = requests.get(resource).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    match (any, guaranteed) {
+        (false, _) => "BestEffort",
+        (true, true) => "Guaranteed",
+        (true, false) => "Burstable",
+    }
+}
+
+impl Kind for Deployment {
+    fn default(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        set(&mut spec.replicas, 1);
+        set(&mut spec.revision_history_limit, 10);
+        set(&mut spec.progress_deadline_seconds, 600);
+        let strategy = spec.strategy.get_or_insert_with(Default::default);
+        set(&mut strategy.type_, "RollingUpdate".into());
+        if strategy.type_.as_deref() == Some("RollingUpdate") {
+            let rolling = strategy.rolling_update.get_or_insert_with(Default::default);
+            set(&mut rolling.max_unavailable, percent("25%"));
+            set(&mut rolling.max_surge, percent("25%"));
+        }
+        default_pod_spec(template_spec(&mut spec.template));
+    }
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        let Some(spec) = &self.spec else {
+            return errors.push(FieldError::required("spec", ""));
+        };
+        validate_replicas(spec.replicas, "spec.replicas", errors);
+        validate_selector(Some(&spec.selector), &spec.template, errors);
+        match &spec.template.spec {
+            Some(pod) => validate_pod_spec(pod, "spec.template.spec", &["Always"], errors),
+            None => errors.push(FieldError::required("spec.template.spec", "")),
+        }
+    }
+    fn validate_update(&self, old: &Self, errors: &mut Vec<FieldError>) {
+        selector_immutable(
+            self.spec.as_ref().map(|s| &s.selector),
+            old.spec.as_ref().map(|s| &s.selector),
+            errors,
+        );
+    }
+}
+
+impl Kind for ReplicaSet {
+    fn default(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        set(&mut spec.replicas, 1);
+        if let Some(template) = spec.template.as_mut() {
+            default_pod_spec(template_spec(template));
+        }
+    }
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        let Some(spec) = &self.spec else {
+            return errors.push(FieldError::required("spec", ""));
+        };
+        validate_replicas(spec.replicas, "spec.replicas", errors);
+        match &spec.template {
+            Some(template) => {
+                validate_selector(Some(&spec.selector), template, errors);
+                if let Some(pod) = &template.spec {
+                    validate_pod_spec(pod, "spec.template.spec", &["Always"], errors);
+                }
+            }
+            None => errors.push(FieldError::required("spec.template", "")),
+        }
+    }
+    fn validate_update(&self, old: &Self, errors: &mut Vec<FieldError>) {
+        selector_immutable(
+            self.spec.as_ref().map(|s| &s.selector),
+            old.spec.as_ref().map(|s| &s.selector),
+            errors,
+        );
+    }
+}
+
+impl Kind for DaemonSet {
+    fn default(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        set(&mut spec.revision_history_limit, 10);
+        let strategy = spec.update_strategy.get_or_insert_with(Default::default);
+        set(&mut strategy.type_, "RollingUpdate".into());
+        if strategy.type_.as_deref() == Some("RollingUpdate") {
+            let rolling = strategy.rolling_update.get_or_insert_with(Default::default);
+            set(&mut rolling.max_unavailable, IntOrString::Int(1));
+            set(&mut rolling.max_surge, IntOrString::Int(0));
+        }
+        default_pod_spec(template_spec(&mut spec.template));
+    }
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        let Some(spec) = &self.spec else {
+            return errors.push(FieldError::required("spec", ""));
+        };
+        validate_selector(Some(&spec.selector), &spec.template, errors);
+        if let Some(pod) = &spec.template.spec {
+            validate_pod_spec(pod, "spec.template.spec", &["Always"], errors);
+        }
+    }
+}
+
+impl Kind for StatefulSet {
+    fn default(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        set(&mut spec.replicas, 1);
+        set(&mut spec.revision_history_limit, 10);
+        set(&mut spec.pod_management_policy, "OrderedReady".into());
+        let strategy = spec.update_strategy.get_or_insert_with(Default::default);
+        set(&mut strategy.type_, "RollingUpdate".into());
+        default_pod_spec(template_spec(&mut spec.template));
+    }
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        let Some(spec) = &self.spec else {
+            return errors.push(FieldError::required("spec", ""));
+        };
+        validate_replicas(spec.replicas, "spec.replicas", errors);
+        validate_selector(Some(&spec.selector), &spec.template, errors);
+        if let Some(pod) = &spec.template.spec {
+            validate_pod_spec(pod, "spec.template.spec", &["Always"], errors);
+        }
+    }
+}
+
+impl Kind for Job {
+    fn default(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        set(&mut spec.parallelism, 1);
+        set(&mut spec.backoff_limit, 6);
+        set(&mut spec.completion_mode, "NonIndexed".into());
+        set(&mut spec.suspend, false);
+        let pod = template_spec(&mut spec.template);
+        // A Job's pods must not restart forever; Kubernetes requires the field.
+        default_pod_spec(pod);
+    }
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        let Some(spec) = &self.spec else {
+            return errors.push(FieldError::required("spec", ""));
+        };
+        if let Some(pod) = &spec.template.spec {
+            validate_pod_spec(pod, "spec.template.spec", &["OnFailure", "Never"], errors);
+        }
+        for (field, value) in [
+            ("spec.parallelism", spec.parallelism),
+            ("spec.completions", spec.completions),
+        ] {
+            validate_replicas(value, field, errors);
+        }
+    }
+}
+
+impl Kind for Service {
+    fn default(&mut self) {
+        let spec = self.spec.get_or_insert_with(Default::default);
+        set(&mut spec.type_, "ClusterIP".into());
+        if spec.type_.as_deref() != Some("ExternalName") {
+            set(&mut spec.session_affinity, "None".into());
+            set(&mut spec.internal_traffic_policy, "Cluster".into());
+            set(&mut spec.ip_families, vec!["IPv4".into()]);
+            set(&mut spec.ip_family_policy, "SingleStack".into());
+        }
+        for port in spec.ports.iter_mut().flatten() {
+            set(&mut port.protocol, "TCP".into());
+            set(&mut port.target_port, IntOrString::Int(port.port));
+        }
+        set(&mut self.status, Default::default());
+    }
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        let Some(spec) = &self.spec else {
+            return errors.push(FieldError::required("spec", ""));
+        };
+        let kind = spec.type_.as_deref().unwrap_or("ClusterIP");
+        const TYPES: [&str; 4] = ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
+        if !TYPES.contains(&kind) {
+            errors.push(FieldError::not_supported("spec.type", kind, &TYPES));
+        }
+        let ports = spec.ports.clone().unwrap_or_default();
+        let headless = spec.cluster_ip.as_deref() == Some("None");
+        if ports.is_empty() && kind != "ExternalName" && !headless {
+            errors.push(FieldError::required("spec.ports", ""));
+        }
+        let mut names = BTreeSet::new();
+        for (i, p) in ports.iter().enumerate() {
+            if !(1..=65535).contains(&p.port) {
+                errors.push(FieldError::invalid(
+                    format!("spec.ports[{i}].port"),
+                    p.port,
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+            match &p.name {
+                Some(name) if !name.is_empty() => {
+                    errors.extend(check_name(
+                        name,
+                        NameRule::Dns1035,
+                        &format!("spec.ports[{i}].name"),
+                    ));
+                    if !names.insert(name.clone()) {
+                        errors.push(FieldError::duplicate(format!("spec.ports[{i}].name"), name));
+                    }
+                }
+                _ if ports.len() > 1 => errors.push(FieldError::required(
+                    format!("spec.ports[{i}].name"),
+                    "must be specified when > 1 port",
+                )),
+                _ => {}
+            }
+            if let Some(node_port) = p.node_port
+                && !(30000..=32767).contains(&node_port)
+            {
+                errors.push(FieldError::invalid(
+                    format!("spec.ports[{i}].nodePort"),
+                    node_port,
+                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
+                ));
+            }
+        }
+    }
+    fn validate_update(&self, old: &Self, errors: &mut Vec<FieldError>) {
+        let ip = |s: &Service| s.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+        if ip(old).is_some() && ip(self).is_some() && ip(self) != ip(old) {
+            errors.push(FieldError::invalid(
+                "spec.clusterIPs[0]",
+                ip(self).unwrap_or_default(),
+                "may not change once set",
+            ));
+        }
+    }
+}
+
+fn validate_data_keys<'a>(
+    keys: impl Iterator<Item = &'a String>,
+    field: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    for key in keys {
+        let valid = !key.is_empty()
+            && key.len() <= 253
+            && key
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+        if !valid {
+            errors.push(FieldError::invalid(
+                field,
+                key,
+                "a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')",
+            ));
+        }
+    }
+}
+
+impl Kind for ConfigMap {
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        validate_data_keys(self.data.iter().flat_map(BTreeMap::keys), "data", errors);
+        validate_data_keys(
+            self.binary_data.iter().flat_map(BTreeMap::keys),
+            "binaryData",
+            errors,
+        );
+    }
+}
+
+impl Kind for Secret {
+    fn default(&mut self) {
+        set(&mut self.type_, "Opaque".into());
+        // stringData is write-only: merged into data, as Kubernetes does.
+        if let Some(strings) = self.string_data.take() {
+            let data = self.data.get_or_insert_with(Default::default);
+            for (k, v) in strings {
+                data.insert(k, k8s_openapi::ByteString(v.into_bytes()));
+            }
+        }
+    }
+    fn validate(&self, errors: &mut Vec<FieldError>) {
+        validate_data_keys(self.data.iter().flat_map(BTreeMap::keys), "data", errors);
+    }
+}
+
+impl Kind for Namespace {
+    fn default(&mut self) {
+        let name = self.metadata.name.clone().unwrap_or_default();
+        self.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert("kubernetes.io/metadata.name".into(), name);
+        let spec = self.spec.get_or_insert_with(Default::default);
+        set(&mut spec.finalizers, vec!["kubernetes".into()]);
+        let status = self.status.get_or_insert_with(Default::default);
+        set(&mut status.phase, "Active".into());
+    }
+}
+
+impl Kind for Node {}
+impl Kind for ServiceAccount {}
+impl Kind for Endpoints {}
+impl Kind for Event {}
+impl Kind for Lease {}
+impl Kind for k8s_openapi::api::events::v1::Event {}
