@@ -1,0 +1,372 @@
+//! The authorization decision: a pure function of the caller and the request attributes.
+//!
+//! Policy (until RBAC lands):
+//! - `system:masters` may do anything.
+//! - Any authenticated caller may `get`/`head` non-resource paths (discovery, `/version`,
+//!   `/openapi/...`), like Kubernetes' `system:discovery` role.
+//! - Node agents (`system:node:<n>` in `system:nodes`) follow a Node-authorizer-like policy:
+//!   read (`get`/`list`/`watch`) any resource except listing or watching Secrets (a single
+//!   Secret may be read by name); write only their own Node (`nodes/<n>`, `nodes/<n>/status`),
+//!   their own Lease `kube-node-lease/<n>`, Events, and the status of (or delete) Pods bound to
+//!   them. Kubernetes further limits Secret reads to Pods bound to the node; Strata doesn't yet.
+//! - Everyone else is denied.
+//!
+//! Some answers depend on data the URL lacks, so [`authorize`] returns them as a
+//! [`Condition`] that the [auth layer](super::layer) checks before the handler runs: the name
+//! of an object being created (in the body), or the node a Pod is bound to (`spec.nodeName`, in
+//! the store, asked through [`PodNodeResolver`](super::PodNodeResolver)).
+
+use super::attributes::{RequestAttributes, ResourceAttributes, Verb};
+use super::{Identity, MASTERS_GROUP};
+
+/// Namespace of node heartbeat Leases.
+pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// The outcome of [`authorize`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// The request may proceed.
+    Allow,
+    /// The request is forbidden; the reason is for logs (the 403 message is
+    /// [`forbidden_message`]).
+    Deny(String),
+    /// The request may proceed if the condition holds.
+    AllowIf(Condition),
+}
+
+/// A check the URL alone can't answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Condition {
+    /// The object in the request body must have `metadata.name` equal to this (a node
+    /// creating its own Node or Lease).
+    ObjectNameIs(String),
+    /// The Pod named in the request must be bound to this node (`spec.nodeName`).
+    PodOnNode(String),
+}
+
+/// Decides whether `identity` may do what `attrs` describe. See the module doc for the policy.
+///
+/// ```
+/// use strata_apiserver::auth::{authorize, parse_request, Decision, Identity};
+/// let attrs = parse_request(&http::Method::PATCH, "/api/v1/nodes/n1/status", None);
+/// assert_eq!(authorize(&Identity::node("n1"), &attrs), Decision::Allow);
+/// ```
+pub fn authorize(identity: &Identity, attrs: &RequestAttributes) -> Decision {
+    if identity.in_group(MASTERS_GROUP) {
+        return Decision::Allow;
+    }
+    if identity.is_anonymous() {
+        return Decision::Deny("anonymous requests are not allowed".into());
+    }
+    match attrs {
+        RequestAttributes::NonResource { verb, .. } => {
+            if verb == "get" || verb == "head" {
+                Decision::Allow
+            } else {
+                Decision::Deny("only reads of non-resource paths are allowed".into())
+            }
+        }
+        RequestAttributes::Resource(r) => match identity.node_name() {
+            Some(node) => authorize_node(node, r),
+            None => Decision::Deny("no policy allows this user".into()),
+        },
+    }
+}
+
+fn authorize_node(node: &str, r: &ResourceAttributes) -> Decision {
+    let group = r.api_group.as_str();
+    let resource = r.resource.as_str();
+    let sub = r.subresource.as_deref();
+    let own = r.name.as_deref() == Some(node);
+    if r.verb.is_read() {
+        if group.is_empty() && resource == "secrets" && r.verb != Verb::Get {
+            return Decision::Deny("nodes may only get secrets by name".into());
+        }
+        return Decision::Allow;
+    }
+    match (group, resource) {
+        ("", "nodes") => match (r.verb, sub) {
+            (Verb::Create, None) => Decision::AllowIf(Condition::ObjectNameIs(node.into())),
+            (Verb::Update | Verb::Patch, None | Some("status")) if own => Decision::Allow,
+            _ => Decision::Deny(format!("node {node:?} may only update its own Node")),
+        },
+        ("coordination.k8s.io", "leases")
+            if r.namespace.as_deref() == Some(NODE_LEASE_NAMESPACE) && sub.is_none() =>
+        {
+            match r.verb {
+                Verb::Create => Decision::AllowIf(Condition::ObjectNameIs(node.into())),
+                Verb::Update | Verb::Patch | Verb::Delete if own => Decision::Allow,
+                _ => Decision::Deny(format!("node {node:?} may only write its own Lease")),
+            }
+        }
+        ("", "pods") => match (r.verb, sub, &r.name) {
+            (Verb::Update | Verb::Patch, Some("status"), Some(_))
+            | (Verb::Delete, None, Some(_)) => Decision::AllowIf(Condition::PodOnNode(node.into())),
+            _ => Decision::Deny(format!(
+                "node {node:?} may only update the status of, or delete, pods bound to it"
+            )),
+        },
+        ("" | "events.k8s.io", "events")
+            if matches!(r.verb, Verb::Create | Verb::Update | Verb::Patch) =>
+        {
+            Decision::Allow
+        }
+        _ => Decision::Deny(format!("node {node:?} may not {} {resource}", r.verb)),
+    }
+}
+
+/// The message of a 403, worded exactly as kube-apiserver words it, e.g.
+/// `nodes "x" is forbidden: User "system:node:y" cannot update resource "nodes" in API group ""
+/// at the cluster scope`.
+pub fn forbidden_message(identity: &Identity, attrs: &RequestAttributes) -> String {
+    match attrs {
+        RequestAttributes::NonResource { verb, path } => {
+            format!(
+                "forbidden: User {:?} cannot {verb} path {path:?}",
+                identity.user
+            )
+        }
+        RequestAttributes::Resource(r) => {
+            let qualified = if r.api_group.is_empty() {
+                r.resource.clone()
+            } else {
+                format!("{}.{}", r.resource, r.api_group)
+            };
+            let subject = match &r.name {
+                Some(name) => format!("{qualified} {name:?}"),
+                None => qualified,
+            };
+            let scope = match &r.namespace {
+                Some(ns) => format!("in the namespace {ns:?}"),
+                None => "at the cluster scope".into(),
+            };
+            format!(
+                "{subject} is forbidden: User {:?} cannot {} resource {:?} in API group {:?} {scope}",
+                identity.user,
+                r.verb,
+                r.resource_path(),
+                r.api_group,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::attributes::parse_request;
+    use crate::auth::{AUTHENTICATED_GROUP, Identity, NODES_GROUP};
+    use http::Method;
+
+    fn attrs(method: Method, path: &str) -> RequestAttributes {
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (path, None),
+        };
+        parse_request(&method, path, query)
+    }
+
+    fn node(name: &str) -> Identity {
+        Identity::new(
+            format!("system:node:{name}"),
+            [NODES_GROUP, AUTHENTICATED_GROUP],
+        )
+    }
+
+    fn denied(d: Decision) -> bool {
+        matches!(d, Decision::Deny(_))
+    }
+
+    #[test]
+    fn admin_may_do_anything() {
+        let admin = Identity::new("strata-admin", ["system:masters"]);
+        for (m, p) in [
+            (Method::DELETE, "/api/v1/namespaces/kube-system/secrets"),
+            (Method::PUT, "/api/v1/nodes/x"),
+            (Method::POST, "/apis/apps/v1/namespaces/default/deployments"),
+            (Method::POST, "/some/non/resource"),
+        ] {
+            assert_eq!(authorize(&admin, &attrs(m, p)), Decision::Allow, "{p}");
+        }
+    }
+
+    #[test]
+    fn anonymous_is_denied() {
+        let anon = Identity::anonymous();
+        assert!(denied(authorize(
+            &anon,
+            &attrs(Method::GET, "/api/v1/pods")
+        )));
+        assert!(denied(authorize(&anon, &attrs(Method::GET, "/api"))));
+    }
+
+    #[test]
+    fn other_users_only_read_discovery() {
+        let user = Identity::new("alice", [AUTHENTICATED_GROUP]);
+        assert_eq!(
+            authorize(&user, &attrs(Method::GET, "/apis")),
+            Decision::Allow
+        );
+        assert!(denied(authorize(&user, &attrs(Method::POST, "/apis"))));
+        assert!(denied(authorize(
+            &user,
+            &attrs(Method::GET, "/api/v1/pods")
+        )));
+    }
+
+    #[test]
+    fn node_writes_its_own_node_only() {
+        let n1 = node("n1");
+        assert_eq!(
+            authorize(&n1, &attrs(Method::PUT, "/api/v1/nodes/n1")),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize(&n1, &attrs(Method::PATCH, "/api/v1/nodes/n1/status")),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize(&n1, &attrs(Method::POST, "/api/v1/nodes")),
+            Decision::AllowIf(Condition::ObjectNameIs("n1".into()))
+        );
+        assert!(denied(authorize(
+            &n1,
+            &attrs(Method::PATCH, "/api/v1/nodes/n2/status")
+        )));
+        assert!(denied(authorize(
+            &n1,
+            &attrs(Method::DELETE, "/api/v1/nodes/n1")
+        )));
+        assert!(denied(authorize(
+            &n1,
+            &attrs(Method::DELETE, "/api/v1/nodes")
+        )));
+    }
+
+    #[test]
+    fn node_forbidden_message_matches_kubernetes() {
+        let y = node("y");
+        let a = attrs(Method::PUT, "/api/v1/nodes/x");
+        assert!(denied(authorize(&y, &a)));
+        assert_eq!(
+            forbidden_message(&y, &a),
+            r#"nodes "x" is forbidden: User "system:node:y" cannot update resource "nodes" in API group "" at the cluster scope"#
+        );
+        let a = attrs(Method::POST, "/apis/apps/v1/namespaces/default/deployments");
+        assert_eq!(
+            forbidden_message(&y, &a),
+            r#"deployments.apps is forbidden: User "system:node:y" cannot create resource "deployments" in API group "apps" in the namespace "default""#
+        );
+        let a = attrs(Method::PATCH, "/api/v1/nodes/x/status");
+        assert_eq!(
+            forbidden_message(&y, &a),
+            r#"nodes "x" is forbidden: User "system:node:y" cannot patch resource "nodes/status" in API group "" at the cluster scope"#
+        );
+        let a = attrs(Method::POST, "/logs");
+        assert_eq!(
+            forbidden_message(&y, &a),
+            r#"forbidden: User "system:node:y" cannot post path "/logs""#
+        );
+    }
+
+    #[test]
+    fn node_reads() {
+        let n1 = node("n1");
+        for p in [
+            "/api/v1/pods?watch=true",
+            "/api/v1/nodes",
+            "/api/v1/namespaces/ns/configmaps/c",
+            "/api/v1/namespaces/ns/secrets/s",
+            "/apis/apps/v1/deployments",
+        ] {
+            assert_eq!(
+                authorize(&n1, &attrs(Method::GET, p)),
+                Decision::Allow,
+                "{p}"
+            );
+        }
+        assert!(denied(authorize(
+            &n1,
+            &attrs(Method::GET, "/api/v1/secrets")
+        )));
+        assert!(denied(authorize(
+            &n1,
+            &attrs(Method::GET, "/api/v1/namespaces/ns/secrets?watch=1")
+        )));
+    }
+
+    #[test]
+    fn node_leases_events_and_pods() {
+        let n1 = node("n1");
+        let lease = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases";
+        assert_eq!(
+            authorize(&n1, &attrs(Method::POST, lease)),
+            Decision::AllowIf(Condition::ObjectNameIs("n1".into()))
+        );
+        assert_eq!(
+            authorize(&n1, &attrs(Method::PUT, &format!("{lease}/n1"))),
+            Decision::Allow
+        );
+        assert!(denied(authorize(
+            &n1,
+            &attrs(Method::PUT, &format!("{lease}/n2"))
+        )));
+        assert!(denied(authorize(
+            &n1,
+            &attrs(
+                Method::PUT,
+                "/apis/coordination.k8s.io/v1/namespaces/default/leases/n1"
+            )
+        )));
+
+        assert_eq!(
+            authorize(&n1, &attrs(Method::POST, "/api/v1/namespaces/ns/events")),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize(
+                &n1,
+                &attrs(Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events")
+            ),
+            Decision::Allow
+        );
+        assert!(denied(authorize(
+            &n1,
+            &attrs(Method::DELETE, "/api/v1/namespaces/ns/events/e")
+        )));
+
+        let on_node = Decision::AllowIf(Condition::PodOnNode("n1".into()));
+        assert_eq!(
+            authorize(
+                &n1,
+                &attrs(Method::PATCH, "/api/v1/namespaces/ns/pods/p/status")
+            ),
+            on_node
+        );
+        assert_eq!(
+            authorize(&n1, &attrs(Method::DELETE, "/api/v1/namespaces/ns/pods/p")),
+            on_node
+        );
+        assert!(denied(authorize(
+            &n1,
+            &attrs(Method::PUT, "/api/v1/namespaces/ns/pods/p")
+        )));
+        assert!(denied(authorize(
+            &n1,
+            &attrs(Method::POST, "/api/v1/namespaces/ns/pods")
+        )));
+        assert!(denied(authorize(
+            &n1,
+            &attrs(Method::DELETE, "/api/v1/namespaces/ns/pods")
+        )));
+    }
+
+    #[test]
+    fn node_group_without_node_user_is_not_a_node() {
+        let fake = Identity::new("mallory", [NODES_GROUP, AUTHENTICATED_GROUP]);
+        assert!(denied(authorize(
+            &fake,
+            &attrs(Method::PUT, "/api/v1/nodes/mallory")
+        )));
+    }
+}

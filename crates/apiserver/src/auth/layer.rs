@@ -1,0 +1,406 @@
+//! The tower layer that authenticates and authorizes every request, in one place.
+//!
+//! After it, a handler finds on the request (extensions) the caller's [`Identity`] and the
+//! parsed [`RequestAttributes`]; a request that reaches a handler is allowed, including the
+//! [`Condition`]s, which this layer checks itself.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderMap, Request, StatusCode, header};
+use serde::Deserialize;
+use tower::{Layer, Service};
+
+use super::Identity;
+use super::attributes::{RequestAttributes, parse_request};
+use super::authorize::{Condition, Decision, authorize, forbidden_message};
+use super::status::{self, Details};
+use super::tokens::TokenStore;
+
+/// Paths anyone may GET without credentials (and their sub-paths, e.g. `/healthz/ping`).
+pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/livez", "/version"];
+
+/// Largest body read to check the name of an object a node creates (Kubernetes' limit).
+pub const MAX_CHECKED_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// The identity of a verified TLS client certificate (CN → user, O → groups). The TLS
+/// listener puts it on every request of such a connection; nothing else may.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertIdentity(pub Identity);
+
+/// Boxed future returned by [`PodNodeResolver::pod_node`].
+pub type PodNodeFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
+
+/// Tells which node a Pod is bound to, so node agents can be allowed to write the status of
+/// (and delete) their own Pods. The storage layer implements it by reading the Pod.
+pub trait PodNodeResolver: Send + Sync + 'static {
+    /// `spec.nodeName` of Pod `namespace/name`; `None` if the Pod doesn't exist or is unbound.
+    fn pod_node<'a>(&'a self, namespace: &'a str, name: &'a str) -> PodNodeFuture<'a>;
+}
+
+/// What the auth layer needs: the token store and, optionally, a [`PodNodeResolver`]. Without
+/// a resolver, node writes to Pods are denied.
+pub struct Authenticator {
+    tokens: Arc<TokenStore>,
+    pod_nodes: Option<Arc<dyn PodNodeResolver>>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("tokens", &self.tokens)
+            .field("pod_nodes", &self.pod_nodes.is_some())
+            .finish()
+    }
+}
+
+/// Credentials were presented but are not valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid credentials")]
+pub struct InvalidCredentials;
+
+impl Authenticator {
+    /// An authenticator over `tokens` with no Pod resolver.
+    pub fn new(tokens: Arc<TokenStore>) -> Self {
+        Authenticator {
+            tokens,
+            pod_nodes: None,
+        }
+    }
+
+    /// Uses `resolver` for the [`Condition::PodOnNode`] check.
+    #[must_use]
+    pub fn with_pod_node_resolver(mut self, resolver: Arc<dyn PodNodeResolver>) -> Self {
+        self.pod_nodes = Some(resolver);
+        self
+    }
+
+    /// Who is calling: the client certificate's identity, else the bearer token's, else
+    /// anonymous. A malformed `Authorization` header or an unknown token is an error, as in
+    /// Kubernetes, even where anonymous callers are let in.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        cert: Option<&ClientCertIdentity>,
+    ) -> Result<Identity, InvalidCredentials> {
+        if let Some(ClientCertIdentity(identity)) = cert {
+            return Ok(identity.clone().authenticated());
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Ok(Identity::anonymous());
+        };
+        let value = value.to_str().map_err(|_| InvalidCredentials)?;
+        let (scheme, token) = value.split_once(' ').ok_or(InvalidCredentials)?;
+        let token = token.trim();
+        if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+            return Err(InvalidCredentials);
+        }
+        self.tokens
+            .authenticate(token)
+            .map(Identity::authenticated)
+            .ok_or(InvalidCredentials)
+    }
+
+    /// Authenticates and authorizes `req`. On success returns the request with [`Identity`]
+    /// and [`RequestAttributes`] in its extensions; otherwise the 401/403 response to send.
+    pub async fn check(&self, req: Request<Body>) -> Result<Request<Body>, Response> {
+        let identity = self
+            .authenticate(req.headers(), req.extensions().get::<ClientCertIdentity>())
+            .map_err(|_| status::unauthorized())?;
+        let attrs = parse_request(req.method(), req.uri().path(), req.uri().query());
+        let public = is_public_path(req.uri().path());
+        if identity.is_anonymous() && !public {
+            return Err(status::unauthorized());
+        }
+        let mut req = req;
+        if !public {
+            match authorize(&identity, &attrs) {
+                Decision::Allow => {}
+                Decision::Deny(reason) => return Err(forbidden(&identity, &attrs, &reason)),
+                Decision::AllowIf(condition) => {
+                    req = self
+                        .check_condition(req, &identity, &attrs, condition)
+                        .await?;
+                }
+            }
+        }
+        req.extensions_mut().insert(identity);
+        req.extensions_mut().insert(attrs);
+        Ok(req)
+    }
+
+    async fn check_condition(
+        &self,
+        req: Request<Body>,
+        identity: &Identity,
+        attrs: &RequestAttributes,
+        condition: Condition,
+    ) -> Result<Request<Body>, Response> {
+        match condition {
+            Condition::ObjectNameIs(wanted) => {
+                let (parts, body) = req.into_parts();
+                let bytes = axum::body::to_bytes(body, MAX_CHECKED_BODY_BYTES)
+                    .await
+                    .map_err(|_| {
+                        status::failure(
+                            StatusCode::BAD_REQUEST,
+                            "BadRequest",
+                            "the request body could not be read",
+                            None,
+                        )
+                    })?;
+                let name = serde_json::from_slice::<NameOnly>(&bytes)
+                    .ok()
+                    .and_then(|o| o.metadata)
+                    .and_then(|m| m.name);
+                if name.as_deref() != Some(wanted.as_str()) {
+                    let reason = format!("the object must be named {wanted:?}");
+                    return Err(forbidden(identity, attrs, &reason));
+                }
+                Ok(Request::from_parts(parts, Body::from(bytes)))
+            }
+            Condition::PodOnNode(node) => {
+                let RequestAttributes::Resource(r) = attrs else {
+                    return Err(forbidden(identity, attrs, "not a pod request"));
+                };
+                let (Some(resolver), Some(ns), Some(name)) =
+                    (&self.pod_nodes, r.namespace.as_deref(), r.name.as_deref())
+                else {
+                    return Err(forbidden(identity, attrs, "pod binding cannot be checked"));
+                };
+                match resolver.pod_node(ns, name).await {
+                    Some(bound) if bound == node => Ok(req),
+                    _ => Err(forbidden(
+                        identity,
+                        attrs,
+                        "the pod is not bound to this node",
+                    )),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct NameOnly {
+    metadata: Option<NameMeta>,
+}
+
+#[derive(Deserialize)]
+struct NameMeta {
+    name: Option<String>,
+}
+
+/// Whether `path` is served without credentials: [`PUBLIC_PATHS`] and their sub-paths.
+pub fn is_public_path(path: &str) -> bool {
+    PUBLIC_PATHS.iter().any(|p| {
+        path.strip_prefix(p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+fn forbidden(identity: &Identity, attrs: &RequestAttributes, reason: &str) -> Response {
+    tracing::debug!(user = %identity.user, ?attrs, reason, "request forbidden");
+    let message = forbidden_message(identity, attrs);
+    let details = match attrs {
+        RequestAttributes::Resource(r) => Some(Details {
+            name: r.name.as_deref().unwrap_or(""),
+            group: &r.api_group,
+            kind: &r.resource,
+        }),
+        RequestAttributes::NonResource { .. } => None,
+    };
+    status::failure(StatusCode::FORBIDDEN, "Forbidden", &message, details)
+}
+
+/// Tower layer applying an [`Authenticator`] to every request.
+#[derive(Clone, Debug)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    /// A layer using `auth`.
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        AuthLayer { auth }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> AuthService<S> {
+        AuthService {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] wraps around an inner service (typically an axum `Router`).
+#[derive(Clone, Debug)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+impl<S> Service<Request<Body>> for AuthService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        // The clone is not ready; keep the ready one for this call (tower's usual dance).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let auth = self.auth.clone();
+        Box::pin(async move {
+            match auth.check(req).await {
+                Ok(req) => inner.call(req).await,
+                Err(response) => Ok(response),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authenticator() -> (tempfile::TempDir, Authenticator, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let tokens = Arc::new(TokenStore::load_or_init(dir.path()).unwrap());
+        let admin = tokens.admin_token().unwrap();
+        (dir, Authenticator::new(tokens), admin)
+    }
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, auth.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn public_paths() {
+        assert!(is_public_path("/healthz"));
+        assert!(is_public_path("/livez/ping"));
+        assert!(is_public_path("/version"));
+        assert!(!is_public_path("/versions"));
+        assert!(!is_public_path("/api"));
+    }
+
+    #[test]
+    fn authentication_order() {
+        let (_dir, auth, admin) = authenticator();
+        let node = ClientCertIdentity(Identity::node("n1"));
+        let id = auth
+            .authenticate(&headers("Bearer wrong"), Some(&node))
+            .unwrap();
+        assert_eq!(id.user, "system:node:n1");
+        assert!(id.in_group("system:authenticated"));
+        let id = auth
+            .authenticate(&headers(&format!("bearer {admin}")), None)
+            .unwrap();
+        assert!(id.in_group("system:masters"));
+        assert_eq!(
+            auth.authenticate(&headers("Bearer wrong"), None),
+            Err(InvalidCredentials)
+        );
+        assert_eq!(
+            auth.authenticate(&headers("Basic YTpi"), None),
+            Err(InvalidCredentials)
+        );
+        assert_eq!(
+            auth.authenticate(&HeaderMap::new(), None),
+            Ok(Identity::anonymous())
+        );
+    }
+
+    struct OnePod;
+    impl PodNodeResolver for OnePod {
+        fn pod_node<'a>(&'a self, _ns: &'a str, name: &'a str) -> PodNodeFuture<'a> {
+            Box::pin(async move { (name == "mine").then(|| "n1".to_string()) })
+        }
+    }
+
+    fn node_request(method: http::Method, uri: &str, body: &str) -> Request<Body> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        req.extensions_mut()
+            .insert(ClientCertIdentity(Identity::node("n1")));
+        req
+    }
+
+    #[tokio::test]
+    async fn conditions_are_checked() {
+        let (_dir, auth, _) = authenticator();
+        let auth = auth.with_pod_node_resolver(Arc::new(OnePod));
+        let ok = auth
+            .check(node_request(
+                http::Method::PATCH,
+                "/api/v1/namespaces/ns/pods/mine/status",
+                "{}",
+            ))
+            .await;
+        assert!(ok.is_ok());
+        let err = auth
+            .check(node_request(
+                http::Method::PATCH,
+                "/api/v1/namespaces/ns/pods/other/status",
+                "{}",
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
+
+        let req = auth
+            .check(node_request(
+                http::Method::POST,
+                "/api/v1/nodes",
+                r#"{"metadata":{"name":"n1"}}"#,
+            ))
+            .await
+            .unwrap();
+        let body = axum::body::to_bytes(req.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"metadata":{"name":"n1"}}"#);
+        let err = auth
+            .check(node_request(
+                http::Method::POST,
+                "/api/v1/nodes",
+                r#"{"metadata":{"name":"n2"}}"#,
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn without_resolver_pod_writes_are_denied() {
+        let (_dir, auth, _) = authenticator();
+        let err = auth
+            .check(node_request(
+                http::Method::PATCH,
+                "/api/v1/namespaces/ns/pods/mine/status",
+                "{}",
+            ))
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
+    }
+}

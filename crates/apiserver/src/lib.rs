@@ -1,0 +1,15 @@
+//! Strata's Kubernetes-compatible API server (milestone 3, in progress).
+//!
+//! Landed so far: the secure edge. The REST handlers plug in as an axum `Router` handed to
+//! [`Server::serve`]; every request reaches them authenticated and authorized, with the
+//! caller's [`auth::Identity`] and parsed [`auth::RequestAttributes`] in its extensions.
+
+pub mod auth;
+mod fsutil;
+pub mod pki;
+pub mod server;
+pub mod tls;
+
+pub use auth::Identity;
+pub use pki::{Pki, PkiError};
+pub use server::{Server, ServerConfig, ServerError, serve};
