@@ -5,9 +5,14 @@
 //! caller's [`auth::Identity`] and parsed [`auth::RequestAttributes`] in its extensions.
 
 pub mod auth;
+pub mod discovery;
 mod fsutil;
 pub mod pki;
+pub mod rest;
 pub mod server;
+pub mod status;
+pub mod storage;
+pub mod table;
 pub mod tls;
 
 pub use auth::Identity;

@@ -1,0 +1,218 @@
+//! The non-resource endpoints: discovery (`/api`, `/apis`, group and group-version
+//! resource lists), `/version`, health checks, and the OpenAPI v3 index and
+//! per-group-version documents (paths and parameters, so kubectl knows the server
+//! validates fields itself; schemas for `kubectl explain` are still to come).
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use serde_json::{Value, json};
+use strata_api::resources::{self, RESOURCES, VERBS};
+use strata_api::{Resource, Subresource};
+
+use crate::status::{ApiError, json_response};
+
+/// The Kubernetes version Strata's API corresponds to.
+pub const KUBERNETES_MINOR: &str = "33";
+
+fn text(body: &'static str) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// Serves a non-resource request.
+pub fn handle(method: &Method, path: &str, _headers: &HeaderMap) -> Response {
+    if method != Method::GET && method != Method::HEAD {
+        return ApiError::MethodNotAllowed.into_response();
+    }
+    let parts: Vec<&str> = path.trim_matches('/').split('/').filter(|p| !p.is_empty()).collect();
+    let body = match parts.as_slice() {
+        ["healthz" | "livez" | "readyz", ..] => return text("ok"),
+        ["version"] => version(),
+        ["api"] => json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}],
+        }),
+        ["api", "v1"] => resource_list("", "v1"),
+        ["apis"] => json!({
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": resources::groups().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| group(g, &v)).collect::<Vec<_>>(),
+        }),
+        ["apis", g] => match resources::groups().into_iter().find(|(name, _)| name == g) {
+            Some((name, versions)) if !name.is_empty() => {
+                let mut group = group(name, &versions);
+                group["kind"] = json!("APIGroup");
+                group["apiVersion"] = json!("v1");
+                group
+            }
+            _ => return ApiError::NoRoute.into_response(),
+        },
+        ["apis", g, v] if resources::in_group_version(g, v).next().is_some() => resource_list(g, v),
+        ["openapi", "v3"] => openapi_index(),
+        ["openapi", "v3", rest @ ..] => match openapi_document(rest) {
+            Some(doc) => doc,
+            None => return ApiError::NoRoute.into_response(),
+        },
+        _ => return ApiError::NoRoute.into_response(),
+    };
+    json_response(StatusCode::OK, &body)
+}
+
+fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0-strata.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "",
+        "gitTreeState": "clean",
+        "buildDate": "",
+        "goVersion": "",
+        "compiler": "rustc",
+        "platform": format!("linux/{}", if cfg!(target_arch = "x86_64") { "amd64" } else { std::env::consts::ARCH }),
+    })
+}
+
+fn group(name: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|v| json!({"groupVersion": format!("{name}/{v}"), "version": v}))
+        .collect();
+    json!({"name": name, "versions": versions, "preferredVersion": versions[0]})
+}
+
+fn resource_entry(r: &Resource) -> Vec<Value> {
+    let mut entries = vec![json!({
+        "name": r.plural,
+        "singularName": r.singular,
+        "namespaced": r.namespaced,
+        "kind": r.kind,
+        "verbs": VERBS,
+        "shortNames": r.short_names,
+        "categories": r.categories,
+        "storageVersionHash": "",
+    })];
+    for sub in r.subresources {
+        let mut entry = json!({
+            "name": format!("{}/{}", r.plural, sub.name()),
+            "singularName": "",
+            "namespaced": r.namespaced,
+            "kind": sub.kind(r),
+            "verbs": sub.verbs(),
+        });
+        if *sub == Subresource::Scale {
+            entry["group"] = json!("autoscaling");
+            entry["version"] = json!("v1");
+        }
+        entries.push(entry);
+    }
+    entries
+}
+
+fn resource_list(group: &str, version: &str) -> Value {
+    let group_version = if group.is_empty() {
+        version.to_string()
+    } else {
+        format!("{group}/{version}")
+    };
+    let entries: Vec<Value> = resources::in_group_version(group, version).flat_map(resource_entry).collect();
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": entries})
+}
+
+fn gv_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+fn openapi_index() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (group, versions) in resources::groups() {
+        for version in versions {
+            let path = gv_path(group, version);
+            paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash=strata-{}", env!("CARGO_PKG_VERSION"))}));
+        }
+    }
+    json!({"paths": paths})
+}
+
+fn operation(r: &Resource, verb: &str, writes: bool) -> Value {
+    let mut params = vec![json!({"name": "pretty", "in": "query", "schema": {"type": "string"}})];
+    if writes {
+        for name in ["dryRun", "fieldManager", "fieldValidation"] {
+            params.push(json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}}));
+        }
+    }
+    json!({
+        "operationId": format!("{verb}{}", r.kind),
+        "parameters": params,
+        "responses": {"200": {"description": "OK"}},
+        "x-kubernetes-action": verb,
+        "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
+    })
+}
+
+fn openapi_document(rest: &[&str]) -> Option<Value> {
+    let (group, version) = match rest {
+        ["api", v] => ("", *v),
+        ["apis", g, v] => (*g, *v),
+        _ => return None,
+    };
+    let mut paths = serde_json::Map::new();
+    for r in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+        let base = format!("/{}", gv_path(group, version));
+        let collection = if r.namespaced {
+            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
+        } else {
+            format!("{base}/{}", r.plural)
+        };
+        paths.insert(
+            collection.clone(),
+            json!({"get": operation(r, "list", false), "post": operation(r, "post", true)}),
+        );
+        paths.insert(
+            format!("{collection}/{{name}}"),
+            json!({
+                "get": operation(r, "get", false),
+                "put": operation(r, "put", true),
+                "patch": operation(r, "patch", true),
+                "delete": operation(r, "delete", false),
+            }),
+        );
+    }
+    if paths.is_empty() {
+        return None;
+    }
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": format!("v1.{KUBERNETES_MINOR}.0")},
+        "paths": paths,
+        "components": {"schemas": {}},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_lists_groups_and_resources() {
+        let core = resource_list("", "v1");
+        let names: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"namespaces"));
+        let apps = resource_list("apps", "v1");
+        let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
+        assert_eq!(scale["group"], "autoscaling");
+        let doc = openapi_document(&["apis", "apps", "v1"]).unwrap();
+        let patch = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
+        assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+        assert!(openapi_document(&["apis", "nope", "v1"]).is_none());
+    }
+}

@@ -1,0 +1,184 @@
+//! The Kubernetes REST surface: one handler that turns a request (already
+//! authenticated, with its parsed attributes) into a typed operation on the store.
+//! Reads live in `read`, writes in `write`, watches in `watch`.
+
+mod query;
+mod read;
+mod watch;
+mod write;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, Method, StatusCode, header};
+use serde_json::Value;
+use strata_api::{Resource, Subresource};
+use strata_store::Store;
+
+use crate::auth::{RequestAttributes, ResourceAttributes, Verb, parse_request};
+use crate::discovery;
+use crate::status::{ApiError, json_response};
+
+pub use query::Query;
+
+/// Largest request body accepted (Kubernetes' limit).
+pub const MAX_BODY: usize = 3 * 1024 * 1024;
+
+/// What the handlers share.
+pub struct ApiState {
+    /// The object store.
+    pub store: Arc<dyn Store>,
+}
+
+/// The REST router over `state` (put the auth layer around it).
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// One resource request, resolved.
+pub(crate) struct Target {
+    pub resource: &'static Resource,
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<Subresource>,
+    pub verb: Verb,
+}
+
+async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Response {
+    let attributes = request
+        .extensions()
+        .get::<RequestAttributes>()
+        .cloned()
+        .unwrap_or_else(|| {
+            parse_request(request.method(), request.uri().path(), request.uri().query())
+        });
+    match attributes {
+        RequestAttributes::NonResource { path, .. } => {
+            discovery::handle(request.method(), &path, request.headers())
+        }
+        RequestAttributes::Resource(attrs) => match serve(&state, attrs, request).await {
+            Ok(response) => response,
+            Err(err) => err.into_response(),
+        },
+    }
+}
+
+fn resolve(attrs: &ResourceAttributes) -> Result<Target, ApiError> {
+    let resource = strata_api::resources::find(&attrs.api_group, &attrs.api_version, &attrs.resource)
+        .ok_or(ApiError::NoRoute)?;
+    let subresource = match &attrs.subresource {
+        Some(name) => Some(resource.subresource(name).ok_or(ApiError::NoRoute)?),
+        None => None,
+    };
+    // For the namespaces resource the parser reports the namespace's own name as
+    // the namespace; it is a cluster-scoped object.
+    let namespace = if resource.namespaced {
+        attrs.namespace.clone()
+    } else {
+        None
+    };
+    let name = if attrs.resource == "namespaces" && attrs.name.is_none() {
+        match attrs.verb {
+            Verb::List | Verb::Watch | Verb::Create | Verb::DeleteCollection => None,
+            _ => attrs.namespace.clone(),
+        }
+    } else {
+        attrs.name.clone()
+    };
+    Ok(Target {
+        resource,
+        namespace,
+        name,
+        subresource,
+        verb: attrs.verb,
+    })
+}
+
+async fn serve(
+    state: &ApiState,
+    attrs: ResourceAttributes,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let mut target = resolve(&attrs)?;
+    // A list or watch narrowed to one name by fieldSelector=metadata.name= stays a list.
+    if matches!(target.verb, Verb::List | Verb::Watch) {
+        target.name = None;
+    }
+    let query = Query::parse(request.uri().query())?;
+    let headers = request.headers().clone();
+    let method = request.method().clone();
+    let body = match method {
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE => read_body(request).await?,
+        _ => Vec::new(),
+    };
+    let store = state.store.as_ref();
+    match target.subresource {
+        Some(Subresource::Status) | None => {}
+        Some(Subresource::Scale) => return write::scale(store, &target, &query, &headers, &body).await,
+        Some(Subresource::Binding) => return write::bind(store, &target, &query, &body).await,
+        Some(Subresource::Eviction) => return write::evict(store, &target, &body).await,
+        Some(Subresource::Log | Subresource::Exec) => {
+            return Err(ApiError::Unavailable(format!(
+                "pods/{} is served by the node agent, which has not joined yet",
+                target.subresource.map(Subresource::name).unwrap_or_default()
+            )));
+        }
+    }
+    match target.verb {
+        Verb::Get => read::get(store, &target, &headers).await,
+        Verb::List => read::list(store, &target, &query, &headers).await,
+        Verb::Watch => watch::watch(state.store.clone(), target, query, &headers).await,
+        Verb::Create => write::create(store, &target, &query, &headers, &body).await,
+        Verb::Update => write::update(store, &target, &query, &headers, &body).await,
+        Verb::Patch => write::patch(store, &target, &query, &headers, &body).await,
+        Verb::Delete => write::delete(store, &target, &query, &body).await,
+        Verb::DeleteCollection => write::delete_collection(store, &target, &query, &body).await,
+    }
+}
+
+async fn read_body(request: Request) -> Result<Vec<u8>, ApiError> {
+    let body = request.into_body();
+    let bytes = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| ApiError::TooLarge(MAX_BODY))?;
+    Ok(bytes.to_vec())
+}
+
+/// Parses a request body as JSON, or YAML when the content type says so.
+pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    if content_type.contains("yaml") {
+        return serde_yaml::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml ({e})"
+        ))
+    })
+}
+
+/// A JSON object response, adding `Warning` headers.
+pub(crate) fn object_response(code: StatusCode, object: &Value, warnings: &[String]) -> Response {
+    let mut response = json_response(code, object);
+    for warning in warnings {
+        let text = format!("299 - \"{}\"", warning.replace('"', "'"));
+        if let Ok(value) = http::HeaderValue::from_str(&text) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    response
+}
+
+/// True when the client asked for a server-side `Table`.
+pub(crate) fn wants_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("as=Table"))
+}

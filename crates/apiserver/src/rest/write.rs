@@ -1,0 +1,729 @@
+//! create, update, patch, delete and deletecollection, plus the scale, binding and
+//! eviction subresources: metadata the server owns (uid, creationTimestamp,
+//! generation, resourceVersion), admission, optimistic concurrency, finalizers and
+//! graceful deletion, dryRun.
+
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use strata_api::{AdmitError, Operation, Resource, Subresource, admit};
+use strata_store::{Store, StoreError};
+
+use super::query::Query;
+use super::read::{list_page, load};
+use super::{Target, object_response, parse_body};
+use crate::auth::Verb;
+use crate::status::ApiError;
+use crate::storage;
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn uid() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).unwrap_or_default();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: Vec<String> = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        h[0..4].concat(),
+        h[4..6].concat(),
+        h[6..8].concat(),
+        h[8..10].concat(),
+        h[10..16].concat()
+    )
+}
+
+/// Kubernetes' generateName suffix: 5 characters without vowels or look-alikes.
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let mut b = [0u8; 5];
+    getrandom::fill(&mut b).unwrap_or_default();
+    b.iter()
+        .map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char)
+        .collect()
+}
+
+fn admit_error(resource: &Resource, name: &str, err: AdmitError) -> ApiError {
+    match err {
+        AdmitError::Invalid { errors } => ApiError::Invalid {
+            kind: resource.kind.to_string(),
+            group: resource.group.to_string(),
+            name: name.to_string(),
+            causes: errors,
+        },
+        other => ApiError::BadRequest(other.to_string()),
+    }
+}
+
+fn conflict(resource: &Resource, name: &str) -> ApiError {
+    ApiError::Conflict {
+        resource: resource.qualified_name(),
+        name: name.to_string(),
+        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+    }
+}
+
+/// Checks apiVersion/kind of a body against the resource (or subresource) it is sent to.
+fn check_type(resource: &Resource, body: &Value) -> Result<(), ApiError> {
+    let expected = resource.api_version();
+    match body["apiVersion"].as_str() {
+        Some(v) if v != expected => {
+            return Err(ApiError::BadRequest(format!(
+                "the API version in the data ({v}) does not match the expected API version ({expected})"
+            )));
+        }
+        _ => {}
+    }
+    match body["kind"].as_str() {
+        Some(k) if k != resource.kind => Err(ApiError::BadRequest(format!(
+            "the kind in the data ({k}) does not match the expected kind ({})",
+            resource.kind
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn meta_mut(object: &mut Value) -> Result<&mut serde_json::Map<String, Value>, ApiError> {
+    if !object.is_object() {
+        return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+    }
+    if !object["metadata"].is_object() {
+        object["metadata"] = json!({});
+    }
+    object["metadata"]
+        .as_object_mut()
+        .ok_or_else(|| ApiError::BadRequest("metadata must be an object".into()))
+}
+
+/// Sets the namespace of an object sent to `target`, refusing a different one.
+fn place_in_namespace(target: &Target, object: &mut Value) -> Result<(), ApiError> {
+    let meta = meta_mut(object)?;
+    match (&target.namespace, meta.get("namespace").and_then(Value::as_str)) {
+        (Some(ns), Some(given)) if !given.is_empty() && given != ns => Err(ApiError::BadRequest(
+            "the namespace of the provided object does not match the namespace sent on the request".into(),
+        )),
+        (Some(ns), _) => {
+            meta.insert("namespace".into(), json!(ns));
+            Ok(())
+        }
+        (None, _) => {
+            meta.remove("namespace");
+            Ok(())
+        }
+    }
+}
+
+/// True for resources whose writers split spec from status (the main resource may not
+/// change status; `/status` may change only status).
+fn has_status(resource: &Resource) -> bool {
+    resource.subresource("status").is_some()
+}
+
+async fn namespace_exists(store: &dyn Store, namespace: &str) -> Result<(), ApiError> {
+    let namespaces = strata_api::resources::find("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::Internal("namespaces missing from the resource table".into()))?;
+    let key = storage::key(namespaces, None, namespace);
+    match store.get(&key).await? {
+        Some(kv) => {
+            let ns = storage::decode(&kv)?;
+            if ns["metadata"]["deletionTimestamp"].is_string() {
+                return Err(ApiError::Forbidden(format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                )));
+            }
+            Ok(())
+        }
+        None => Err(ApiError::NotFound {
+            resource: "namespaces".into(),
+            name: namespace.to_string(),
+        }),
+    }
+}
+
+pub(super) async fn create(
+    store: &dyn Store,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    if target.name.is_some() && target.resource.plural != "namespaces" {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let resource = target.resource;
+    let mut object = parse_body(headers, body)?;
+    check_type(resource, &object)?;
+    place_in_namespace(target, &mut object)?;
+    if let Some(ns) = &target.namespace {
+        namespace_exists(store, ns).await?;
+    }
+    let meta = meta_mut(&mut object)?;
+    if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
+        return Err(ApiError::BadRequest(
+            "resourceVersion should not be set on objects to be created".into(),
+        ));
+    }
+    let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    if !has_name && let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
+        let name = format!("{prefix}{}", random_suffix());
+        meta.insert("name".into(), json!(name));
+    }
+    meta.insert("uid".into(), json!(uid()));
+    meta.insert("creationTimestamp".into(), json!(now()));
+    meta.remove("deletionTimestamp");
+    meta.remove("deletionGracePeriodSeconds");
+    if has_status(resource) {
+        meta.insert("generation".into(), json!(1));
+    }
+    if has_status(resource) && !matches!(resource.plural, "nodes" | "namespaces") {
+        // Status is the controllers' to write, not the creator's (Kubernetes resets it).
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+    }
+    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let admitted = admit(resource, object, Operation::Create, query.field_validation)
+        .map_err(|e| admit_error(resource, &name, e))?;
+    if query.dry_run {
+        return Ok(object_response(StatusCode::CREATED, &admitted.object, &admitted.warnings));
+    }
+    let key = storage::key(resource, target.namespace.as_deref(), &name);
+    let kv = store
+        .create(&key, storage::encode(&admitted.object))
+        .await
+        .map_err(|e| match e {
+            StoreError::AlreadyExists { .. } => ApiError::AlreadyExists {
+                resource: resource.qualified_name(),
+                name: name.clone(),
+            },
+            other => other.into(),
+        })?;
+    let mut stored = admitted.object;
+    storage::set_resource_version(&mut stored, kv.mod_revision);
+    Ok(object_response(StatusCode::CREATED, &stored, &admitted.warnings))
+}
+
+/// Writes `new` (a full object) over the stored `old` at `old_rv`, keeping the fields
+/// the server owns; `status_only` for the status subresource. Returns the stored
+/// object and warnings.
+pub(crate) async fn replace(
+    store: &dyn Store,
+    target: &Target,
+    query: &Query,
+    old: &Value,
+    old_rv: i64,
+    mut new: Value,
+    status_only: bool,
+) -> Result<(Value, Vec<String>, StatusCode), ApiError> {
+    let resource = target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    check_type(resource, &new)?;
+    place_in_namespace(target, &mut new)?;
+    let meta = meta_mut(&mut new)?;
+    match meta.get("name").and_then(Value::as_str) {
+        Some(n) if n != name => {
+            return Err(ApiError::BadRequest(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+        _ => {
+            meta.insert("name".into(), json!(name));
+        }
+    }
+    let expected = match meta.get("resourceVersion").and_then(Value::as_str) {
+        Some(rv) if !rv.is_empty() => Some(storage::parse_resource_version(rv)?),
+        _ => None,
+    };
+    if expected.is_some_and(|rv| rv != old_rv) {
+        return Err(conflict(resource, &name));
+    }
+    for owned in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+        match old["metadata"].get(owned) {
+            Some(v) => meta.insert(owned.into(), v.clone()),
+            None => meta.remove(owned),
+        };
+    }
+    if status_only {
+        // Only status (and labels/annotations) may change through /status.
+        let status = new.get("status").cloned();
+        let mut merged = old.clone();
+        match status {
+            Some(status) => merged["status"] = status,
+            None => {
+                if let Some(map) = merged.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+        new = merged;
+    } else if has_status(resource) && !matches!(resource.plural, "nodes" | "namespaces") {
+        match old.get("status") {
+            Some(status) => new["status"] = status.clone(),
+            None => {
+                if let Some(map) = new.as_object_mut() {
+                    map.remove("status");
+                }
+            }
+        }
+    }
+    if has_status(resource) && new.get("spec") != old.get("spec") {
+        let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
+        new["metadata"]["generation"] = json!(generation);
+    }
+    let admitted = admit(resource, new, Operation::Update { old }, query.field_validation)
+        .map_err(|e| admit_error(resource, &name, e))?;
+    let mut object = admitted.object;
+    // Finalizers emptied on an object being deleted: the deletion completes now.
+    let deleting = object["metadata"]["deletionTimestamp"].is_string();
+    let finalizers_left = object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty());
+    let key = storage::key(resource, target.namespace.as_deref(), &name);
+    if query.dry_run {
+        storage::set_resource_version(&mut object, old_rv);
+        return Ok((object, admitted.warnings, StatusCode::OK));
+    }
+    if deleting && !finalizers_left && !pending_graceful(resource, &object) {
+        store.delete(&key, Some(old_rv)).await.map_err(|e| match e {
+            StoreError::Conflict { .. } => conflict(resource, &name),
+            other => other.into(),
+        })?;
+        storage::set_resource_version(&mut object, old_rv);
+        return Ok((object, admitted.warnings, StatusCode::OK));
+    }
+    let mut old_cmp = old.clone();
+    let mut new_cmp = object.clone();
+    for o in [&mut old_cmp, &mut new_cmp] {
+        if let Some(m) = o["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
+    }
+    if old_cmp == new_cmp {
+        // Nothing changed: no new revision, like Kubernetes.
+        storage::set_resource_version(&mut object, old_rv);
+        return Ok((object, admitted.warnings, StatusCode::OK));
+    }
+    let kv = store
+        .update(&key, storage::encode(&object), Some(old_rv))
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => conflict(resource, &name),
+            StoreError::NotFound { .. } => ApiError::NotFound {
+                resource: resource.qualified_name(),
+                name: name.clone(),
+            },
+            other => other.into(),
+        })?;
+    storage::set_resource_version(&mut object, kv.mod_revision);
+    Ok((object, admitted.warnings, StatusCode::OK))
+}
+
+/// A pod bound to a node waits for its node agent to confirm the deletion.
+fn pending_graceful(resource: &Resource, object: &Value) -> bool {
+    resource.group.is_empty()
+        && resource.plural == "pods"
+        && object["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
+        && object["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0
+}
+
+pub(super) async fn update(
+    store: &dyn Store,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let new = parse_body(headers, body)?;
+    let (old, old_rv) = load(store, target).await?;
+    let status_only = target.subresource == Some(Subresource::Status);
+    let (object, warnings, code) = replace(store, target, query, &old, old_rv, new, status_only).await?;
+    Ok(object_response(code, &object, &warnings))
+}
+
+/// JSON merge patch (RFC 7386).
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+pub(super) async fn patch(
+    store: &dyn Store,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let patch: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
+    let (old, old_rv) = load(store, target).await?;
+    let mut new = old.clone();
+    match content_type.split(';').next().unwrap_or_default().trim() {
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            merge_patch(&mut new, &patch)
+        }
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
+            )));
+        }
+    }
+    // The patched object carries the version it was based on: a concurrent write
+    // between load and replace is a conflict, retried by the client.
+    storage::set_resource_version(&mut new, old_rv);
+    let status_only = target.subresource == Some(Subresource::Status);
+    let (object, warnings, code) = replace(store, target, query, &old, old_rv, new, status_only).await?;
+    Ok(object_response(code, &object, &warnings))
+}
+
+/// `DeleteOptions` from the body (or the query).
+pub(crate) struct DeleteOptions {
+    grace_period: Option<i64>,
+    propagation: Option<String>,
+    precondition_uid: Option<String>,
+    precondition_rv: Option<String>,
+    dry_run: bool,
+}
+
+fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+    let mut options = DeleteOptions {
+        grace_period: query.grace_period_seconds,
+        propagation: query.propagation_policy.clone(),
+        precondition_uid: None,
+        precondition_rv: None,
+        dry_run: query.dry_run,
+    };
+    if body.iter().any(|b| !b.is_ascii_whitespace()) {
+        let body: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::BadRequest(format!("DeleteOptions: {e}")))?;
+        if let Some(g) = body["gracePeriodSeconds"].as_i64() {
+            options.grace_period = Some(g);
+        }
+        if let Some(p) = body["propagationPolicy"].as_str() {
+            options.propagation = Some(p.to_string());
+        }
+        options.precondition_uid = body["preconditions"]["uid"].as_str().map(str::to_string);
+        options.precondition_rv = body["preconditions"]["resourceVersion"].as_str().map(str::to_string);
+        if body["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All")) {
+            options.dry_run = true;
+        }
+    }
+    if let Some(p) = &options.propagation
+        && !["Foreground", "Background", "Orphan"].contains(&p.as_str())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+        )));
+    }
+    Ok(options)
+}
+
+/// Deletes one object: immediately, or by marking it (finalizers, graceful pods,
+/// namespaces, foreground/orphan propagation). Returns the object as it now is.
+pub(crate) async fn delete_object(
+    store: &dyn Store,
+    target: &Target,
+    options: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    let name = target.name.clone().unwrap_or_default();
+    let (mut object, rv) = load(store, target).await?;
+    if let Some(uid) = &options.precondition_uid
+        && object["metadata"]["uid"].as_str() != Some(uid)
+    {
+        return Err(ApiError::Conflict {
+            resource: resource.qualified_name(),
+            name,
+            message: format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", object["metadata"]["uid"].as_str().unwrap_or_default()),
+        });
+    }
+    if let Some(prv) = &options.precondition_rv
+        && prv != &rv.to_string()
+    {
+        return Err(conflict(resource, &name));
+    }
+    let key = storage::key(resource, target.namespace.as_deref(), &name);
+    let mut finalizers: Vec<String> =
+        serde_json::from_value(object["metadata"]["finalizers"].clone()).unwrap_or_default();
+    match options.propagation.as_deref() {
+        Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
+            finalizers.push("foregroundDeletion".into())
+        }
+        Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
+        _ => {}
+    }
+    let is_namespace = resource.group.is_empty() && resource.plural == "namespaces";
+    let grace = match options.grace_period {
+        Some(g) => g,
+        None if resource.plural == "pods" && resource.group.is_empty() => {
+            object["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)
+        }
+        None => 0,
+    };
+    let graceful_pod = resource.plural == "pods"
+        && resource.group.is_empty()
+        && grace > 0
+        && object["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+    let has_spec_finalizers = is_namespace
+        && object["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+    if finalizers.is_empty() && !graceful_pod && !has_spec_finalizers {
+        if !options.dry_run {
+            store.delete(&key, Some(rv)).await.map_err(|e| match e {
+                StoreError::Conflict { .. } => conflict(resource, &name),
+                StoreError::NotFound { .. } => ApiError::NotFound {
+                    resource: resource.qualified_name(),
+                    name: name.clone(),
+                },
+                other => other.into(),
+            })?;
+        }
+        return Ok(object);
+    }
+    // Marked for deletion: whoever owns the finalizer (or the node agent, for a
+    // graceful pod) completes it.
+    if object["metadata"]["deletionTimestamp"].is_null() {
+        object["metadata"]["deletionTimestamp"] = json!(now());
+        object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
+    }
+    if !finalizers.is_empty() {
+        object["metadata"]["finalizers"] = json!(finalizers);
+    }
+    if is_namespace {
+        object["status"]["phase"] = json!("Terminating");
+    }
+    if options.dry_run {
+        return Ok(object);
+    }
+    let kv = store
+        .update(&key, storage::encode(&object), Some(rv))
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict { .. } => conflict(resource, &name),
+            other => other.into(),
+        })?;
+    storage::set_resource_version(&mut object, kv.mod_revision);
+    Ok(object)
+}
+
+pub(super) async fn delete(
+    store: &dyn Store,
+    target: &Target,
+    query: &Query,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let options = delete_options(query, body)?;
+    let object = delete_object(store, target, &options).await?;
+    let code = if object["metadata"]["deletionTimestamp"].is_string() && !options.dry_run {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok(object_response(code, &object, &[]))
+}
+
+pub(super) async fn delete_collection(
+    store: &dyn Store,
+    target: &Target,
+    query: &Query,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let options = delete_options(query, body)?;
+    let mut listing = query.clone();
+    listing.limit = None;
+    listing.continue_token = None;
+    let (items, revision, _, _) = list_page(store, target, &listing).await?;
+    let mut deleted = Vec::new();
+    for item in items {
+        let one = Target {
+            resource: target.resource,
+            namespace: item["metadata"]["namespace"].as_str().map(str::to_string),
+            name: item["metadata"]["name"].as_str().map(str::to_string),
+            subresource: None,
+            verb: target.verb,
+        };
+        match delete_object(store, &one, &options).await {
+            Ok(object) => deleted.push(object),
+            Err(ApiError::NotFound { .. }) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    let list = json!({
+        "kind": target.resource.list_kind(),
+        "apiVersion": target.resource.api_version(),
+        "metadata": {"resourceVersion": revision.to_string()},
+        "items": deleted,
+    });
+    Ok(object_response(StatusCode::OK, &list, &[]))
+}
+
+/// `…/scale`: an `autoscaling/v1` Scale over `spec.replicas`.
+pub(super) async fn scale(
+    store: &dyn Store,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let (object, rv) = load(store, target).await?;
+    let to_scale = |object: &Value, rv: i64| {
+        let selector = object["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {
+                "name": object["metadata"]["name"],
+                "namespace": object["metadata"]["namespace"],
+                "uid": object["metadata"]["uid"],
+                "resourceVersion": rv.to_string(),
+                "creationTimestamp": object["metadata"]["creationTimestamp"],
+            },
+            "spec": {"replicas": object["spec"]["replicas"].as_i64().unwrap_or(0)},
+            "status": {"replicas": object["status"]["replicas"].as_i64().unwrap_or(0), "selector": selector},
+        })
+    };
+    let replicas = match target.verb {
+        Verb::Get => return Ok(object_response(StatusCode::OK, &to_scale(&object, rv), &[])),
+        Verb::Update => {
+            let scale = parse_body(headers, body)?;
+            if let Some(srv) = scale["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty())
+                && srv != rv.to_string()
+            {
+                return Err(conflict(target.resource, target.name.as_deref().unwrap_or_default()));
+            }
+            scale["spec"]["replicas"].as_i64()
+        }
+        _ => {
+            let patch: Value = serde_json::from_slice(body)
+                .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
+            let mut scale = to_scale(&object, rv);
+            merge_patch(&mut scale, &patch);
+            scale["spec"]["replicas"].as_i64()
+        }
+    };
+    let replicas = replicas.ok_or_else(|| ApiError::Invalid {
+        kind: "Scale".into(),
+        group: "autoscaling".into(),
+        name: target.name.clone().unwrap_or_default(),
+        causes: vec![strata_api::FieldError::required("spec.replicas", "")],
+    })?;
+    if replicas < 0 {
+        return Err(ApiError::Invalid {
+            kind: "Scale".into(),
+            group: "autoscaling".into(),
+            name: target.name.clone().unwrap_or_default(),
+            causes: vec![strata_api::FieldError::invalid(
+                "spec.replicas",
+                replicas,
+                "must be greater than or equal to 0",
+            )],
+        });
+    }
+    let mut new = object.clone();
+    new["spec"]["replicas"] = json!(replicas);
+    let main = Target {
+        resource: target.resource,
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        subresource: None,
+        verb: target.verb,
+    };
+    let (stored, _, _) = replace(store, &main, query, &object, rv, new, false).await?;
+    let rv = stored["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(rv);
+    Ok(object_response(StatusCode::OK, &to_scale(&stored, rv), &[]))
+}
+
+/// `pods/binding`: sets `spec.nodeName` of an unbound pod (the scheduler's write).
+pub(super) async fn bind(
+    store: &dyn Store,
+    target: &Target,
+    query: &Query,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let binding: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("Binding: {e}")))?;
+    let node = binding["target"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| ApiError::Invalid {
+            kind: "Binding".into(),
+            group: String::new(),
+            name: target.name.clone().unwrap_or_default(),
+            causes: vec![strata_api::FieldError::required("target.name", "")],
+        })?;
+    let (pod, rv) = load(store, target).await?;
+    if pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
+        return Err(ApiError::Conflict {
+            resource: "pods".into(),
+            name: target.name.clone().unwrap_or_default(),
+            message: format!(
+                "pod {} is already assigned to node \"{}\"",
+                target.name.as_deref().unwrap_or_default(),
+                pod["spec"]["nodeName"].as_str().unwrap_or_default()
+            ),
+        });
+    }
+    let mut bound = pod.clone();
+    bound["spec"]["nodeName"] = json!(node);
+    let key = storage::key(target.resource, target.namespace.as_deref(), target.name.as_deref().unwrap_or_default());
+    if !query.dry_run {
+        store
+            .update(&key, storage::encode(&bound), Some(rv))
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => conflict(target.resource, target.name.as_deref().unwrap_or_default()),
+                other => other.into(),
+            })?;
+    }
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok(object_response(StatusCode::CREATED, &status, &[]))
+}
+
+/// `pods/eviction`: deletes the pod (no PodDisruptionBudgets yet).
+pub(super) async fn evict(store: &dyn Store, target: &Target, body: &[u8]) -> Result<Response, ApiError> {
+    let eviction: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("Eviction: {e}")))?;
+    let options = DeleteOptions {
+        grace_period: eviction["deleteOptions"]["gracePeriodSeconds"].as_i64(),
+        propagation: None,
+        precondition_uid: None,
+        precondition_rv: None,
+        dry_run: false,
+    };
+    let pod = Target {
+        resource: target.resource,
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        subresource: None,
+        verb: Verb::Delete,
+    };
+    delete_object(store, &pod, &options).await?;
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
+    Ok(object_response(StatusCode::CREATED, &status, &[]))
+}

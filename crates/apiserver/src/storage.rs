@@ -1,0 +1,90 @@
+//! How objects sit in the store: one key per object
+//! (`/registry/<group>/<resource>/<namespace>/<name>`, `core` for the core group, no
+//! namespace for cluster-scoped resources), JSON values without `resourceVersion` —
+//! the store's revision of the key *is* the resourceVersion, set on the way out.
+
+use bytes::Bytes;
+use serde_json::Value;
+use strata_api::Resource;
+use strata_store::KeyValue;
+
+use crate::status::ApiError;
+
+/// The key prefix of every object of `resource` (in `namespace`, when given).
+pub fn prefix(resource: &Resource, namespace: Option<&str>) -> String {
+    let group = if resource.group.is_empty() {
+        "core"
+    } else {
+        resource.group
+    };
+    match namespace.filter(|_| resource.namespaced) {
+        Some(ns) => format!("/registry/{group}/{}/{ns}/", resource.plural),
+        None => format!("/registry/{group}/{}/", resource.plural),
+    }
+}
+
+/// The key of one object.
+pub fn key(resource: &Resource, namespace: Option<&str>, name: &str) -> String {
+    format!("{}{name}", prefix(resource, namespace))
+}
+
+/// The stored form: JSON without `metadata.resourceVersion`.
+pub fn encode(object: &Value) -> Bytes {
+    let mut object = object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("resourceVersion");
+    }
+    Bytes::from(serde_json::to_vec(&object).unwrap_or_default())
+}
+
+/// The object a stored version holds, with its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::Internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    set_resource_version(&mut object, kv.mod_revision);
+    Ok(object)
+}
+
+/// Sets `metadata.resourceVersion`.
+pub fn set_resource_version(object: &mut Value, revision: i64) {
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+    }
+}
+
+/// Parses a resourceVersion a client sent.
+pub fn parse_resource_version(text: &str) -> Result<i64, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|rv| *rv >= 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {text:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn keys_and_resource_versions() {
+        let pods = strata_api::resources::find("", "v1", "pods").unwrap();
+        let nodes = strata_api::resources::find("", "v1", "nodes").unwrap();
+        let deploys = strata_api::resources::find("apps", "v1", "deployments").unwrap();
+        assert_eq!(key(pods, Some("default"), "web"), "/registry/core/pods/default/web");
+        assert_eq!(prefix(pods, None), "/registry/core/pods/");
+        assert_eq!(key(nodes, Some("ignored"), "n1"), "/registry/core/nodes/n1");
+        assert_eq!(prefix(deploys, Some("x")), "/registry/apps/deployments/x/");
+
+        let stored = encode(&json!({"metadata": {"name": "a", "resourceVersion": "9"}}));
+        assert_eq!(&stored[..], br#"{"metadata":{"name":"a"}}"#);
+        let kv = KeyValue {
+            key: "k".into(),
+            value: stored,
+            create_revision: 3,
+            mod_revision: 7,
+        };
+        assert_eq!(decode(&kv).unwrap()["metadata"]["resourceVersion"], "7");
+        assert!(parse_resource_version("-1").is_err());
+        assert!(parse_resource_version("abc").is_err());
+    }
+}

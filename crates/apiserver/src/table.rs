@@ -1,0 +1,393 @@
+//! Server-side printing (`Accept: application/json;as=Table;g=meta.k8s.io;v=v1`): the
+//! columns `kubectl get` shows for each kind (pods: READY STATUS RESTARTS AGE, …), with
+//! the wide (`-o wide`) columns at priority 1.
+
+use serde_json::{Value, json};
+use strata_api::Resource;
+
+/// Kubernetes' `HumanDuration` (`45s`, `3m20s`, `5h`, `2d3h`, `1y30d`).
+pub fn human_duration(seconds: i64) -> String {
+    if seconds < -1 {
+        return "<invalid>".into();
+    }
+    let seconds = seconds.max(0);
+    let minutes = seconds / 60;
+    let hours = minutes / 60;
+    let days = hours / 24;
+    if seconds < 120 {
+        format!("{seconds}s")
+    } else if minutes < 10 {
+        match seconds % 60 {
+            0 => format!("{minutes}m"),
+            s => format!("{minutes}m{s}s"),
+        }
+    } else if minutes < 180 {
+        format!("{minutes}m")
+    } else if hours < 8 {
+        match minutes % 60 {
+            0 => format!("{hours}h"),
+            m => format!("{hours}h{m}m"),
+        }
+    } else if hours < 48 {
+        format!("{hours}h")
+    } else if hours < 24 * 8 {
+        match hours % 24 {
+            0 => format!("{days}d"),
+            h => format!("{days}d{h}h"),
+        }
+    } else if hours < 24 * 365 * 2 {
+        format!("{days}d")
+    } else if hours < 24 * 365 * 8 {
+        match days % 365 {
+            0 => format!("{}y", days / 365),
+            d => format!("{}y{d}d", days / 365),
+        }
+    } else {
+        format!("{}y", days / 365)
+    }
+}
+
+fn age(object: &Value) -> String {
+    object["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()))
+        .unwrap_or_else(|| "<unknown>".into())
+}
+
+fn int(v: &Value) -> i64 {
+    v.as_i64().unwrap_or(0)
+}
+
+fn text(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
+fn or_none(s: String) -> String {
+    if s.is_empty() { "<none>".into() } else { s }
+}
+
+fn containers(spec: &Value) -> (String, String) {
+    let list = spec["containers"].as_array().cloned().unwrap_or_default();
+    let names: Vec<String> = list.iter().map(|c| text(&c["name"])).collect();
+    let images: Vec<String> = list.iter().map(|c| text(&c["image"])).collect();
+    (names.join(","), images.join(","))
+}
+
+fn selector_text(selector: &Value) -> String {
+    let labels = selector["matchLabels"].as_object().cloned().unwrap_or_default();
+    or_none(
+        labels
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(","),
+    )
+}
+
+fn pod_status(pod: &Value) -> String {
+    if pod["metadata"]["deletionTimestamp"].is_string() {
+        return "Terminating".into();
+    }
+    for status in pod["status"]["containerStatuses"].as_array().into_iter().flatten() {
+        if let Some(reason) = status["state"]["waiting"]["reason"].as_str() {
+            return reason.into();
+        }
+        if let Some(reason) = status["state"]["terminated"]["reason"].as_str() {
+            return reason.into();
+        }
+    }
+    pod["status"]["reason"]
+        .as_str()
+        .or(pod["status"]["phase"].as_str())
+        .unwrap_or("Pending")
+        .to_string()
+}
+
+type Column = (&'static str, &'static str, u8);
+
+/// Columns (name, type, priority) and the cells of one object.
+fn columns(resource: &Resource) -> Vec<Column> {
+    match (resource.group, resource.kind) {
+        ("", "Pod") => vec![
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Status", "string", 0),
+            ("Restarts", "string", 0),
+            ("Age", "string", 0),
+            ("IP", "string", 1),
+            ("Node", "string", 1),
+            ("Nominated Node", "string", 1),
+            ("Readiness Gates", "string", 1),
+        ],
+        ("apps", "Deployment") => vec![
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Up-to-date", "string", 0),
+            ("Available", "string", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        ("apps", "ReplicaSet") => vec![
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Age", "string", 0),
+            ("Containers", "string", 1),
+            ("Images", "string", 1),
+            ("Selector", "string", 1),
+        ],
+        ("apps", "DaemonSet") => vec![
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Up-to-date", "integer", 0),
+            ("Available", "integer", 0),
+            ("Age", "string", 0),
+        ],
+        ("apps", "StatefulSet") => vec![("Name", "string", 0), ("Ready", "string", 0), ("Age", "string", 0)],
+        ("batch", "Job") => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Completions", "string", 0),
+            ("Age", "string", 0),
+        ],
+        ("", "Service") => vec![
+            ("Name", "string", 0),
+            ("Type", "string", 0),
+            ("Cluster-IP", "string", 0),
+            ("External-IP", "string", 0),
+            ("Port(s)", "string", 0),
+            ("Age", "string", 0),
+            ("Selector", "string", 1),
+        ],
+        ("", "Node") => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Roles", "string", 0),
+            ("Age", "string", 0),
+            ("Version", "string", 0),
+        ],
+        ("", "Namespace") => vec![("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
+        ("", "ConfigMap") => vec![("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+        ("", "Secret") => vec![
+            ("Name", "string", 0),
+            ("Type", "string", 0),
+            ("Data", "integer", 0),
+            ("Age", "string", 0),
+        ],
+        ("coordination.k8s.io", "Lease") => vec![("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)],
+        _ => vec![("Name", "string", 0), ("Age", "string", 0)],
+    }
+}
+
+fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
+    let name = json!(text(&o["metadata"]["name"]));
+    let age = json!(age(o));
+    let status = &o["status"];
+    let spec = &o["spec"];
+    match (resource.group, resource.kind) {
+        ("", "Pod") => {
+            let statuses = status["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let total = spec["containers"].as_array().map_or(0, Vec::len);
+            let ready = statuses.iter().filter(|s| s["ready"] == true).count();
+            let restarts: i64 = statuses.iter().map(|s| int(&s["restartCount"])).sum();
+            vec![
+                name,
+                json!(format!("{ready}/{total}")),
+                json!(pod_status(o)),
+                json!(restarts.to_string()),
+                age,
+                json!(or_none(text(&status["podIP"]))),
+                json!(or_none(text(&spec["nodeName"]))),
+                json!("<none>"),
+                json!("<none>"),
+            ]
+        }
+        ("apps", "Deployment") => {
+            let (names, images) = containers(&spec["template"]["spec"]);
+            vec![
+                name,
+                json!(format!("{}/{}", int(&status["readyReplicas"]), int(&spec["replicas"]))),
+                json!(int(&status["updatedReplicas"]).to_string()),
+                json!(int(&status["availableReplicas"]).to_string()),
+                age,
+                json!(names),
+                json!(images),
+                json!(selector_text(&spec["selector"])),
+            ]
+        }
+        ("apps", "ReplicaSet") => {
+            let (names, images) = containers(&spec["template"]["spec"]);
+            vec![
+                name,
+                json!(int(&spec["replicas"])),
+                json!(int(&status["replicas"])),
+                json!(int(&status["readyReplicas"])),
+                age,
+                json!(names),
+                json!(images),
+                json!(selector_text(&spec["selector"])),
+            ]
+        }
+        ("apps", "DaemonSet") => vec![
+            name,
+            json!(int(&status["desiredNumberScheduled"])),
+            json!(int(&status["currentNumberScheduled"])),
+            json!(int(&status["numberReady"])),
+            json!(int(&status["updatedNumberScheduled"])),
+            json!(int(&status["numberAvailable"])),
+            age,
+        ],
+        ("apps", "StatefulSet") => vec![
+            name,
+            json!(format!("{}/{}", int(&status["readyReplicas"]), int(&spec["replicas"]))),
+            age,
+        ],
+        ("batch", "Job") => {
+            let done = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["status"] == "True" && (c["type"] == "Complete" || c["type"] == "Failed"))
+                .map(|c| text(&c["type"]));
+            vec![
+                name,
+                json!(done.unwrap_or_else(|| "Running".into())),
+                json!(format!("{}/{}", int(&status["succeeded"]), spec["completions"].as_i64().unwrap_or(1))),
+                age,
+            ]
+        }
+        ("", "Service") => {
+            let ports: Vec<String> = spec["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| match p["nodePort"].as_i64() {
+                    Some(np) => format!("{}:{np}/{}", int(&p["port"]), text(&p["protocol"])),
+                    None => format!("{}/{}", int(&p["port"]), text(&p["protocol"])),
+                })
+                .collect();
+            let selector = spec["selector"]
+                .as_object()
+                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+                .unwrap_or_default();
+            vec![
+                name,
+                json!(text(&spec["type"])),
+                json!(or_none(text(&spec["clusterIP"]))),
+                json!("<none>"),
+                json!(or_none(ports.join(","))),
+                age,
+                json!(or_none(selector)),
+            ]
+        }
+        ("", "Node") => {
+            let ready = status["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready")
+                .map(|c| if c["status"] == "True" { "Ready" } else { "NotReady" })
+                .unwrap_or("Unknown");
+            let roles: Vec<String> = o["metadata"]["labels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string))
+                .collect();
+            vec![
+                name,
+                json!(ready),
+                json!(or_none(roles.join(","))),
+                age,
+                json!(text(&status["nodeInfo"]["kubeletVersion"])),
+            ]
+        }
+        ("", "Namespace") => vec![name, json!(text(&status["phase"])), age],
+        ("", "ConfigMap") => {
+            let n = o["data"].as_object().map_or(0, |m| m.len()) + o["binaryData"].as_object().map_or(0, |m| m.len());
+            vec![name, json!(n), age]
+        }
+        ("", "Secret") => vec![
+            name,
+            json!(text(&o["type"])),
+            json!(o["data"].as_object().map_or(0, |m| m.len())),
+            age,
+        ],
+        ("coordination.k8s.io", "Lease") => vec![name, json!(or_none(text(&spec["holderIdentity"]))), age],
+        _ => vec![name, age],
+    }
+}
+
+/// A `meta.k8s.io/v1` Table of `objects`.
+pub fn table(resource: &Resource, objects: &[Value], resource_version: Value) -> Value {
+    let definitions: Vec<Value> = columns(resource)
+        .into_iter()
+        .map(|(name, kind, priority)| {
+            let mut d = json!({"name": name, "type": kind, "format": "", "description": "", "priority": priority});
+            if name == "Name" {
+                d["format"] = json!("name");
+            }
+            d
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            json!({
+                "cells": cells(resource, o),
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": o["metadata"],
+                },
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": definitions,
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_match_kubectl() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(200), "3m20s");
+        assert_eq!(human_duration(3600 * 5), "5h");
+        assert_eq!(human_duration(3600 * 24 * 2 + 3600 * 3), "2d3h");
+        assert_eq!(human_duration(3600 * 24 * 400), "400d");
+    }
+
+    #[test]
+    fn pods_show_ready_status_and_restarts() {
+        let pods = strata_api::resources::find("", "v1", "pods").unwrap();
+        let pod = json!({
+            "metadata": {"name": "web", "creationTimestamp": "2020-01-01T00:00:00Z"},
+            "spec": {"containers": [{"name": "a"}, {"name": "b"}], "nodeName": "n1"},
+            "status": {"phase": "Running", "containerStatuses": [
+                {"ready": true, "restartCount": 2, "state": {"running": {}}},
+                {"ready": false, "restartCount": 1, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}
+        });
+        let t = table(pods, &[pod], json!("5"));
+        let row = &t["rows"][0]["cells"];
+        assert_eq!(row[0], "web");
+        assert_eq!(row[1], "1/2");
+        assert_eq!(row[2], "CrashLoopBackOff");
+        assert_eq!(row[3], "3");
+        assert_eq!(row[6], "n1");
+        assert_eq!(t["columnDefinitions"].as_array().unwrap().len(), row.as_array().unwrap().len());
+    }
+}
