@@ -6,6 +6,9 @@ use serde_json::{Map, Value};
 
 use super::{PatchError, type_name};
 
+/// The most operations one JSON patch may have, as in kube-apiserver.
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
 /// One decoded operation.
 #[derive(Debug)]
 enum Op {
@@ -121,6 +124,12 @@ pub fn json_patch(target: &Value, ops: &Value) -> Result<Value, PatchError> {
             ),
         });
     };
+    if list.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(PatchError::TooManyOperations {
+            max: MAX_JSON_PATCH_OPERATIONS,
+            count: list.len(),
+        });
+    }
     let ops = list
         .iter()
         .enumerate()
@@ -630,6 +639,16 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no value at \"/b\""), "{err}");
+    }
+
+    #[test]
+    fn too_many_operations_are_413() {
+        let ops =
+            vec![json!({"op": "test", "path": "/a", "value": 1}); MAX_JSON_PATCH_OPERATIONS + 1];
+        let err = patch(json!({"a": 1}), Value::Array(ops)).unwrap_err();
+        assert_eq!(err.http_status(), 413);
+        let ops = vec![json!({"op": "test", "path": "/a", "value": 1}); MAX_JSON_PATCH_OPERATIONS];
+        assert!(patch(json!({"a": 1}), Value::Array(ops)).is_ok());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::resources::Resource;
 
-pub use json_patch::json_patch;
+pub use json_patch::{MAX_JSON_PATCH_OPERATIONS, json_patch};
 pub use merge::merge_patch;
 pub use schema::{FieldSchema, ListMerge, TypeSchema, schema_for};
 pub use strategic::strategic_merge_patch;
@@ -81,6 +81,15 @@ pub enum PatchError {
         /// What is wrong.
         message: String,
     },
+    /// A JSON patch has more than [`MAX_JSON_PATCH_OPERATIONS`] operations (413
+    /// RequestEntityTooLarge).
+    #[error("The allowed maximum operations in a JSON patch is {max}, got {count}")]
+    TooManyOperations {
+        /// The limit.
+        max: usize,
+        /// How many the patch has.
+        count: usize,
+    },
     /// A JSON patch operation could not be applied to this object, such as a
     /// missing path or an array index out of range (422).
     #[error("json patch operation {index} ({op}) at \"{path}\": {message}")]
@@ -133,8 +142,8 @@ pub enum PatchError {
 }
 
 impl PatchError {
-    /// The HTTP status code: 400 (BadRequest), 422 (Invalid) or 415
-    /// (UnsupportedMediaType).
+    /// The HTTP status code: 400 (BadRequest), 422 (Invalid), 413
+    /// (RequestEntityTooLarge) or 415 (UnsupportedMediaType).
     pub fn http_status(&self) -> u16 {
         match self {
             Self::Decode { .. }
@@ -143,6 +152,7 @@ impl PatchError {
             Self::OperationFailed { .. } | Self::TestFailed { .. } | Self::Unprocessable { .. } => {
                 422
             }
+            Self::TooManyOperations { .. } => 413,
             Self::UnsupportedForKind { .. } => 415,
         }
     }
@@ -150,8 +160,8 @@ impl PatchError {
 
 /// Applies `patch` (the request body) of `patch_type` to `original` (the stored
 /// object of `resource`), returning the patched object. The result is not admitted:
-/// the caller re-admits it as an update, which also drops unknown fields a merge
-/// patch may have added.
+/// the caller re-admits it as an update, which also catches unknown fields a patch
+/// may have added (rejected or dropped per `fieldValidation`).
 ///
 /// ```
 /// use serde_json::json;

@@ -679,6 +679,42 @@ mod tests {
         assert!(err.to_string().contains("rollingUpdate"), "{err}");
     }
 
+    /// kubectl sends `$retainKeys` for volumes (`patchStrategy: merge,retainKeys`)
+    /// when a volume changes its source.
+    #[test]
+    fn retain_keys_in_a_merged_list_element() {
+        let mut d = stored();
+        d["spec"]["template"]["spec"]["volumes"] = json!([
+            {"name": "data", "hostPath": {"path": "/srv"}},
+            {"name": "cache", "emptyDir": {}}
+        ]);
+        let got = smp(
+            &d,
+            json!({"spec": {"template": {"spec": {
+                "$setElementOrder/volumes": [{"name": "data"}, {"name": "cache"}],
+                "volumes": [{"$retainKeys": ["emptyDir", "name"], "emptyDir": {"medium": "Memory"}, "hostPath": null, "name": "data"}]
+            }}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            got["spec"]["template"]["spec"]["volumes"],
+            json!([
+                {"name": "data", "emptyDir": {"medium": "Memory"}},
+                {"name": "cache", "emptyDir": {}}
+            ])
+        );
+        // Lists without a merge strategy are replaced.
+        let got = smp(
+            &d,
+            json!({"spec": {"template": {"spec": {"tolerations": [{"key": "b", "operator": "Exists"}]}}}}),
+        )
+        .unwrap();
+        assert_eq!(
+            got["spec"]["template"]["spec"]["tolerations"],
+            json!([{"key": "b", "operator": "Exists"}])
+        );
+    }
+
     #[test]
     fn set_element_order_orders_the_merged_list() {
         let got = smp(
