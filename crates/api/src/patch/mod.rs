@@ -156,6 +156,17 @@ impl PatchError {
             Self::UnsupportedForKind { .. } => 415,
         }
     }
+
+    /// The `Status` reason that goes with [`PatchError::http_status`]
+    /// (`BadRequest`, `Invalid`, `RequestEntityTooLarge`, `UnsupportedMediaType`).
+    pub fn reason(&self) -> &'static str {
+        match self.http_status() {
+            400 => "BadRequest",
+            413 => "RequestEntityTooLarge",
+            415 => "UnsupportedMediaType",
+            _ => "Invalid",
+        }
+    }
 }
 
 /// Applies `patch` (the request body) of `patch_type` to `original` (the stored

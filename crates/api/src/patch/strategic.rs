@@ -958,7 +958,11 @@ mod tests {
         ];
         for (patch, path, message) in cases {
             let err = smp(&d, patch.clone()).unwrap_err();
-            assert_eq!(err.http_status(), 422, "{patch}: {err}");
+            assert_eq!(
+                (err.http_status(), err.reason()),
+                (422, "Invalid"),
+                "{patch}: {err}"
+            );
             let text = err.to_string();
             assert!(
                 text.starts_with(path) && text.contains(message),
@@ -997,7 +1001,10 @@ mod tests {
                 kind: "Function".into()
             }
         );
-        assert_eq!(err.http_status(), 415);
+        assert_eq!(
+            (err.http_status(), err.reason()),
+            (415, "UnsupportedMediaType")
+        );
         // Merge and JSON patches work for any kind.
         let got = apply_patch(
             &function,
