@@ -6,10 +6,12 @@ pub mod admit;
 pub mod field;
 pub mod kinds;
 pub mod names;
+pub mod patch;
 pub mod resources;
 pub mod selector;
 
 pub use admit::{AdmitError, Admitted, FieldValidation, Operation, admit};
 pub use field::{ErrorType, FieldError};
+pub use patch::{PatchError, PatchType, apply_patch};
 pub use resources::{RESOURCES, Resource, Subresource};
 pub use selector::Selector;
