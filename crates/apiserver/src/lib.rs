@@ -7,6 +7,8 @@
 pub mod auth;
 pub mod discovery;
 mod fsutil;
+pub mod gc;
+pub mod namespaces;
 pub mod pki;
 pub mod rest;
 pub mod server;

@@ -236,7 +236,10 @@ mod tests {
         );
         let status = invalid.status();
         assert_eq!(status["code"], 422);
-        assert_eq!(status["details"]["causes"][0]["reason"], "FieldValueRequired");
+        assert_eq!(
+            status["details"]["causes"][0]["reason"],
+            "FieldValueRequired"
+        );
         assert_eq!(status["details"]["causes"][0]["message"], "Required value");
         assert_eq!(status["details"]["causes"][1]["field"], "metadata.name");
     }

@@ -48,7 +48,10 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
 /// Sets `metadata.resourceVersion`.
 pub fn set_resource_version(object: &mut Value, revision: i64) {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.insert("resourceVersion".into(), Value::String(revision.to_string()));
+        meta.insert(
+            "resourceVersion".into(),
+            Value::String(revision.to_string()),
+        );
     }
 }
 
@@ -70,7 +73,10 @@ mod tests {
         let pods = strata_api::resources::find("", "v1", "pods").unwrap();
         let nodes = strata_api::resources::find("", "v1", "nodes").unwrap();
         let deploys = strata_api::resources::find("apps", "v1", "deployments").unwrap();
-        assert_eq!(key(pods, Some("default"), "web"), "/registry/core/pods/default/web");
+        assert_eq!(
+            key(pods, Some("default"), "web"),
+            "/registry/core/pods/default/web"
+        );
         assert_eq!(prefix(pods, None), "/registry/core/pods/");
         assert_eq!(key(nodes, Some("ignored"), "n1"), "/registry/core/nodes/n1");
         assert_eq!(prefix(deploys, Some("x")), "/registry/apps/deployments/x/");

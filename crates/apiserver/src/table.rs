@@ -75,7 +75,10 @@ fn containers(spec: &Value) -> (String, String) {
 }
 
 fn selector_text(selector: &Value) -> String {
-    let labels = selector["matchLabels"].as_object().cloned().unwrap_or_default();
+    let labels = selector["matchLabels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
     or_none(
         labels
             .iter()
@@ -89,7 +92,11 @@ fn pod_status(pod: &Value) -> String {
     if pod["metadata"]["deletionTimestamp"].is_string() {
         return "Terminating".into();
     }
-    for status in pod["status"]["containerStatuses"].as_array().into_iter().flatten() {
+    for status in pod["status"]["containerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         if let Some(reason) = status["state"]["waiting"]["reason"].as_str() {
             return reason.into();
         }
@@ -149,7 +156,11 @@ fn columns(resource: &Resource) -> Vec<Column> {
             ("Available", "integer", 0),
             ("Age", "string", 0),
         ],
-        ("apps", "StatefulSet") => vec![("Name", "string", 0), ("Ready", "string", 0), ("Age", "string", 0)],
+        ("apps", "StatefulSet") => vec![
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Age", "string", 0),
+        ],
         ("batch", "Job") => vec![
             ("Name", "string", 0),
             ("Status", "string", 0),
@@ -172,15 +183,27 @@ fn columns(resource: &Resource) -> Vec<Column> {
             ("Age", "string", 0),
             ("Version", "string", 0),
         ],
-        ("", "Namespace") => vec![("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
-        ("", "ConfigMap") => vec![("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+        ("", "Namespace") => vec![
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Age", "string", 0),
+        ],
+        ("", "ConfigMap") => vec![
+            ("Name", "string", 0),
+            ("Data", "integer", 0),
+            ("Age", "string", 0),
+        ],
         ("", "Secret") => vec![
             ("Name", "string", 0),
             ("Type", "string", 0),
             ("Data", "integer", 0),
             ("Age", "string", 0),
         ],
-        ("coordination.k8s.io", "Lease") => vec![("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)],
+        ("coordination.k8s.io", "Lease") => vec![
+            ("Name", "string", 0),
+            ("Holder", "string", 0),
+            ("Age", "string", 0),
+        ],
         _ => vec![("Name", "string", 0), ("Age", "string", 0)],
     }
 }
@@ -192,7 +215,10 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
     let spec = &o["spec"];
     match (resource.group, resource.kind) {
         ("", "Pod") => {
-            let statuses = status["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let statuses = status["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let total = spec["containers"].as_array().map_or(0, Vec::len);
             let ready = statuses.iter().filter(|s| s["ready"] == true).count();
             let restarts: i64 = statuses.iter().map(|s| int(&s["restartCount"])).sum();
@@ -212,7 +238,11 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
             let (names, images) = containers(&spec["template"]["spec"]);
             vec![
                 name,
-                json!(format!("{}/{}", int(&status["readyReplicas"]), int(&spec["replicas"]))),
+                json!(format!(
+                    "{}/{}",
+                    int(&status["readyReplicas"]),
+                    int(&spec["replicas"])
+                )),
                 json!(int(&status["updatedReplicas"]).to_string()),
                 json!(int(&status["availableReplicas"]).to_string()),
                 age,
@@ -245,7 +275,11 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
         ],
         ("apps", "StatefulSet") => vec![
             name,
-            json!(format!("{}/{}", int(&status["readyReplicas"]), int(&spec["replicas"]))),
+            json!(format!(
+                "{}/{}",
+                int(&status["readyReplicas"]),
+                int(&spec["replicas"])
+            )),
             age,
         ],
         ("batch", "Job") => {
@@ -253,12 +287,18 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .find(|c| c["status"] == "True" && (c["type"] == "Complete" || c["type"] == "Failed"))
+                .find(|c| {
+                    c["status"] == "True" && (c["type"] == "Complete" || c["type"] == "Failed")
+                })
                 .map(|c| text(&c["type"]));
             vec![
                 name,
                 json!(done.unwrap_or_else(|| "Running".into())),
-                json!(format!("{}/{}", int(&status["succeeded"]), spec["completions"].as_i64().unwrap_or(1))),
+                json!(format!(
+                    "{}/{}",
+                    int(&status["succeeded"]),
+                    spec["completions"].as_i64().unwrap_or(1)
+                )),
                 age,
             ]
         }
@@ -274,7 +314,12 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
                 .collect();
             let selector = spec["selector"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect::<Vec<_>>().join(","))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default();
             vec![
                 name,
@@ -292,13 +337,22 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
                 .into_iter()
                 .flatten()
                 .find(|c| c["type"] == "Ready")
-                .map(|c| if c["status"] == "True" { "Ready" } else { "NotReady" })
+                .map(|c| {
+                    if c["status"] == "True" {
+                        "Ready"
+                    } else {
+                        "NotReady"
+                    }
+                })
                 .unwrap_or("Unknown");
             let roles: Vec<String> = o["metadata"]["labels"]
                 .as_object()
                 .into_iter()
                 .flatten()
-                .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/").map(str::to_string))
+                .filter_map(|(k, _)| {
+                    k.strip_prefix("node-role.kubernetes.io/")
+                        .map(str::to_string)
+                })
                 .collect();
             vec![
                 name,
@@ -310,7 +364,8 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
         }
         ("", "Namespace") => vec![name, json!(text(&status["phase"])), age],
         ("", "ConfigMap") => {
-            let n = o["data"].as_object().map_or(0, |m| m.len()) + o["binaryData"].as_object().map_or(0, |m| m.len());
+            let n = o["data"].as_object().map_or(0, |m| m.len())
+                + o["binaryData"].as_object().map_or(0, |m| m.len());
             vec![name, json!(n), age]
         }
         ("", "Secret") => vec![
@@ -319,7 +374,9 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
             json!(o["data"].as_object().map_or(0, |m| m.len())),
             age,
         ],
-        ("coordination.k8s.io", "Lease") => vec![name, json!(or_none(text(&spec["holderIdentity"]))), age],
+        ("coordination.k8s.io", "Lease") => {
+            vec![name, json!(or_none(text(&spec["holderIdentity"]))), age]
+        }
         _ => vec![name, age],
     }
 }
@@ -388,6 +445,9 @@ mod tests {
         assert_eq!(row[2], "CrashLoopBackOff");
         assert_eq!(row[3], "3");
         assert_eq!(row[6], "n1");
-        assert_eq!(t["columnDefinitions"].as_array().unwrap().len(), row.as_array().unwrap().len());
+        assert_eq!(
+            t["columnDefinitions"].as_array().unwrap().len(),
+            row.as_array().unwrap().len()
+        );
     }
 }

@@ -52,6 +52,11 @@ pub enum Command {
     Images(ImageLsArgs),
     /// Remove images (same as `image rm`).
     Rmi(ImageRmArgs),
+    /// Run the Kubernetes-compatible API server (HTTPS; kubectl works with the
+    /// kubeconfig it writes).
+    Server(ServerArgs),
+    /// Print the admin kubeconfig written by `strata server`.
+    Kubeconfig,
     /// The runc-compatible OCI runtime (also reachable as the `strata-runc` binary).
     Oci(OciCli),
     /// Internal: supervises a detached container (logs, exit status).
@@ -333,4 +338,15 @@ pub struct BuildArgs {
     pub quiet: bool,
     /// The build context directory.
     pub context: PathBuf,
+}
+
+/// `strata server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub listen: std::net::SocketAddr,
+    /// Extra name or IP for the serving certificate (repeatable).
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_san: Vec<String>,
 }

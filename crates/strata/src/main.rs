@@ -10,6 +10,7 @@ mod monitor;
 mod oci;
 mod output;
 mod run;
+mod server;
 mod tty;
 
 use std::process::ExitCode;

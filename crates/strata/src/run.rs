@@ -42,6 +42,8 @@ pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
         Command::Rmi(args) => crate::images::dispatch(data_dir, ImageCommand::Rm(args)),
         Command::Monitor(args) => monitor::run(&store()?, &ContainerId::new(args.container)?),
         Command::Oci(args) => Ok(crate::oci::main(args)),
+        Command::Server(args) => crate::server::run(data_dir, &args),
+        Command::Kubeconfig => crate::server::kubeconfig(data_dir),
     }
 }
 

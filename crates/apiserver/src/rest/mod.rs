@@ -22,6 +22,8 @@ use crate::discovery;
 use crate::status::{ApiError, json_response};
 
 pub use query::Query;
+pub(crate) use read::list_page;
+pub(crate) use write::{delete_object, new_uid, no_grace};
 
 /// Largest request body accepted (Kubernetes' limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -38,6 +40,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
 }
 
 /// One resource request, resolved.
+#[derive(Clone)]
 pub(crate) struct Target {
     pub resource: &'static Resource,
     pub namespace: Option<String>,
@@ -52,7 +55,11 @@ async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Respons
         .get::<RequestAttributes>()
         .cloned()
         .unwrap_or_else(|| {
-            parse_request(request.method(), request.uri().path(), request.uri().query())
+            parse_request(
+                request.method(),
+                request.uri().path(),
+                request.uri().query(),
+            )
         });
     match attributes {
         RequestAttributes::NonResource { path, .. } => {
@@ -66,8 +73,9 @@ async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Respons
 }
 
 fn resolve(attrs: &ResourceAttributes) -> Result<Target, ApiError> {
-    let resource = strata_api::resources::find(&attrs.api_group, &attrs.api_version, &attrs.resource)
-        .ok_or(ApiError::NoRoute)?;
+    let resource =
+        strata_api::resources::find(&attrs.api_group, &attrs.api_version, &attrs.resource)
+            .ok_or(ApiError::NoRoute)?;
     let subresource = match &attrs.subresource {
         Some(name) => Some(resource.subresource(name).ok_or(ApiError::NoRoute)?),
         None => None,
@@ -116,13 +124,18 @@ async fn serve(
     let store = state.store.as_ref();
     match target.subresource {
         Some(Subresource::Status) | None => {}
-        Some(Subresource::Scale) => return write::scale(store, &target, &query, &headers, &body).await,
+        Some(Subresource::Scale) => {
+            return write::scale(store, &target, &query, &headers, &body).await;
+        }
         Some(Subresource::Binding) => return write::bind(store, &target, &query, &body).await,
         Some(Subresource::Eviction) => return write::evict(store, &target, &body).await,
         Some(Subresource::Log | Subresource::Exec) => {
             return Err(ApiError::Unavailable(format!(
                 "pods/{} is served by the node agent, which has not joined yet",
-                target.subresource.map(Subresource::name).unwrap_or_default()
+                target
+                    .subresource
+                    .map(Subresource::name)
+                    .unwrap_or_default()
             )));
         }
     }

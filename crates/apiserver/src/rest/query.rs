@@ -68,7 +68,9 @@ fn bool_param(name: &str, value: &str) -> Result<bool, ApiError> {
     match value {
         "true" | "1" | "" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(ApiError::BadRequest(format!("{name}: invalid boolean {value:?}"))),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name}: invalid boolean {value:?}"
+        ))),
     }
 }
 
@@ -189,7 +191,13 @@ mod tests {
         assert_eq!(q.fields[0].field, "status.phase");
         assert!(q.fields[0].negated);
         assert_eq!(q.version_match, VersionMatch::NotOlderThan);
-        for bad in ["limit=x", "dryRun=Some", "fieldValidation=strict", "labelSelector=a%20in%20b", "resourceVersionMatch=Exact"] {
+        for bad in [
+            "limit=x",
+            "dryRun=Some",
+            "fieldValidation=strict",
+            "labelSelector=a%20in%20b",
+            "resourceVersionMatch=Exact",
+        ] {
             assert!(Query::parse(Some(bad)).is_err(), "{bad}");
         }
     }

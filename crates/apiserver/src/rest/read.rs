@@ -70,9 +70,13 @@ pub(crate) fn selected(object: &Value, query: &Query) -> bool {
             return false;
         }
     }
-    query.fields.iter().all(|FieldRequirement { field, value, negated }| {
-        (field_value(object, field) == *value) != *negated
-    })
+    query.fields.iter().all(
+        |FieldRequirement {
+             field,
+             value,
+             negated,
+         }| { (field_value(object, field) == *value) != *negated },
+    )
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -110,7 +114,9 @@ pub(crate) async fn list_page(
     if let Some(token) = &query.continue_token {
         let token = decode_continue(token)?;
         if !token.start.starts_with(&prefix) {
-            return Err(ApiError::BadRequest("continue key is not valid: it names another collection".into()));
+            return Err(ApiError::BadRequest(
+                "continue key is not valid: it names another collection".into(),
+            ));
         }
         revision = Some(token.rv);
         after = Some(token.start);
@@ -126,7 +132,7 @@ pub(crate) async fn list_page(
     }
     let mut items = Vec::new();
     let mut last_key = None;
-    let mut remaining = 0;
+    let mut remaining;
     let served_at;
     // Selectors filter after the store pages, so keep reading until the page is full.
     loop {
@@ -204,7 +210,10 @@ mod tests {
     #[test]
     fn field_selectors_compare_string_forms() {
         let pod = json!({"metadata": {"name": "a", "namespace": "ns"}, "spec": {"nodeName": "n1"}, "status": {"phase": "Running"}});
-        let q = Query::parse(Some("fieldSelector=spec.nodeName%3Dn1,status.phase%21%3DPending")).unwrap();
+        let q = Query::parse(Some(
+            "fieldSelector=spec.nodeName%3Dn1,status.phase%21%3DPending",
+        ))
+        .unwrap();
         assert!(selected(&pod, &q));
         let q = Query::parse(Some("fieldSelector=spec.nodeName%3D")).unwrap();
         assert!(!selected(&pod, &q));

@@ -47,7 +47,8 @@ impl Emitter {
         } else {
             object
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         self.tx.send(Bytes::from(line)).await.is_ok()
     }
@@ -87,7 +88,11 @@ pub(super) async fn watch(
         let (items, revision, _, _) = list_page(store.as_ref(), &target, &listing).await?;
         (items, revision)
     } else {
-        let from = rv.as_deref().map(storage::parse_resource_version).transpose()?.unwrap_or(0);
+        let from = rv
+            .as_deref()
+            .map(storage::parse_resource_version)
+            .transpose()?
+            .unwrap_or(0);
         (Vec::new(), from)
     };
     let prefix = storage::prefix(target.resource, target.namespace.as_deref());
@@ -116,7 +121,10 @@ pub(super) async fn watch(
                 return;
             }
         }
-        if query.send_initial_events == Some(true) && query.bookmarks && !emitter.bookmark(from, true).await {
+        if query.send_initial_events == Some(true)
+            && query.bookmarks
+            && !emitter.bookmark(from, true).await
+        {
             return;
         }
         let deadline = tokio::time::sleep(timeout);
@@ -174,7 +182,9 @@ pub(super) async fn watch(
         }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (Ok::<_, Infallible>(bytes), rx))
+        rx.recv()
+            .await
+            .map(|bytes| (Ok::<_, Infallible>(bytes), rx))
     });
     let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = StatusCode::OK;

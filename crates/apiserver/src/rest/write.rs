@@ -6,6 +6,7 @@
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
+use strata_api::patch::{PatchError, PatchType, apply_patch};
 use strata_api::{AdmitError, Operation, Resource, Subresource, admit};
 use strata_store::{Store, StoreError};
 
@@ -20,7 +21,8 @@ fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn uid() -> String {
+/// A random (version 4) UUID for `metadata.uid`.
+pub(crate) fn new_uid() -> String {
     let mut b = [0u8; 16];
     getrandom::fill(&mut b).unwrap_or_default();
     b[6] = (b[6] & 0x0f) | 0x40;
@@ -88,7 +90,9 @@ fn check_type(resource: &Resource, body: &Value) -> Result<(), ApiError> {
 
 fn meta_mut(object: &mut Value) -> Result<&mut serde_json::Map<String, Value>, ApiError> {
     if !object.is_object() {
-        return Err(ApiError::BadRequest("the body must be a JSON object".into()));
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object".into(),
+        ));
     }
     if !object["metadata"].is_object() {
         object["metadata"] = json!({});
@@ -101,9 +105,13 @@ fn meta_mut(object: &mut Value) -> Result<&mut serde_json::Map<String, Value>, A
 /// Sets the namespace of an object sent to `target`, refusing a different one.
 fn place_in_namespace(target: &Target, object: &mut Value) -> Result<(), ApiError> {
     let meta = meta_mut(object)?;
-    match (&target.namespace, meta.get("namespace").and_then(Value::as_str)) {
+    match (
+        &target.namespace,
+        meta.get("namespace").and_then(Value::as_str),
+    ) {
         (Some(ns), Some(given)) if !given.is_empty() && given != ns => Err(ApiError::BadRequest(
-            "the namespace of the provided object does not match the namespace sent on the request".into(),
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
         )),
         (Some(ns), _) => {
             meta.insert("namespace".into(), json!(ns));
@@ -161,17 +169,24 @@ pub(super) async fn create(
         namespace_exists(store, ns).await?;
     }
     let meta = meta_mut(&mut object)?;
-    if meta.get("resourceVersion").and_then(Value::as_str).is_some_and(|rv| !rv.is_empty()) {
+    if meta
+        .get("resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|rv| !rv.is_empty())
+    {
         return Err(ApiError::BadRequest(
             "resourceVersion should not be set on objects to be created".into(),
         ));
     }
-    let has_name = meta.get("name").and_then(Value::as_str).is_some_and(|n| !n.is_empty());
+    let has_name = meta
+        .get("name")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
     if !has_name && let Some(prefix) = meta.get("generateName").and_then(Value::as_str) {
         let name = format!("{prefix}{}", random_suffix());
         meta.insert("name".into(), json!(name));
     }
-    meta.insert("uid".into(), json!(uid()));
+    meta.insert("uid".into(), json!(new_uid()));
     meta.insert("creationTimestamp".into(), json!(now()));
     meta.remove("deletionTimestamp");
     meta.remove("deletionGracePeriodSeconds");
@@ -184,11 +199,18 @@ pub(super) async fn create(
             map.remove("status");
         }
     }
-    let name = object["metadata"]["name"].as_str().unwrap_or_default().to_string();
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let admitted = admit(resource, object, Operation::Create, query.field_validation)
         .map_err(|e| admit_error(resource, &name, e))?;
     if query.dry_run {
-        return Ok(object_response(StatusCode::CREATED, &admitted.object, &admitted.warnings));
+        return Ok(object_response(
+            StatusCode::CREATED,
+            &admitted.object,
+            &admitted.warnings,
+        ));
     }
     let key = storage::key(resource, target.namespace.as_deref(), &name);
     let kv = store
@@ -203,7 +225,11 @@ pub(super) async fn create(
         })?;
     let mut stored = admitted.object;
     storage::set_resource_version(&mut stored, kv.mod_revision);
-    Ok(object_response(StatusCode::CREATED, &stored, &admitted.warnings))
+    Ok(object_response(
+        StatusCode::CREATED,
+        &stored,
+        &admitted.warnings,
+    ))
 }
 
 /// Writes `new` (a full object) over the stored `old` at `old_rv`, keeping the fields
@@ -240,7 +266,13 @@ pub(crate) async fn replace(
     if expected.is_some_and(|rv| rv != old_rv) {
         return Err(conflict(resource, &name));
     }
-    for owned in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for owned in [
+        "uid",
+        "creationTimestamp",
+        "generation",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         match old["metadata"].get(owned) {
             Some(v) => meta.insert(owned.into(), v.clone()),
             None => meta.remove(owned),
@@ -273,8 +305,13 @@ pub(crate) async fn replace(
         let generation = old["metadata"]["generation"].as_i64().unwrap_or(0) + 1;
         new["metadata"]["generation"] = json!(generation);
     }
-    let admitted = admit(resource, new, Operation::Update { old }, query.field_validation)
-        .map_err(|e| admit_error(resource, &name, e))?;
+    let admitted = admit(
+        resource,
+        new,
+        Operation::Update { old },
+        query.field_validation,
+    )
+    .map_err(|e| admit_error(resource, &name, e))?;
     let mut object = admitted.object;
     // Finalizers emptied on an object being deleted: the deletion completes now.
     let deleting = object["metadata"]["deletionTimestamp"].is_string();
@@ -287,10 +324,13 @@ pub(crate) async fn replace(
         return Ok((object, admitted.warnings, StatusCode::OK));
     }
     if deleting && !finalizers_left && !pending_graceful(resource, &object) {
-        store.delete(&key, Some(old_rv)).await.map_err(|e| match e {
-            StoreError::Conflict { .. } => conflict(resource, &name),
-            other => other.into(),
-        })?;
+        store
+            .delete(&key, Some(old_rv))
+            .await
+            .map_err(|e| match e {
+                StoreError::Conflict { .. } => conflict(resource, &name),
+                other => other.into(),
+            })?;
         storage::set_resource_version(&mut object, old_rv);
         return Ok((object, admitted.warnings, StatusCode::OK));
     }
@@ -325,8 +365,13 @@ pub(crate) async fn replace(
 fn pending_graceful(resource: &Resource, object: &Value) -> bool {
     resource.group.is_empty()
         && resource.plural == "pods"
-        && object["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
-        && object["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(0) > 0
+        && object["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty())
+        && object["metadata"]["deletionGracePeriodSeconds"]
+            .as_i64()
+            .unwrap_or(0)
+            > 0
 }
 
 pub(super) async fn update(
@@ -339,23 +384,17 @@ pub(super) async fn update(
     let new = parse_body(headers, body)?;
     let (old, old_rv) = load(store, target).await?;
     let status_only = target.subresource == Some(Subresource::Status);
-    let (object, warnings, code) = replace(store, target, query, &old, old_rv, new, status_only).await?;
+    let (object, warnings, code) =
+        replace(store, target, query, &old, old_rv, new, status_only).await?;
     Ok(object_response(code, &object, &warnings))
 }
 
-/// JSON merge patch (RFC 7386).
-fn merge_patch(target: &mut Value, patch: &Value) {
-    match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        _ => *target = patch.clone(),
+fn patch_error(err: PatchError) -> ApiError {
+    match err.http_status() {
+        400 => ApiError::BadRequest(err.to_string()),
+        413 => ApiError::TooLarge(super::MAX_BODY),
+        415 => ApiError::UnsupportedMediaType(err.to_string()),
+        _ => ApiError::Unprocessable(err.to_string()),
     }
 }
 
@@ -370,35 +409,40 @@ pub(super) async fn patch(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let patch: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
+    let patch_type = PatchType::from_content_type(content_type).ok_or_else(|| {
+        ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type:?})"
+        ))
+    })?;
     let (old, old_rv) = load(store, target).await?;
-    let mut new = old.clone();
-    match content_type.split(';').next().unwrap_or_default().trim() {
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
-            merge_patch(&mut new, &patch)
-        }
-        other => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
-            )));
-        }
-    }
+    let mut new = apply_patch(target.resource, &old, patch_type, body).map_err(patch_error)?;
     // The patched object carries the version it was based on: a concurrent write
     // between load and replace is a conflict, retried by the client.
     storage::set_resource_version(&mut new, old_rv);
     let status_only = target.subresource == Some(Subresource::Status);
-    let (object, warnings, code) = replace(store, target, query, &old, old_rv, new, status_only).await?;
+    let (object, warnings, code) =
+        replace(store, target, query, &old, old_rv, new, status_only).await?;
     Ok(object_response(code, &object, &warnings))
 }
 
 /// `DeleteOptions` from the body (or the query).
 pub(crate) struct DeleteOptions {
-    grace_period: Option<i64>,
-    propagation: Option<String>,
-    precondition_uid: Option<String>,
-    precondition_rv: Option<String>,
-    dry_run: bool,
+    pub grace_period: Option<i64>,
+    pub propagation: Option<String>,
+    pub precondition_uid: Option<String>,
+    pub precondition_rv: Option<String>,
+    pub dry_run: bool,
+}
+
+/// Delete at once, dependents in the background (the namespace finalizer's choice).
+pub(crate) fn no_grace() -> DeleteOptions {
+    DeleteOptions {
+        grace_period: Some(0),
+        propagation: None,
+        precondition_uid: None,
+        precondition_rv: None,
+        dry_run: false,
+    }
 }
 
 fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
@@ -419,8 +463,13 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
             options.propagation = Some(p.to_string());
         }
         options.precondition_uid = body["preconditions"]["uid"].as_str().map(str::to_string);
-        options.precondition_rv = body["preconditions"]["resourceVersion"].as_str().map(str::to_string);
-        if body["dryRun"].as_array().is_some_and(|d| d.iter().any(|v| v == "All")) {
+        options.precondition_rv = body["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
+        if body["dryRun"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|v| v == "All"))
+        {
             options.dry_run = true;
         }
     }
@@ -450,7 +499,10 @@ pub(crate) async fn delete_object(
         return Err(ApiError::Conflict {
             resource: resource.qualified_name(),
             name,
-            message: format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {}", object["metadata"]["uid"].as_str().unwrap_or_default()),
+            message: format!(
+                "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                object["metadata"]["uid"].as_str().unwrap_or_default()
+            ),
         });
     }
     if let Some(prv) = &options.precondition_rv
@@ -465,23 +517,31 @@ pub(crate) async fn delete_object(
         Some("Foreground") if !finalizers.iter().any(|f| f == "foregroundDeletion") => {
             finalizers.push("foregroundDeletion".into())
         }
-        Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => finalizers.push("orphan".into()),
+        Some("Orphan") if !finalizers.iter().any(|f| f == "orphan") => {
+            finalizers.push("orphan".into())
+        }
         _ => {}
     }
     let is_namespace = resource.group.is_empty() && resource.plural == "namespaces";
     let grace = match options.grace_period {
         Some(g) => g,
         None if resource.plural == "pods" && resource.group.is_empty() => {
-            object["spec"]["terminationGracePeriodSeconds"].as_i64().unwrap_or(30)
+            object["spec"]["terminationGracePeriodSeconds"]
+                .as_i64()
+                .unwrap_or(30)
         }
         None => 0,
     };
     let graceful_pod = resource.plural == "pods"
         && resource.group.is_empty()
         && grace > 0
-        && object["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+        && object["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
     let has_spec_finalizers = is_namespace
-        && object["spec"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        && object["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
     if finalizers.is_empty() && !graceful_pod && !has_spec_finalizers {
         if !options.dry_run {
             store.delete(&key, Some(rv)).await.map_err(|e| match e {
@@ -609,18 +669,22 @@ pub(super) async fn scale(
         Verb::Get => return Ok(object_response(StatusCode::OK, &to_scale(&object, rv), &[])),
         Verb::Update => {
             let scale = parse_body(headers, body)?;
-            if let Some(srv) = scale["metadata"]["resourceVersion"].as_str().filter(|s| !s.is_empty())
+            if let Some(srv) = scale["metadata"]["resourceVersion"]
+                .as_str()
+                .filter(|s| !s.is_empty())
                 && srv != rv.to_string()
             {
-                return Err(conflict(target.resource, target.name.as_deref().unwrap_or_default()));
+                return Err(conflict(
+                    target.resource,
+                    target.name.as_deref().unwrap_or_default(),
+                ));
             }
             scale["spec"]["replicas"].as_i64()
         }
         _ => {
             let patch: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::BadRequest(format!("the patch is not valid JSON: {e}")))?;
-            let mut scale = to_scale(&object, rv);
-            merge_patch(&mut scale, &patch);
+            let scale = strata_api::patch::merge_patch(&to_scale(&object, rv), &patch);
             scale["spec"]["replicas"].as_i64()
         }
     };
@@ -666,8 +730,8 @@ pub(super) async fn bind(
     query: &Query,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let binding: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("Binding: {e}")))?;
+    let binding: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("Binding: {e}")))?;
     let node = binding["target"]["name"]
         .as_str()
         .filter(|n| !n.is_empty())
@@ -678,7 +742,10 @@ pub(super) async fn bind(
             causes: vec![strata_api::FieldError::required("target.name", "")],
         })?;
     let (pod, rv) = load(store, target).await?;
-    if pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty()) {
+    if pod["spec"]["nodeName"]
+        .as_str()
+        .is_some_and(|n| !n.is_empty())
+    {
         return Err(ApiError::Conflict {
             resource: "pods".into(),
             name: target.name.clone().unwrap_or_default(),
@@ -691,13 +758,19 @@ pub(super) async fn bind(
     }
     let mut bound = pod.clone();
     bound["spec"]["nodeName"] = json!(node);
-    let key = storage::key(target.resource, target.namespace.as_deref(), target.name.as_deref().unwrap_or_default());
+    let key = storage::key(
+        target.resource,
+        target.namespace.as_deref(),
+        target.name.as_deref().unwrap_or_default(),
+    );
     if !query.dry_run {
         store
             .update(&key, storage::encode(&bound), Some(rv))
             .await
             .map_err(|e| match e {
-                StoreError::Conflict { .. } => conflict(target.resource, target.name.as_deref().unwrap_or_default()),
+                StoreError::Conflict { .. } => {
+                    conflict(target.resource, target.name.as_deref().unwrap_or_default())
+                }
                 other => other.into(),
             })?;
     }
@@ -706,9 +779,13 @@ pub(super) async fn bind(
 }
 
 /// `pods/eviction`: deletes the pod (no PodDisruptionBudgets yet).
-pub(super) async fn evict(store: &dyn Store, target: &Target, body: &[u8]) -> Result<Response, ApiError> {
-    let eviction: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("Eviction: {e}")))?;
+pub(super) async fn evict(
+    store: &dyn Store,
+    target: &Target,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let eviction: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("Eviction: {e}")))?;
     let options = DeleteOptions {
         grace_period: eviction["deleteOptions"]["gracePeriodSeconds"].as_i64(),
         propagation: None,
