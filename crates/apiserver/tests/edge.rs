@@ -558,6 +558,45 @@ async fn kubectl_accepts_the_kubeconfig() {
     assert_eq!(body["user"], "strata-admin");
     // kubectl talks HTTP/2 when the server offers it.
     assert_eq!(body["httpVersion"], "HTTP/2.0");
+
+    // A token kubeconfig for a node: identity from the token, and kubectl reads our 403 Status.
+    let token = run.tokens.issue_node_token("n1").unwrap();
+    let node_kc = data.path().join("node.yaml");
+    Kubeconfig::with_token(&run.url, run.pki.ca_cert_pem(), "system:node:n1", &token)
+        .write(&node_kc)
+        .unwrap();
+    let node_kc = node_kc.to_str().unwrap();
+    let out = tool(
+        "kubectl",
+        &["--kubeconfig", node_kc, "get", "--raw", "/api"],
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["user"], "system:node:n1");
+    let out = tool(
+        "kubectl",
+        &[
+            "--kubeconfig",
+            node_kc,
+            "delete",
+            "--raw",
+            "/api/v1/nodes/n2",
+        ],
+    )
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(r#"nodes "n2" is forbidden: User "system:node:n1" cannot delete resource "nodes" in API group "" at the cluster scope"#),
+        "{stderr}"
+    );
     run.stop().await;
 }
 
