@@ -946,6 +946,37 @@ mod tests {
     }
 
     #[test]
+    fn leaf_near_expiry_or_from_another_ca_is_reissued() {
+        let data = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(data.path(), &[]).unwrap();
+        // An admin certificate that expires in ten days.
+        let mut params = leaf_params(ADMIN_USER, Some(ADMIN_GROUP)).unwrap();
+        params.not_after = OffsetDateTime::now_utc() + Duration::days(10);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let short = sign(&pki.ca, &params, "short-lived admin").unwrap();
+        write(&pki.dir().join(ADMIN_CERT), &short.cert_pem).unwrap();
+        write(&pki.dir().join(ADMIN_KEY), &short.key_pem).unwrap();
+        let again = Pki::load_or_create(data.path(), &[]).unwrap();
+        assert_ne!(again.admin(), &short);
+        assert_eq!(again.ca_cert_pem(), pki.ca_cert_pem());
+
+        // A serving certificate issued by some other CA.
+        let other = tempfile::tempdir().unwrap();
+        let foreign = Pki::load_or_create(other.path(), &[]).unwrap();
+        write(&pki.dir().join(SERVER_CERT), &foreign.serving().cert_pem).unwrap();
+        write(&pki.dir().join(SERVER_KEY), &foreign.serving().key_pem).unwrap();
+        let third = Pki::load_or_create(data.path(), &[]).unwrap();
+        assert_ne!(third.serving(), foreign.serving());
+        let der = pem_to_der(&third.serving().cert_pem, Path::new("s")).unwrap();
+        let ca = pem_to_der(third.ca_cert_pem(), Path::new("ca")).unwrap();
+        let (s, c) = (
+            CertFacts::parse(&der, Path::new("s")).unwrap(),
+            CertFacts::parse(&ca, Path::new("ca")).unwrap(),
+        );
+        assert!(s.issued_by(&c));
+    }
+
+    #[test]
     fn ca_without_key_is_an_error() {
         let data = tempfile::tempdir().unwrap();
         let pki = Pki::load_or_create(data.path(), &[]).unwrap();

@@ -63,6 +63,9 @@ pub enum ServerError {
     /// The TLS configuration could not be built.
     #[error("cannot configure TLS")]
     Tls(#[source] TlsError),
+    /// The runtime shut down while the PKI was being prepared.
+    #[error("cancelled while preparing the PKI")]
+    Cancelled,
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}")]
     Bind {
@@ -113,13 +116,16 @@ impl Server {
             let data_dir = config.data_dir.clone();
             let sans = config.tls_sans.clone();
             // Key generation and file IO: keep them off the async workers.
-            tokio::task::spawn_blocking(move || {
+            let prepare = tokio::task::spawn_blocking(move || {
                 let pki = Pki::load_or_create(&data_dir, &sans).map_err(ServerError::Pki)?;
                 let tokens = TokenStore::load_or_init(pki.dir()).map_err(ServerError::Tokens)?;
                 Ok::<_, ServerError>((pki, tokens))
-            })
-            .await
-            .unwrap_or_else(|join| std::panic::resume_unwind(join.into_panic()))?
+            });
+            match prepare.await {
+                Ok(prepared) => prepared?,
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                Err(_) => return Err(ServerError::Cancelled),
+            }
         };
         let tls = tls::server_config(&pki).map_err(ServerError::Tls)?;
         let listener =

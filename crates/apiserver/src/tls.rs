@@ -254,3 +254,43 @@ where
     run.await
         .map_err(|e: ConnectionError| DisplayChain(&e).to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn identity_from_client_certs() {
+        let data = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(data.path(), &[]).unwrap();
+        let admin = identity_from_cert(&der(&pki.admin().cert_pem)).unwrap();
+        assert_eq!(admin, Identity::new("strata-admin", ["system:masters"]));
+        let plain = pki.issue_client_cert("alice", None).unwrap();
+        assert_eq!(
+            identity_from_cert(&der(&plain.cert_pem)),
+            Some(Identity::new("alice", Vec::<String>::new()))
+        );
+
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        let no_cn = params.self_signed(&key).unwrap();
+        assert_eq!(identity_from_cert(no_cn.der()), None);
+        assert_eq!(identity_from_cert(b"not a certificate"), None);
+    }
+
+    #[test]
+    fn config_offers_h2_then_http1() {
+        let data = tempfile::tempdir().unwrap();
+        let pki = Pki::load_or_create(data.path(), &[]).unwrap();
+        let config = server_config(&pki).unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            [b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+}

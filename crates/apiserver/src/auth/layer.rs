@@ -196,8 +196,12 @@ struct NameMeta {
     name: Option<String>,
 }
 
-/// Whether `path` is served without credentials: [`PUBLIC_PATHS`] and their sub-paths.
+/// Whether `path` is served without credentials: [`PUBLIC_PATHS`] and their sub-paths. Paths
+/// with `.` or `..` segments are never public, whatever a router might make of them.
 pub fn is_public_path(path: &str) -> bool {
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return false;
+    }
     PUBLIC_PATHS.iter().any(|p| {
         path.strip_prefix(p)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
@@ -300,6 +304,7 @@ mod tests {
         assert!(is_public_path("/version"));
         assert!(!is_public_path("/versions"));
         assert!(!is_public_path("/api"));
+        assert!(!is_public_path("/healthz/../api"));
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! Bearer tokens in `<data-dir>/pki/tokens.json` (0600): each maps to an [`Identity`]. An admin
 //! token is created on first start; node tokens are issued on demand.
 //!
+//! Another process (a CLI issuing a join token) may write the same file: the store notices a
+//! replaced file (new inode, size or mtime) on the next lookup and reloads it, and issuing or
+//! revoking re-reads the file first so neither writer drops the other's tokens. Two writers at
+//! the very same moment can still race; the file is not locked.
+//!
 //! Tokens are 32 random bytes, URL-safe base64 (43 characters). They are stored in clear, like
 //! k3s's token files, because `strata server` must be able to print them again; the file is
 //! readable by its owner only. Lookups compare SHA-256 digests in constant time and visit every
@@ -73,10 +78,35 @@ struct TokenEntry {
     description: String,
 }
 
+/// Identifies one version of the token file; the file is replaced by rename on every write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            inode: meta.ino(),
+            len: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })
+    }
+}
+
+struct Loaded {
+    file: TokensFile,
+    stamp: Option<FileStamp>,
+}
+
 /// The bearer tokens of one server, shared by the auth layer and whatever issues tokens.
 pub struct TokenStore {
     path: PathBuf,
-    file: RwLock<TokensFile>,
+    state: RwLock<Loaded>,
 }
 
 impl std::fmt::Debug for TokenStore {
@@ -92,19 +122,10 @@ impl TokenStore {
     /// `system:masters`) if it is missing or has no admin token.
     pub fn load_or_init(pki_dir: &Path) -> Result<TokenStore, TokenError> {
         let path = pki_dir.join(TOKENS_FILE);
-        let file = match fsutil::read_optional(&path).map_err(|source| TokenError::Read {
-            path: path.clone(),
-            source,
-        })? {
-            Some(text) => serde_json::from_str(&text).map_err(|source| TokenError::Parse {
-                path: path.clone(),
-                source,
-            })?,
-            None => TokensFile::default(),
-        };
+        let loaded = read_file(&path)?;
         let store = TokenStore {
             path,
-            file: RwLock::new(file),
+            state: RwLock::new(loaded),
         };
         if store.admin_token().is_none() {
             store.issue(&Identity::new(ADMIN_USER, [ADMIN_GROUP]), "admin")?;
@@ -119,8 +140,11 @@ impl TokenStore {
 
     /// The admin token.
     pub fn admin_token(&self) -> Option<String> {
-        let file = self.file.read().unwrap_or_else(PoisonError::into_inner);
-        file.tokens
+        self.reload_if_changed();
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
+        state
+            .file
+            .tokens
             .iter()
             .find(|t| t.user == ADMIN_USER && t.groups.iter().any(|g| g == ADMIN_GROUP))
             .map(|t| t.token.clone())
@@ -134,16 +158,16 @@ impl TokenStore {
             .fill(&mut bytes)
             .map_err(|_| TokenError::Random)?;
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-        let mut file = self.file.write().unwrap_or_else(PoisonError::into_inner);
-        let mut next = file.clone();
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        *state = read_file(&self.path)?;
+        let mut next = state.file.clone();
         next.tokens.push(TokenEntry {
             token: token.clone(),
             user: identity.user.clone(),
             groups: identity.groups.clone(),
             description: description.to_string(),
         });
-        self.save(&next)?;
-        *file = next;
+        *state = self.save(next)?;
         Ok(token)
     }
 
@@ -154,22 +178,23 @@ impl TokenStore {
 
     /// Removes `token`; returns whether it existed.
     pub fn revoke(&self, token: &str) -> Result<bool, TokenError> {
-        let mut file = self.file.write().unwrap_or_else(PoisonError::into_inner);
-        let mut next = file.clone();
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        *state = read_file(&self.path)?;
+        let mut next = state.file.clone();
         next.tokens.retain(|t| !tokens_equal(&t.token, token));
-        if next.tokens.len() == file.tokens.len() {
+        if next.tokens.len() == state.file.tokens.len() {
             return Ok(false);
         }
-        self.save(&next)?;
-        *file = next;
+        *state = self.save(next)?;
         Ok(true)
     }
 
     /// The identity `token` stands for, if any. Constant time in the token's content.
     pub fn authenticate(&self, token: &str) -> Option<Identity> {
-        let file = self.file.read().unwrap_or_else(PoisonError::into_inner);
+        self.reload_if_changed();
+        let state = self.state.read().unwrap_or_else(PoisonError::into_inner);
         let mut found = None;
-        for entry in &file.tokens {
+        for entry in &state.file.tokens {
             // No early exit: every entry costs the same whether or not it matches.
             if tokens_equal(&entry.token, token) && found.is_none() {
                 found = Some(Identity::new(
@@ -181,8 +206,33 @@ impl TokenStore {
         found
     }
 
-    fn save(&self, file: &TokensFile) -> Result<(), TokenError> {
-        let mut json = serde_json::to_vec_pretty(file).map_err(|source| TokenError::Parse {
+    /// Rereads the file if another writer replaced it. A file that can't be read keeps the
+    /// tokens already loaded (and is reported), so a bad edit doesn't lock everyone out.
+    fn reload_if_changed(&self) {
+        let now = FileStamp::of(&self.path);
+        let known = self
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stamp;
+        if now == known {
+            return;
+        }
+        let mut state = self.state.write().unwrap_or_else(PoisonError::into_inner);
+        match read_file(&self.path) {
+            Ok(loaded) => *state = loaded,
+            Err(error) => {
+                tracing::warn!(
+                    error = &error as &dyn std::error::Error,
+                    "keeping the tokens already loaded"
+                );
+                state.stamp = now;
+            }
+        }
+    }
+
+    fn save(&self, file: TokensFile) -> Result<Loaded, TokenError> {
+        let mut json = serde_json::to_vec_pretty(&file).map_err(|source| TokenError::Parse {
             path: self.path.clone(),
             source,
         })?;
@@ -190,8 +240,30 @@ impl TokenStore {
         fsutil::write_private(&self.path, &json).map_err(|source| TokenError::Write {
             path: self.path.clone(),
             source,
+        })?;
+        Ok(Loaded {
+            file,
+            stamp: FileStamp::of(&self.path),
         })
     }
+}
+
+/// Reads the token file; a missing file is an empty one.
+fn read_file(path: &Path) -> Result<Loaded, TokenError> {
+    // Stamp first: if the file changes after this, the next lookup sees a new stamp and rereads.
+    let stamp = FileStamp::of(path);
+    let text = fsutil::read_optional(path).map_err(|source| TokenError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file = match text {
+        Some(text) => serde_json::from_str(&text).map_err(|source| TokenError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?,
+        None => TokensFile::default(),
+    };
+    Ok(Loaded { file, stamp })
 }
 
 /// Compares digests, so neither the content nor the length of a stored token leaks.
