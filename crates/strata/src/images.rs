@@ -34,6 +34,8 @@ pub fn dispatch(data_dir: &Path, command: ImageCommand) -> Result<u8> {
         }
         ImageCommand::Rm(args) => rm(data_dir, &images, &args),
         ImageCommand::Prune { all } => prune(data_dir, &images, all),
+        ImageCommand::Pull(args) => crate::registry::pull(data_dir, &args),
+        ImageCommand::Push(args) => crate::registry::push(data_dir, &args),
         ImageCommand::ImportRootfs {
             change,
             dir,

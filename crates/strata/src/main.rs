@@ -8,6 +8,8 @@ mod logfile;
 mod monitor;
 mod oci;
 mod output;
+mod progress;
+mod registry;
 mod run;
 mod tty;
 mod users;

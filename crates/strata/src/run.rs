@@ -39,6 +39,10 @@ pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
         Command::Image(command) => crate::images::dispatch(data_dir, command),
         Command::Images(args) => crate::images::dispatch(data_dir, ImageCommand::Ls(args)),
         Command::Rmi(args) => crate::images::dispatch(data_dir, ImageCommand::Rm(args)),
+        Command::Pull(args) => crate::registry::pull(data_dir, &args),
+        Command::Push(args) => crate::registry::push(data_dir, &args),
+        Command::Login(args) => crate::registry::login(data_dir, &args),
+        Command::Logout(args) => crate::registry::logout(data_dir, &args),
         Command::Monitor(args) => monitor::run(&store()?, &ContainerId::new(args.container)?),
         Command::Oci(args) => Ok(crate::oci::main(args)),
     }
