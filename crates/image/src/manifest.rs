@@ -165,7 +165,8 @@ impl std::str::FromStr for Platform {
     /// Parses `os/arch[/variant]` (Docker's `--platform`).
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = text.split('/').collect();
-        let valid = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let valid =
+            |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         match parts.as_slice() {
             [os, arch, rest @ ..] if rest.len() <= 1 && parts.iter().all(valid) => Ok(Self {
                 architecture: arch.to_string(),
@@ -414,8 +415,17 @@ mod tests {
     fn platforms_parse_from_docker_spelling() {
         let p: Platform = "linux/arm64/v8".parse().unwrap();
         assert_eq!(p.to_string(), "linux/arm64/v8");
-        assert_eq!("linux/amd64".parse::<Platform>().unwrap(), Platform::host_like("amd64"));
-        for bad in ["linux", "linux/", "/amd64", "linux/arm64/v8/x", "linux/am d64"] {
+        assert_eq!(
+            "linux/amd64".parse::<Platform>().unwrap(),
+            Platform::host_like("amd64")
+        );
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/arm64/v8/x",
+            "linux/am d64",
+        ] {
             assert!(bad.parse::<Platform>().is_err(), "{bad}");
         }
     }

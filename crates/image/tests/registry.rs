@@ -91,26 +91,43 @@ async fn a_pushed_image_pulls_back_identical_with_chunked_uploads() {
     let remote = reference(&registry, "strata/app:v1");
 
     // 64 KiB chunks: the big layer goes up in several PATCHes, the rest in one PUT.
-    let pushed = registry::push(&store, &target, &remote, &push_options(64 * 1024), &NoProgress)
-        .await
-        .unwrap();
+    let pushed = registry::push(
+        &store,
+        &target,
+        &remote,
+        &push_options(64 * 1024),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(pushed.target, target);
     let kinds = outcomes(&pushed.blobs);
     assert_eq!(kinds.len(), 3, "{kinds:?}");
     assert!(
-        kinds.iter().any(|o| matches!(o, BlobOutcome::UploadedInChunks(n) if *n >= 3)),
+        kinds
+            .iter()
+            .any(|o| matches!(o, BlobOutcome::UploadedInChunks(n) if *n >= 3)),
         "{kinds:?}"
     );
     assert_eq!(
-        kinds.iter().filter(|o| **o == BlobOutcome::Uploaded).count(),
+        kinds
+            .iter()
+            .filter(|o| **o == BlobOutcome::Uploaded)
+            .count(),
         2
     );
     assert!(registry.count_requests("PATCH", "/v2/strata/app/blobs/uploads/") >= 3);
 
     // A second push finds every blob there.
-    let again = registry::push(&store, &target, &remote, &push_options(64 * 1024), &NoProgress)
-        .await
-        .unwrap();
+    let again = registry::push(
+        &store,
+        &target,
+        &remote,
+        &push_options(64 * 1024),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert!(
         outcomes(&again.blobs)
             .iter()
@@ -159,12 +176,20 @@ async fn a_pushed_image_pulls_back_identical_with_chunked_uploads() {
         .unwrap();
     let third = tempfile::tempdir().unwrap();
     let third_store = open_store(third.path());
-    let report = registry::pull(&third_store, &by_digest, &PullOptions::default(), &NoProgress)
-        .await
-        .unwrap();
+    let report = registry::pull(
+        &third_store,
+        &by_digest,
+        &PullOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.target.digest, target.digest);
     let refs = third_store.references().unwrap();
-    assert_eq!(refs.keys().collect::<Vec<_>>(), vec![&by_digest.to_string()]);
+    assert_eq!(
+        refs.keys().collect::<Vec<_>>(),
+        vec![&by_digest.to_string()]
+    );
 
     // A digest the registry does not have.
     let wrong: Reference = format!("{}@{}", remote.name(), Digest::of(b"nothing"))
@@ -263,9 +288,15 @@ async fn a_corrupted_blob_fails_the_pull_and_leaves_nothing_of_it() {
     let store = open_store(local.path());
     let target = build_image(&store, 20 * 1024, 3);
     let remote = reference(&registry, "strata/corrupt:1");
-    registry::push(&store, &target, &remote, &PushOptions::default(), &NoProgress)
-        .await
-        .unwrap();
+    registry::push(
+        &store,
+        &target,
+        &remote,
+        &PushOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     let image = store.load(&target).unwrap();
     let layer = &image.manifest.layers[1];
     let file = registry.blob_file(layer.digest.hex());
@@ -287,11 +318,15 @@ async fn a_corrupted_blob_fails_the_pull_and_leaves_nothing_of_it() {
         text
     };
     assert!(
-        chain.contains(&format!("blob {}", layer.digest)) && chain.contains("does not match its digest"),
+        chain.contains(&format!("blob {}", layer.digest))
+            && chain.contains("does not match its digest"),
         "{chain}"
     );
     assert!(!fresh.content().contains(&layer.digest));
-    assert!(!fresh.content().contains(&target.digest), "no manifest either");
+    assert!(
+        !fresh.content().contains(&target.digest),
+        "no manifest either"
+    );
     assert!(fresh.references().unwrap().is_empty());
     let ingest = std::fs::read_dir(other.path().join("images/ingest")).unwrap();
     assert_eq!(ingest.count(), 0, "no partial file stays");
@@ -354,9 +389,15 @@ async fn a_dropped_download_resumes_with_a_range_request() {
     let store = open_store(local.path());
     let target = build_image(&store, 512 * 1024, 4);
     let remote = reference(&registry, "strata/flaky:1");
-    registry::push(&store, &target, &remote, &PushOptions::default(), &NoProgress)
-        .await
-        .unwrap();
+    registry::push(
+        &store,
+        &target,
+        &remote,
+        &PushOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     let total: u64 = store.load(&target).unwrap().size();
 
     let (port, armed) = cutting_proxy(registry.host(), 256 * 1024);
@@ -423,9 +464,15 @@ async fn an_index_is_pushed_after_its_manifests_and_pulled_for_one_platform() {
         size: bytes.len() as u64,
     };
     let remote = reference(&registry, "strata/multi:1");
-    let pushed = registry::push(&store, &target, &remote, &PushOptions::default(), &NoProgress)
-        .await
-        .unwrap();
+    let pushed = registry::push(
+        &store,
+        &target,
+        &remote,
+        &PushOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(pushed.target, target);
 
     let other = tempfile::tempdir().unwrap();
@@ -435,7 +482,10 @@ async fn an_index_is_pushed_after_its_manifests_and_pulled_for_one_platform() {
         .unwrap();
     assert_eq!(report.target, target);
     assert_eq!(report.manifest_digest, host.manifest_digest);
-    assert!(fresh.content().contains(&target.digest), "the index is stored");
+    assert!(
+        fresh.content().contains(&target.digest),
+        "the index is stored"
+    );
     assert!(fresh.content().contains(&host.manifest_digest));
     assert!(!fresh.content().contains(&foreign.manifest_digest));
     assert!(!fresh.content().contains(&foreign.config_digest));
@@ -472,12 +522,21 @@ async fn basic_auth_is_required_checked_at_login_and_used_when_given() {
     let target = build_image(&store, 1024, 7);
     let remote = reference(&registry, "private/app:1");
 
-    let err = registry::push(&store, &target, &remote, &PushOptions::default(), &NoProgress)
-        .await
-        .unwrap_err();
+    let err = registry::push(
+        &store,
+        &target,
+        &remote,
+        &PushOptions::default(),
+        &NoProgress,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
-        format!("authentication required (run strata login {})", registry.host())
+        format!(
+            "authentication required (run strata login {})",
+            registry.host()
+        )
     );
 
     let wrong = Credentials {
@@ -540,12 +599,16 @@ async fn https_registries_need_their_ca_trusted() {
         extra_roots: vec![registry.ca_cert()],
         ..RegistryOptions::default()
     };
-    registry::login(&registry.host(), &bob, &trusted).await.unwrap();
+    registry::login(&registry.host(), &bob, &trusted)
+        .await
+        .unwrap();
     let listed = RegistryOptions {
         insecure: vec![registry.host()],
         ..RegistryOptions::default()
     };
-    registry::login(&registry.host(), &bob, &listed).await.unwrap();
+    registry::login(&registry.host(), &bob, &listed)
+        .await
+        .unwrap();
 
     let local = tempfile::tempdir().unwrap();
     let store = open_store(local.path());

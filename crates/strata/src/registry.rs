@@ -102,7 +102,13 @@ pub fn push(data_dir: &Path, args: &PushArgs) -> Result<u8> {
     }
     let bars = Bars::new(Direction::Push, args.quiet);
     let report = runtime()?
-        .block_on(registry::push(&images, &image.target, &remote, &options, &bars))
+        .block_on(registry::push(
+            &images,
+            &image.target,
+            &remote,
+            &options,
+            &bars,
+        ))
         .with_context(|| format!("push {remote}"))?;
     if !image.references.contains(&remote.to_string()) {
         images.tag(&remote, &report.target)?;
@@ -162,7 +168,9 @@ pub fn login(data_dir: &Path, args: &LoginArgs) -> Result<u8> {
             .context("cannot read the password from standard input")?;
         text.trim_end_matches(['\r', '\n']).to_string()
     } else if let Some(p) = &args.password {
-        eprintln!("WARNING! Using --password on the command line is insecure. Use --password-stdin.");
+        eprintln!(
+            "WARNING! Using --password on the command line is insecure. Use --password-stdin."
+        );
         p.clone()
     } else if std::io::stdin().is_terminal() {
         prompt("Password: ", true)?

@@ -50,13 +50,12 @@ fn an_image_pushed_and_pulled_back_runs() {
     ])
     .ok();
     let remote = format!("{}/demo/hello:1", registry.host());
-    let pushed = h
-        .strata(&["push", "localhost/hello:1", &remote])
-        .ok();
+    let pushed = h.strata(&["push", "localhost/hello:1", &remote]).ok();
     assert!(
-        pushed
-            .stdout
-            .contains(&format!("The push refers to repository [{}/demo/hello]", registry.host())),
+        pushed.stdout.contains(&format!(
+            "The push refers to repository [{}/demo/hello]",
+            registry.host()
+        )),
         "{}",
         pushed.stdout
     );
@@ -76,10 +75,24 @@ fn an_image_pushed_and_pulled_back_runs() {
 
     // Gone locally (both names), then back from the registry.
     h.strata(&["rmi", "localhost/hello:1", &remote]).ok();
-    assert!(h.strata(&["image", "ls", "-q"]).ok().stdout.trim().is_empty());
+    assert!(
+        h.strata(&["image", "ls", "-q"])
+            .ok()
+            .stdout
+            .trim()
+            .is_empty()
+    );
     let pulled = h.strata(&["pull", &remote]).ok();
-    assert!(pulled.stdout.contains("1: Pulling from demo/hello"), "{}", pulled.stdout);
-    assert!(pulled.stdout.contains(": Pull complete"), "{}", pulled.stdout);
+    assert!(
+        pulled.stdout.contains("1: Pulling from demo/hello"),
+        "{}",
+        pulled.stdout
+    );
+    assert!(
+        pulled.stdout.contains(": Pull complete"),
+        "{}",
+        pulled.stdout
+    );
     assert!(
         pulled.stdout.contains(&format!("Digest: {digest}")),
         "{}",
@@ -148,14 +161,22 @@ fn push_needs_login_and_login_stores_credentials_privately() {
 
     let wrong = strata_with_input(
         &h,
-        &["login", "--ca-cert", ca, "-u", "carol", "--password-stdin", &host],
+        &[
+            "login",
+            "--ca-cert",
+            ca,
+            "-u",
+            "carol",
+            "--password-stdin",
+            &host,
+        ],
         "guess\n",
     );
     assert_eq!(wrong.code, 125, "{wrong:?}");
     assert!(
-        wrong
-            .stderr
-            .contains(&format!("login to {host}: invalid username or password for {host}")),
+        wrong.stderr.contains(&format!(
+            "login to {host}: invalid username or password for {host}"
+        )),
         "{}",
         wrong.stderr
     );
@@ -164,16 +185,26 @@ fn push_needs_login_and_login_stores_credentials_privately() {
 
     let ok = strata_with_input(
         &h,
-        &["login", "--ca-cert", ca, "-u", "carol", "--password-stdin", &host],
+        &[
+            "login",
+            "--ca-cert",
+            ca,
+            "-u",
+            "carol",
+            "--password-stdin",
+            &host,
+        ],
         "s3cret\n",
     )
     .ok();
     assert_eq!(ok.stdout.trim(), "Login Succeeded");
     let mode = std::fs::metadata(&auth).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    let json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
-    assert_eq!(json["auths"][&host]["auth"], "Y2Fyb2w6czNjcmV0", "base64(carol:s3cret)");
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&auth).unwrap()).unwrap();
+    assert_eq!(
+        json["auths"][&host]["auth"], "Y2Fyb2w6czNjcmV0",
+        "base64(carol:s3cret)"
+    );
 
     h.strata(&["push", "--ca-cert", ca, &remote]).ok();
     h.strata(&["rmi", &remote]).ok();
@@ -191,9 +222,16 @@ fn push_needs_login_and_login_stores_credentials_privately() {
     );
 
     let out = h.strata(&["logout", &host]).ok();
-    assert_eq!(out.stdout.trim(), format!("Removing login credentials for {host}"));
+    assert_eq!(
+        out.stdout.trim(),
+        format!("Removing login credentials for {host}")
+    );
     let out = h.strata(&["logout", &host]).ok();
     assert_eq!(out.stdout.trim(), format!("Not logged in to {host}"));
     let denied = h.strata(&["pull", "--ca-cert", ca, &remote]);
-    assert!(denied.stderr.contains("authentication required"), "{}", denied.stderr);
+    assert!(
+        denied.stderr.contains("authentication required"),
+        "{}",
+        denied.stderr
+    );
 }

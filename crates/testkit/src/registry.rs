@@ -174,7 +174,11 @@ impl TestRegistry {
         self.log()
             .lines()
             .filter_map(|line| line.find(&prefix).map(|at| &line[at + prefix.len()..]))
-            .filter(|rest| rest.split(' ').next().is_some_and(|uri| uri.contains(uri_part)))
+            .filter(|rest| {
+                rest.split(' ')
+                    .next()
+                    .is_some_and(|uri| uri.contains(uri_part))
+            })
             .count()
     }
 

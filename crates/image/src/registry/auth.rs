@@ -118,12 +118,12 @@ impl AuthFile {
     pub fn load(path: impl Into<PathBuf>) -> Result<Self, AuthFileError> {
         let path = path.into();
         let doc = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| {
-                AuthFileError::Malformed {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|source| AuthFileError::Malformed {
                     path: path.clone(),
                     source,
-                }
-            })?,
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => AuthDoc::default(),
             Err(source) => {
                 return Err(AuthFileError::Io {
@@ -172,10 +172,7 @@ impl AuthFile {
 
     /// Stores `credentials` for `registry` (call [`Self::save`] to write them).
     pub fn set(&mut self, registry: &str, credentials: &Credentials) {
-        let auth = BASE64.encode(format!(
-            "{}:{}",
-            credentials.username, credentials.password
-        ));
+        let auth = BASE64.encode(format!("{}:{}", credentials.username, credentials.password));
         self.doc
             .auths
             .entry(registry_key(registry))
@@ -396,10 +393,13 @@ mod tests {
             file.get("docker.io").unwrap().map(|c| c.username),
             Some("bob".to_string())
         );
-        file.set("127.0.0.1:5000", &Credentials {
-            username: "u".into(),
-            password: "p".into(),
-        });
+        file.set(
+            "127.0.0.1:5000",
+            &Credentials {
+                username: "u".into(),
+                password: "p".into(),
+            },
+        );
         file.save().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("credHelpers"), "{text}");

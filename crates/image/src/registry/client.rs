@@ -10,9 +10,9 @@ use reqwest::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use serde::Deserialize;
 
+use super::DOCKER_HUB;
 use super::auth::{Challenge, Credentials};
 use super::error::RegistryError;
-use super::DOCKER_HUB;
 
 /// Where Docker Hub's API really lives.
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
@@ -116,7 +116,9 @@ impl Client {
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| ca_error(std::io::Error::other(e)))?;
             if certs.is_empty() {
-                return Err(ca_error(std::io::Error::other("no certificate in the file")));
+                return Err(ca_error(std::io::Error::other(
+                    "no certificate in the file",
+                )));
             }
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
@@ -196,9 +198,10 @@ impl Client {
                     Err(err) => Err(err),
                 }
             }
-            Some(Challenge::Bearer {
-                realm, service, ..
-            }) => self.fetch_token(&realm, service.as_deref(), None).await.map(drop),
+            Some(Challenge::Bearer { realm, service, .. }) => self
+                .fetch_token(&realm, service.as_deref(), None)
+                .await
+                .map(drop),
         };
         result.map_err(|e| match e {
             RegistryError::AuthRequired { host } => RegistryError::LoginFailed { host },
@@ -217,7 +220,9 @@ impl Client {
 
     /// An absolute URL on the registry for `path` (which may carry a query).
     pub fn url(&self, path: &str) -> Result<Url, RegistryError> {
-        self.base.join(path).map_err(|e| self.protocol(format!("bad URL {path}: {e}")))
+        self.base
+            .join(path)
+            .map_err(|e| self.protocol(format!("bad URL {path}: {e}")))
     }
 
     /// A `RegistryError::Protocol` for this registry.
@@ -383,7 +388,10 @@ impl Client {
                 let message = e.code.to_lowercase().replace('_', " ");
                 (e.code, message)
             }
-            _ => (String::new(), format!("{} answered {status}", self.registry)),
+            _ => (
+                String::new(),
+                format!("{} answered {status}", self.registry),
+            ),
         };
         RegistryError::Refused {
             host: self.registry.clone(),
@@ -409,13 +417,24 @@ mod tests {
             insecure: vec!["registry.lan:5000".into()],
             extra_roots: vec![],
         };
-        for loopback in ["localhost", "localhost:5000", "127.0.0.1:5000", "127.3.4.5", "[::1]:5000"] {
+        for loopback in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.3.4.5",
+            "[::1]:5000",
+        ] {
             assert!(options.allows_http(loopback), "{loopback}");
             assert!(!options.is_listed_insecure(loopback), "{loopback}");
         }
         assert!(options.allows_http("registry.lan:5000"));
         assert!(options.is_listed_insecure("registry.lan:5000"));
-        for remote in ["registry.lan", "docker.io", "10.0.0.1:5000", "localhost.example.com"] {
+        for remote in [
+            "registry.lan",
+            "docker.io",
+            "10.0.0.1:5000",
+            "localhost.example.com",
+        ] {
             assert!(!options.allows_http(remote), "{remote}");
         }
         assert_eq!(api_host("docker.io"), "registry-1.docker.io");

@@ -153,11 +153,22 @@ pub async fn pull(
     let manifest_digest = child.as_ref().map_or(&top.digest, |c| &c.digest).clone();
 
     let _lease = store.lease()?;
-    let results: Vec<(Digest, BlobOutcome, u64, u32)> = futures_util::stream::iter(blobs_of(&manifest))
-        .map(|desc| fetch_blob(&client, store.content(), repo, &scope, desc, options, progress))
-        .buffer_unordered(options.max_concurrent.max(1))
-        .try_collect()
-        .await?;
+    let results: Vec<(Digest, BlobOutcome, u64, u32)> =
+        futures_util::stream::iter(blobs_of(&manifest))
+            .map(|desc| {
+                fetch_blob(
+                    &client,
+                    store.content(),
+                    repo,
+                    &scope,
+                    desc,
+                    options,
+                    progress,
+                )
+            })
+            .buffer_unordered(options.max_concurrent.max(1))
+            .try_collect()
+            .await?;
 
     for doc in child.iter().chain(std::iter::once(&top)) {
         store

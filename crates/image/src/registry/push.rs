@@ -132,17 +132,18 @@ pub async fn push(
                 .manifests
                 .iter()
                 .all(|d| store.content().contains(&d.digest));
-            let children: Vec<&Descriptor> = if complete {
-                index.manifests.iter().collect()
-            } else {
-                // A pull stores only the chosen platform: push that one, as Docker does.
-                vec![index.select(&Platform::host()).map_err(|source| {
-                    RegistryError::Manifest {
-                        digest: target.digest.clone(),
-                        source,
-                    }
-                })?]
-            };
+            let children: Vec<&Descriptor> =
+                if complete {
+                    index.manifests.iter().collect()
+                } else {
+                    // A pull stores only the chosen platform: push that one, as Docker does.
+                    vec![index.select(&Platform::host()).map_err(|source| {
+                        RegistryError::Manifest {
+                            digest: target.digest.clone(),
+                            source,
+                        }
+                    })?]
+                };
             for child in &children {
                 let child_bytes = store.content().read(&child.digest)?;
                 let manifest = match Manifest::parse(&child_bytes, Some(&child.media_type)) {
@@ -255,7 +256,9 @@ impl Pusher<'_> {
         let digest = &desc.digest;
         let url = self.blob_url(&digest.to_string())?;
         let head = client
-            .send(Some(&self.scope), || client.request(Method::HEAD, url.clone()))
+            .send(Some(&self.scope), || {
+                client.request(Method::HEAD, url.clone())
+            })
             .await?;
         match head.status() {
             StatusCode::OK => return Ok((BlobOutcome::AlreadyExists, 0)),
@@ -281,10 +284,13 @@ impl Pusher<'_> {
                 StatusCode::CREATED => {
                     return Ok((BlobOutcome::Mounted { from: from.clone() }, 0));
                 }
-                // The registry started an ordinary upload instead: use it.
+                // The registry started an ordinary upload instead: keep the last one
+                // for the upload, cancel the others before asking the next repository.
                 StatusCode::ACCEPTED => {
-                    location = Some(self.location(&response)?);
-                    break;
+                    let started = self.location(&response)?;
+                    if let Some(abandoned) = location.replace(started) {
+                        self.cancel_upload(abandoned).await;
+                    }
                 }
                 _ => return Err(client.refused(response).await),
             }
@@ -370,6 +376,19 @@ impl Pusher<'_> {
         Ok((outcome, desc.size))
     }
 
+    /// Cancels an upload session (best effort: the registry expires it anyway).
+    async fn cancel_upload(&self, location: Url) {
+        let client = self.client;
+        let result = client
+            .send(Some(&self.scope), || {
+                client.request(Method::DELETE, location.clone())
+            })
+            .await;
+        if let Err(err) = result {
+            tracing::debug!(error = %err, "cannot cancel an upload session");
+        }
+    }
+
     /// The upload URL a response points to (relative `Location`s resolve against it).
     fn location(&self, response: &Response) -> Result<Url, RegistryError> {
         let value = response
@@ -377,10 +396,10 @@ impl Pusher<'_> {
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| self.client.protocol("upload response without a Location"))?;
-        response
-            .url()
-            .join(value)
-            .map_err(|e| self.client.protocol(format!("bad upload Location {value:?}: {e}")))
+        response.url().join(value).map_err(|e| {
+            self.client
+                .protocol(format!("bad upload Location {value:?}: {e}"))
+        })
     }
 
     /// `PUT /v2/<repo>/manifests/<reference>` with the document's media type.
