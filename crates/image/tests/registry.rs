@@ -504,6 +504,10 @@ async fn an_index_is_pushed_after_its_manifests_and_pulled_for_one_platform() {
         .unwrap();
     assert_eq!(report.manifest_digest, foreign.manifest_digest);
     assert!(third_store.content().contains(&foreign.config_digest));
+    // The image loads as the platform that was pulled.
+    let image = third_store.resolve(&remote.to_string()).unwrap();
+    assert_eq!(image.config_digest, foreign.config_digest);
+    assert_eq!(image.target, target);
     let _ = foreign_target;
 }
 
