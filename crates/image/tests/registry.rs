@@ -519,6 +519,7 @@ async fn basic_auth_is_required_checked_at_login_and_used_when_given() {
     let registry = TestRegistry::start_with(&RegistryConfig {
         user: Some(("alice".into(), "wonderland".into())),
         tls: false,
+        token: false,
     })
     .unwrap();
     let local = tempfile::tempdir().unwrap();
@@ -586,6 +587,7 @@ async fn https_registries_need_their_ca_trusted() {
     let registry = TestRegistry::start_with(&RegistryConfig {
         user: Some(("bob".into(), "builder".into())),
         tls: true,
+        token: false,
     })
     .unwrap();
     let bob = Credentials {
@@ -640,4 +642,84 @@ async fn https_registries_need_their_ca_trusted() {
             .target,
         target
     );
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_fetched_per_scope_and_cached() {
+    if !require_registry("bearer_tokens_are_fetched_per_scope_and_cached") {
+        return;
+    }
+    let registry = TestRegistry::start_with(&RegistryConfig {
+        user: Some(("dave".into(), "tokens".into())),
+        tls: false,
+        token: true,
+    })
+    .unwrap();
+    let tokens = registry.token_server().unwrap();
+    let local = tempfile::tempdir().unwrap();
+    let store = open_store(local.path());
+    let target = build_image(&store, 2048, 9);
+    let a = reference(&registry, "tok/a:1");
+
+    // Anonymous callers get a token without access: the registry still says 401.
+    let err = registry::push(&store, &target, &a, &PushOptions::default(), &NoProgress)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::AuthRequired { .. }), "{err}");
+
+    let wrong = Credentials {
+        username: "dave".into(),
+        password: "guess".into(),
+    };
+    let err = registry::login(&registry.host(), &wrong, &RegistryOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::LoginFailed { .. }), "{err}");
+    let dave = Credentials {
+        username: "dave".into(),
+        password: "tokens".into(),
+    };
+    registry::login(&registry.host(), &dave, &RegistryOptions::default())
+        .await
+        .unwrap();
+
+    let before = tokens.requests();
+    let options = PushOptions {
+        credentials: Some(dave.clone()),
+        ..PushOptions::default()
+    };
+    store.tag(&a, &target).unwrap();
+    registry::push(&store, &target, &a, &options, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens.requests() - before,
+        1,
+        "one token for repository:tok/a:pull,push, reused by every request"
+    );
+
+    // A mount needs pull on the source too: a token for that scope set.
+    let b = reference(&registry, "tok/b:1");
+    store.tag(&b, &target).unwrap();
+    let report = registry::push(&store, &target, &b, &options, &NoProgress)
+        .await
+        .unwrap();
+    assert!(
+        outcomes(&report.blobs)
+            .iter()
+            .all(|o| matches!(o, BlobOutcome::Mounted { .. })),
+        "{:?}",
+        report.blobs
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    let fresh = open_store(other.path());
+    let options = PullOptions {
+        credentials: Some(dave),
+        ..PullOptions::default()
+    };
+    let pulled = registry::pull(&fresh, &b, &options, &NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(pulled.target, target);
 }

@@ -143,6 +143,7 @@ fn push_needs_login_and_login_stores_credentials_privately() {
     let registry = TestRegistry::start_with(&RegistryConfig {
         user: Some(("carol".into(), "s3cret".into())),
         tls: true,
+        token: false,
     })
     .unwrap();
     let host = registry.host();

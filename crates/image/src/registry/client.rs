@@ -92,6 +92,8 @@ pub struct Client {
     challenge: Mutex<Option<Challenge>>,
     /// Bearer tokens by the scope they were asked for.
     tokens: Mutex<HashMap<String, String>>,
+    /// Held while a token is fetched up front.
+    token_fetch: tokio::sync::Mutex<()>,
 }
 
 impl Client {
@@ -139,6 +141,7 @@ impl Client {
             credentials,
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
+            token_fetch: tokio::sync::Mutex::new(()),
         };
         match client.ping().await {
             Ok(()) => Ok(client),
@@ -276,6 +279,24 @@ impl Client {
         scope: Option<&str>,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
+        // A registry that wants tokens gets one for the scope up front (as Docker
+        // does), saving the 401 round trip per scope.
+        let bearer = match &*self.lock_challenge() {
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                Some((realm.clone(), service.clone()))
+            }
+            _ => None,
+        };
+        if let (Some((realm, service)), Some(scope)) = (bearer, scope) {
+            // Concurrent blob transfers wait for the first one's token.
+            let _one_fetch = self.token_fetch.lock().await;
+            if !self.lock_tokens().contains_key(scope) {
+                let token = self
+                    .fetch_token(&realm, service.as_deref(), Some(scope))
+                    .await?;
+                self.lock_tokens().insert(scope.to_string(), token);
+            }
+        }
         let mut retried = false;
         loop {
             let mut request = build();
