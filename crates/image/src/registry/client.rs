@@ -299,11 +299,21 @@ impl Client {
         }
         let mut retried = false;
         loop {
-            let mut request = build();
-            if let Some(auth) = self.authorization(scope) {
-                request = request.header(AUTHORIZATION, auth);
+            let mut request = build()
+                .build()
+                .map_err(|e| self.protocol(format!("cannot build a request: {e}")))?;
+            // Credentials go to the registry only, never to another host an upload
+            // Location points at.
+            if self.is_registry_url(request.url())
+                && let Some(auth) = self.authorization(scope)
+            {
+                request.headers_mut().insert(AUTHORIZATION, auth);
             }
-            let response = request.send().await.map_err(|e| self.unreachable(e))?;
+            let response = self
+                .http
+                .execute(request)
+                .await
+                .map_err(|e| self.unreachable(e))?;
             if response.status() != StatusCode::UNAUTHORIZED {
                 return Ok(response);
             }
@@ -343,6 +353,12 @@ impl Client {
                 None => return Err(self.auth_required()),
             }
         }
+    }
+
+    fn is_registry_url(&self, url: &Url) -> bool {
+        url.scheme() == self.base.scheme()
+            && url.host_str() == self.base.host_str()
+            && url.port_or_known_default() == self.base.port_or_known_default()
     }
 
     fn auth_required(&self) -> RegistryError {

@@ -201,7 +201,13 @@ impl Pusher<'_> {
     ) -> Result<(), RegistryError> {
         let mut blobs: Vec<&Descriptor> = Vec::new();
         for desc in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            if !blobs.iter().any(|d| d.digest == desc.digest)
+            // Foreign (non-distributable) layers are fetched from their URLs by
+            // whoever pulls; registries do not take them.
+            let foreign = !desc.urls.is_empty()
+                && (desc.media_type.contains("foreign")
+                    || desc.media_type.contains("nondistributable"));
+            if !foreign
+                && !blobs.iter().any(|d| d.digest == desc.digest)
                 && !report.blobs.iter().any(|(d, _)| d == &desc.digest)
             {
                 blobs.push(desc);
