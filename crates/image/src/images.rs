@@ -273,13 +273,25 @@ impl ImageStore {
         let (manifest_digest, manifest) = match parsed {
             Manifest::Image(m) => (target.digest.clone(), m),
             Manifest::Index(index) => {
-                let chosen =
-                    index
-                        .select(&Platform::host())
-                        .map_err(|source| ImageError::Document {
-                            digest: target.digest.clone(),
-                            source,
-                        })?;
+                // This machine's platform; an image pulled for another one
+                // (`pull --platform`) has only that platform's manifest stored.
+                let chosen = match index.select(&Platform::host()) {
+                    Ok(host) if self.content.contains(&host.digest) => host,
+                    selected => match index
+                        .manifests
+                        .iter()
+                        .find(|d| self.content.contains(&d.digest))
+                    {
+                        Some(stored) => stored,
+                        None => {
+                            let host = selected.map_err(|source| ImageError::Document {
+                                digest: target.digest.clone(),
+                                source,
+                            })?;
+                            return Err(StoreError::NotFound(host.digest.clone()).into());
+                        }
+                    },
+                };
                 let bytes = self.document(&chosen.digest)?;
                 match Manifest::parse(&bytes, Some(&chosen.media_type)) {
                     Ok(Manifest::Image(m)) => (chosen.digest.clone(), m),

@@ -3,7 +3,8 @@
 //! Landed so far: content digests, image references parsed the way the container
 //! ecosystem parses them, a content-addressed blob store that verifies every blob
 //! against its digest and size before it becomes visible, and the manifest, index and
-//! config documents. Layers, overlay snapshots, the registry client and builds follow.
+//! config documents, layers and overlay snapshots, and the registry client
+//! ([`registry`]: pull, push, login). Builds follow.
 
 pub mod archive;
 pub mod build;
@@ -15,6 +16,7 @@ pub mod import;
 pub mod manifest;
 pub mod pack;
 pub mod reference;
+pub mod registry;
 pub mod rootfs;
 pub mod snapshot;
 pub mod store;
@@ -24,8 +26,11 @@ pub mod users;
 pub use config::ImageConfig;
 pub use digest::{Digest, DigestError};
 pub use images::{GcReport, Image, ImageError, ImageStore, Lease, RefTarget};
-pub use manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError, Platform};
+pub use manifest::{
+    Descriptor, ImageIndex, ImageManifest, Manifest, ManifestError, Platform, PlatformError,
+};
 pub use reference::{Reference, ReferenceError};
+pub use registry::{RegistryError, RegistryOptions};
 pub use snapshot::{Snapshots, chain_ids};
 pub use store::{BlobWriter, ContentStore, StoreError};
 pub use unpack::{

@@ -154,6 +154,31 @@ impl Platform {
     }
 }
 
+/// Why a string is not a platform.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("platform {0:?} is not OS/ARCH[/VARIANT] (e.g. linux/amd64, linux/arm64/v8)")]
+pub struct PlatformError(String);
+
+impl std::str::FromStr for Platform {
+    type Err = PlatformError;
+
+    /// Parses `os/arch[/variant]` (Docker's `--platform`).
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let valid =
+            |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        match parts.as_slice() {
+            [os, arch, rest @ ..] if rest.len() <= 1 && parts.iter().all(valid) => Ok(Self {
+                architecture: arch.to_string(),
+                os: os.to_string(),
+                variant: rest.first().map(|v| v.to_string()),
+                os_version: None,
+            }),
+            _ => Err(PlatformError(text.to_string())),
+        }
+    }
+}
+
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -384,6 +409,36 @@ mod tests {
         let err = index.select(&s390).unwrap_err().to_string();
         assert!(err.contains("linux/s390x"), "{err}");
         assert!(err.contains("linux/arm64/v8, linux/amd64"), "{err}");
+    }
+
+    #[test]
+    fn platforms_parse_from_docker_spelling() {
+        let p: Platform = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert_eq!(
+            "linux/amd64".parse::<Platform>().unwrap(),
+            Platform::host_like("amd64")
+        );
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/arm64/v8/x",
+            "linux/am d64",
+        ] {
+            assert!(bad.parse::<Platform>().is_err(), "{bad}");
+        }
+    }
+
+    impl Platform {
+        fn host_like(arch: &str) -> Self {
+            Self {
+                architecture: arch.into(),
+                os: "linux".into(),
+                variant: None,
+                os_version: None,
+            }
+        }
     }
 
     #[test]

@@ -250,9 +250,35 @@ impl Write for BlobWriter<'_> {
 }
 
 impl BlobWriter<'_> {
-    /// Bytes written so far.
+    /// Bytes written so far. A download that was cut off resumes from here (an HTTP
+    /// `Range: bytes=N-` request): the writer stays valid across attempts, and what was
+    /// written so far stays hashed and on disk until [`Self::commit`] or drop.
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Appends `bytes` (an I/O error names the temporary file).
+    pub fn append(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let tmp = self.tmp.clone();
+        self.write_all(bytes).map_err(io("cannot write", &tmp))
+    }
+
+    /// Discards what was written, to start over (a server that ignored a range request
+    /// and sent the whole blob again).
+    pub fn reset(&mut self) -> Result<(), StoreError> {
+        let out = self.out.take().ok_or_else(|| StoreError::Io {
+            operation: "cannot reset",
+            path: self.tmp.clone(),
+            source: std::io::Error::other("blob writer already committed"),
+        })?;
+        // Buffered bytes belong to the discarded content: drop them unwritten.
+        let (mut file, _unwritten) = out.into_parts();
+        file.set_len(0).map_err(io("cannot truncate", &self.tmp))?;
+        std::io::Seek::rewind(&mut file).map_err(io("cannot rewind", &self.tmp))?;
+        self.out = Some(BufWriter::new(file));
+        self.hasher = Sha256::new();
+        self.size = 0;
+        Ok(())
     }
 
     /// Makes the blob visible under its digest, after checking it against `expected`
@@ -401,6 +427,25 @@ mod tests {
         assert!(wrong.commit(Some((&digest, None))).is_err());
         assert_eq!(ingest_files(&store), 0);
         assert_eq!(store.list().unwrap(), vec![digest]);
+    }
+
+    #[test]
+    fn a_writer_resumes_across_attempts_and_can_start_over() {
+        let (_dir, store) = store();
+        let mut writer = store.writer("pull").unwrap();
+        writer.write_all(b"first ").unwrap();
+        // A second attempt appends where the first stopped.
+        assert_eq!(writer.size(), 6);
+        writer.write_all(b"attempt").unwrap();
+        let expected = Digest::of(b"whole blob");
+        writer.reset().unwrap();
+        assert_eq!(writer.size(), 0);
+        writer.write_all(b"whole ").unwrap();
+        writer.write_all(b"blob").unwrap();
+        let (digest, size) = writer.commit(Some((&expected, Some(10)))).unwrap();
+        assert_eq!((digest, size), (expected.clone(), 10));
+        assert_eq!(store.read(&expected).unwrap(), b"whole blob");
+        assert_eq!(ingest_files(&store), 0);
     }
 
     #[test]

@@ -57,6 +57,14 @@ pub enum Command {
     Server(ServerArgs),
     /// Print the admin kubeconfig written by `strata server`.
     Kubeconfig,
+    /// Download an image from a registry (same as `image pull`).
+    Pull(PullArgs),
+    /// Upload an image to a registry (same as `image push`).
+    Push(PushArgs),
+    /// Store credentials for a registry after checking them.
+    Login(LoginArgs),
+    /// Forget the credentials stored for a registry.
+    Logout(LogoutArgs),
     /// The runc-compatible OCI runtime (also reachable as the `strata-runc` binary).
     Oci(OciCli),
     /// Internal: supervises a detached container (logs, exit status).
@@ -280,6 +288,10 @@ pub enum ImageCommand {
     },
     /// Build an image from a Containerfile (or Dockerfile) and a context directory.
     Build(BuildArgs),
+    /// Download an image from a registry.
+    Pull(PullArgs),
+    /// Upload an image to a registry.
+    Push(PushArgs),
     /// Make a one-layer image from a directory.
     ImportRootfs {
         /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE,
@@ -349,4 +361,86 @@ pub struct ServerArgs {
     /// Extra name or IP for the serving certificate (repeatable).
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_san: Vec<String>,
+}
+
+/// How to reach registries (shared by pull, push and login).
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Allow plain HTTP, and HTTPS without certificate checks, for this registry
+    /// (HOST[:PORT]). Loopback registries (localhost, 127.0.0.0/8, ::1) may use HTTP
+    /// without being listed.
+    #[arg(
+        long = "insecure-registry",
+        value_name = "HOST[:PORT]",
+        env = "STRATA_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registry: Vec<String>,
+    /// Trust the CA certificates in this PEM file besides the system's roots.
+    #[arg(long = "ca-cert", value_name = "FILE", env = "STRATA_CA_CERT")]
+    pub ca_cert: Vec<PathBuf>,
+}
+
+/// `strata pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The platform to choose from a multi-platform image (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Print no progress, only the reference at the end.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The image, e.g. busybox, localhost:5000/app:1, repo@sha256:….
+    pub reference: String,
+}
+
+/// `strata push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Blobs larger than this go up in chunks of this many bytes.
+    #[arg(
+        long,
+        hide = true,
+        value_name = "BYTES",
+        env = "STRATA_PUSH_CHUNK_SIZE",
+        default_value_t = strata_image::registry::DEFAULT_CHUNK_SIZE
+    )]
+    pub chunk_size: u64,
+    /// Print no progress.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The local image (reference or ID).
+    pub image: String,
+    /// Where to push it, when not to the image's own reference (the image is then
+    /// also tagged with it locally).
+    pub remote: Option<String>,
+}
+
+/// `strata login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// User name (asked for when absent).
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (visible to other users of this machine: prefer --password-stdin).
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub registry_args: RegistryArgs,
+    /// The registry (HOST[:PORT]); Docker Hub when absent.
+    pub registry: Option<String>,
+}
+
+/// `strata logout`.
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry (HOST[:PORT]); Docker Hub when absent.
+    pub registry: Option<String>,
 }

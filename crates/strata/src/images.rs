@@ -82,6 +82,8 @@ pub fn dispatch(data_dir: &Path, command: ImageCommand) -> Result<u8> {
             Ok(0)
         }
         ImageCommand::Build(args) => crate::build::run(data_dir, &images, &args),
+        ImageCommand::Pull(args) => crate::registry::pull(data_dir, &args),
+        ImageCommand::Push(args) => crate::registry::push(data_dir, &args),
         ImageCommand::ImportRootfs {
             change,
             dir,

@@ -9,6 +9,8 @@ mod logfile;
 mod monitor;
 mod oci;
 mod output;
+mod progress;
+mod registry;
 mod run;
 mod server;
 mod tty;

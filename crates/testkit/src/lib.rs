@@ -1,6 +1,9 @@
 //! Test helpers shared by Strata's crates (dev-dependency only): guards that skip a
 //! test with a printed reason when the machine cannot run it, a busybox root file
-//! system built from Debian's `busybox-static`, and unique names for test objects.
+//! system built from Debian's `busybox-static`, unique names for test objects, and a
+//! real OCI registry (`docker-registry`) on loopback ([`registry::TestRegistry`]).
+
+pub mod registry;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
