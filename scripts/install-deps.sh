@@ -5,7 +5,7 @@ set -euo pipefail
 
 build=(pkg-config libseccomp-dev gcc)
 test=(busybox-static podman uidmap iproute2 tmux docker-registry apache2-utils openssl)
-bench=(runc crun hyperfine)
+bench=(runc crun hyperfine skopeo umoci curl)
 
 wanted=("${build[@]}")
 case "${1:-test}" in

@@ -162,6 +162,46 @@ async fn process_owner(
     Ok(())
 }
 
+/// A dependent is gone: owners waiting in foreground deletion may now complete.
+async fn recheck_owners(store: &dyn Store, dependent: &Value) -> Result<(), ApiError> {
+    let namespace = dependent["metadata"]["namespace"].as_str();
+    for owner in dependent["metadata"]["ownerReferences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let (Some(api_version), Some(kind), Some(name)) = (
+            owner["apiVersion"].as_str(),
+            owner["kind"].as_str(),
+            owner["name"].as_str(),
+        ) else {
+            continue;
+        };
+        let Some(resource) = strata_api::resources::by_kind(api_version, kind) else {
+            continue;
+        };
+        let target = Target {
+            resource,
+            namespace: namespace
+                .filter(|_| resource.namespaced)
+                .map(str::to_string),
+            name: Some(name.to_string()),
+            subresource: None,
+            verb: Verb::Delete,
+        };
+        let key = storage::key(resource, target.namespace.as_deref(), name);
+        if let Some(kv) = store.get(&key).await? {
+            let object = storage::decode(&kv)?;
+            if object["metadata"]["uid"] == owner["uid"]
+                && object["metadata"]["deletionTimestamp"].is_string()
+            {
+                process_owner(store, &target, &object, kv.mod_revision, false).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn target_for_key(key: &str) -> Option<Target> {
     let rest = key.strip_prefix("/registry/")?;
     let parts: Vec<&str> = rest.split('/').collect();
@@ -203,8 +243,11 @@ pub async fn run(store: Arc<dyn Store>) {
             };
             let result = match event.kind {
                 EventKind::Delete => match event.prev_kv.as_ref().map(storage::decode) {
-                    Some(Ok(owner)) => {
-                        process_owner(store.as_ref(), &target, &owner, 0, true).await
+                    Some(Ok(gone)) => {
+                        let owners = recheck_owners(store.as_ref(), &gone).await;
+                        process_owner(store.as_ref(), &target, &gone, 0, true)
+                            .await
+                            .and(owners)
                     }
                     _ => Ok(()),
                 },

@@ -260,6 +260,36 @@ pub fn prepare_rootfs(
     Ok((rootfs, RootfsKind::Copy))
 }
 
+/// Unpacks `image`'s layers, in order, into the new directory `dest` (a flattened
+/// root file system, what `umoci unpack` makes). On error `dest` is removed.
+pub fn unpack_image(store: &ImageStore, image: &Image, dest: &Path) -> Result<(), RootfsError> {
+    if image.manifest.layers.len() != image.config.rootfs.diff_ids.len() {
+        return Err(RootfsError::LayerCount {
+            image: image.id().clone(),
+            layers: image.manifest.layers.len(),
+            diff_ids: image.config.rootfs.diff_ids.len(),
+        });
+    }
+    std::fs::create_dir(dest).map_err(|source| RootfsError::Io {
+        operation: "cannot create",
+        path: dest.to_path_buf(),
+        source,
+    })?;
+    let opts = UnpackOptions::flatten();
+    for (layer, diff_id) in image
+        .manifest
+        .layers
+        .iter()
+        .zip(&image.config.rootfs.diff_ids)
+    {
+        if let Err(err) = unpack_verified(store, layer, diff_id, dest, &opts) {
+            let _ = std::fs::remove_dir_all(dest);
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
 /// Mounts `container_dir/rootfs` as an overlay of `lowers` (base first) under a fresh
 /// `container_dir/upper` (with `work/` beside it).
 pub fn mount_overlay(lowers: &[PathBuf], container_dir: &Path) -> Result<(), RootfsError> {

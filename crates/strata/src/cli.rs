@@ -292,6 +292,13 @@ pub enum ImageCommand {
     Pull(PullArgs),
     /// Upload an image to a registry.
     Push(PushArgs),
+    /// Unpack an image's layers into a new directory (a flat root file system).
+    Unpack {
+        /// The image.
+        image: String,
+        /// The directory to create.
+        dir: PathBuf,
+    },
     /// Make a one-layer image from a directory.
     ImportRootfs {
         /// Apply a Dockerfile instruction to the config (CMD, ENTRYPOINT, ENV, EXPOSE,

@@ -81,6 +81,12 @@ pub fn dispatch(data_dir: &Path, command: ImageCommand) -> Result<u8> {
             }
             Ok(0)
         }
+        ImageCommand::Unpack { image, dir } => {
+            let resolved = images.resolve(&image)?;
+            strata_image::rootfs::unpack_image(&images, &resolved, &dir)
+                .with_context(|| format!("cannot unpack {image} into {}", dir.display()))?;
+            Ok(0)
+        }
         ImageCommand::Build(args) => crate::build::run(data_dir, &images, &args),
         ImageCommand::Pull(args) => crate::registry::pull(data_dir, &args),
         ImageCommand::Push(args) => crate::registry::push(data_dir, &args),

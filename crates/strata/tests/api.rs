@@ -1,0 +1,470 @@
+#![allow(clippy::unwrap_used)]
+//! `strata server` driven by real kubectl: apply (twice), get (json, wide, tables),
+//! label, annotate, the three patch types, scale, edit, diff, watch, errors as
+//! Kubernetes words them, foreground cascading deletion and namespace deletion.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::strata_bin;
+
+/// A running `strata server` on a free loopback port; SIGTERM and wait on drop.
+struct ApiServer {
+    child: Child,
+    data: tempfile::TempDir,
+    url: String,
+}
+
+impl ApiServer {
+    fn start(test: &str) -> Option<Self> {
+        if Command::new("kubectl")
+            .arg("version")
+            .arg("--client")
+            .output()
+            .is_err()
+        {
+            println!("SKIP {test}: kubectl is not installed");
+            return None;
+        }
+        let data = tempfile::Builder::new()
+            .prefix("strata-api-")
+            .tempdir()
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let log = std::fs::File::create(data.path().join("server.log")).unwrap();
+        let child = Command::new(strata_bin())
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["server", "--listen", &listen])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let server = ApiServer {
+            child,
+            data,
+            url: format!("https://{listen}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if server.kubeconfig().exists()
+                && server
+                    .kubectl(&["get", "--raw", "/readyz"])
+                    .status
+                    .success()
+            {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("strata server did not come up: {}", server.log());
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.data.path().join("kubeconfig.yaml")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// kubectl that must succeed; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// kubectl that must fail; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(!out.status.success(), "kubectl {args:?} should have failed");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn apply(&self, manifest: &str) -> String {
+        let file = self.data.path().join("manifest.yaml");
+        std::fs::write(&file, manifest).unwrap();
+        self.ok(&["apply", "-f", file.to_str().unwrap()])
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const MANIFEST: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+      - name: sidecar
+        image: busybox
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+data:
+  color: blue
+"#;
+
+fn jsonpath(server: &ApiServer, args: &[&str], path: &str) -> String {
+    let mut all = args.to_vec();
+    let expr = format!("jsonpath={path}");
+    all.extend(["-o", &expr]);
+    server.ok(&all)
+}
+
+#[test]
+fn kubectl_manages_objects_like_on_kubernetes() {
+    let Some(s) = ApiServer::start("kubectl_manages_objects_like_on_kubernetes") else {
+        return;
+    };
+    let first = s.apply(MANIFEST);
+    assert_eq!(first.matches(" created").count(), 4, "{first}");
+    let second = s.apply(MANIFEST);
+    assert_eq!(second.matches(" unchanged").count(), 4, "{second}");
+
+    // Defaults and server-owned metadata.
+    let deploy: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "deploy", "web", "-n", "shop", "-o", "json"])).unwrap();
+    assert_eq!(deploy["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        deploy["spec"]["template"]["spec"]["restartPolicy"],
+        "Always"
+    );
+    assert_eq!(deploy["metadata"]["generation"], 1);
+    assert_eq!(deploy["metadata"]["uid"].as_str().unwrap().len(), 36);
+    let wide = s.ok(&["get", "deploy", "-n", "shop", "-o", "wide"]);
+    assert!(
+        wide.starts_with("NAME   READY   UP-TO-DATE   AVAILABLE   AGE   CONTAINERS"),
+        "{wide}"
+    );
+    assert!(
+        wide.contains("web,sidecar   nginx:1.25,busybox   app=web"),
+        "{wide}"
+    );
+
+    // A changed manifest: diff shows it, apply merges it by container name.
+    let changed = MANIFEST
+        .replace("nginx:1.25", "nginx:1.26")
+        .replace("replicas: 2", "replicas: 3");
+    let file = s.data.path().join("changed.yaml");
+    std::fs::write(&file, &changed).unwrap();
+    let diff = s.kubectl(&["diff", "-f", file.to_str().unwrap()]);
+    assert_eq!(
+        diff.status.code(),
+        Some(1),
+        "kubectl diff exits 1 on differences"
+    );
+    assert!(String::from_utf8_lossy(&diff.stdout).contains("+  replicas: 3"));
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "deploy", "web", "-n", "shop"],
+            "{.spec.replicas} {.spec.template.spec.containers[*].image} {.metadata.generation}"
+        ),
+        "3 nginx:1.26 busybox 2"
+    );
+
+    // label, annotate, strategic / JSON / merge patches, scale, edit.
+    s.ok(&["label", "deploy", "web", "-n", "shop", "tier=front"]);
+    s.ok(&["annotate", "deploy", "web", "-n", "shop", "note=hi"]);
+    s.ok(&["patch", "deploy", "web", "-n", "shop", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}"#]);
+    s.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "--type=json",
+        "-p",
+        r#"[{"op":"replace","path":"/spec/replicas","value":4}]"#,
+    ]);
+    s.ok(&[
+        "patch",
+        "cm",
+        "settings",
+        "-n",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"size":"xl"}}"#,
+    ]);
+    s.ok(&["scale", "deploy", "web", "-n", "shop", "--replicas=5"]);
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "deploy", "web", "-n", "shop"],
+            "{.spec.replicas} {.spec.template.spec.containers[*].image} {.metadata.labels.tier} {.metadata.annotations.note}"
+        ),
+        "5 nginx:1.26 busybox:1.36 front hi"
+    );
+    let edit = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["edit", "cm", "settings", "-n", "shop"])
+        .env("KUBE_EDITOR", "sed -i s/color:\\ blue/color:\\ red/")
+        .output()
+        .unwrap();
+    assert!(
+        edit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&edit.stderr)
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "cm", "settings", "-n", "shop"],
+            "{.data.color}/{.data.size}"
+        ),
+        "red/xl"
+    );
+
+    // Discovery as kubectl uses it.
+    let resources = s.ok(&["api-resources"]);
+    assert!(
+        resources.contains("deployments")
+            && resources.contains("deploy")
+            && resources.contains("apps/v1"),
+        "{resources}"
+    );
+    let describe = s.ok(&["describe", "deploy", "web", "-n", "shop"]);
+    assert!(
+        describe.contains("Replicas:               5 desired"),
+        "{describe}"
+    );
+}
+
+#[test]
+fn errors_read_like_kubernetes_and_nothing_half_happens() {
+    let Some(s) = ApiServer::start("errors_read_like_kubernetes") else {
+        return;
+    };
+    let bad_name = s.fails(&[
+        "run",
+        "--dry-run=server",
+        "-o",
+        "name",
+        "Bad_Name",
+        "--image=x",
+    ]);
+    assert!(
+        bad_name.contains("Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"),
+        "{bad_name}"
+    );
+    let file = s.data.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n    image: x\n    imagee: typo\n",
+    )
+    .unwrap();
+    let unknown = s.fails(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        unknown.contains("unknown field \"spec.containers[0].imagee\""),
+        "{unknown}"
+    );
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec:\n  containers:\n  - name: c\n",
+    )
+    .unwrap();
+    let missing = s.fails(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(
+        missing.contains("spec.containers[0].image: Required value"),
+        "{missing}"
+    );
+    let not_found = s.fails(&["get", "deploy", "nope"]);
+    assert!(
+        not_found.contains("deployments.apps \"nope\" not found"),
+        "{not_found}"
+    );
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: ghost}\n",
+    )
+    .unwrap();
+    let no_ns = s.fails(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(no_ns.contains("namespaces \"ghost\" not found"), "{no_ns}");
+    assert!(
+        s.ok(&["get", "pods", "-A", "-o", "name"]).trim().is_empty(),
+        "nothing was created"
+    );
+
+    // Stale resourceVersion: 409 Conflict.
+    std::fs::write(&file, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: default}\ndata: {a: '1'}\n").unwrap();
+    s.ok(&["apply", "-f", file.to_str().unwrap()]);
+    let stale = s.ok(&["get", "cm", "c", "-o", "json"]);
+    s.ok(&[
+        "patch",
+        "cm",
+        "c",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"a":"2"}}"#,
+    ]);
+    std::fs::write(&file, stale.replace("\"a\": \"1\"", "\"a\": \"3\"")).unwrap();
+    let conflict = s.fails(&["replace", "-f", file.to_str().unwrap()]);
+    assert!(
+        conflict.contains("the object has been modified"),
+        "{conflict}"
+    );
+    assert_eq!(jsonpath(&s, &["get", "cm", "c"], "{.data.a}"), "2");
+
+    // Requests without valid credentials are refused.
+    let stranger = Command::new("kubectl")
+        .args([
+            "--kubeconfig",
+            "/dev/null",
+            "--server",
+            &s.url,
+            "--insecure-skip-tls-verify",
+            "--token",
+            "not-a-token",
+            "get",
+            "pods",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!stranger.status.success());
+    let said = String::from_utf8_lossy(&stranger.stderr);
+    assert!(said.contains("Unauthorized"), "{said}");
+}
+
+#[test]
+fn watch_deletion_cascades_and_namespaces() {
+    let Some(s) = ApiServer::start("watch_deletion_cascades_and_namespaces") else {
+        return;
+    };
+    s.apply(MANIFEST);
+    // A watch sees objects created after it started.
+    let mut watch = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig())
+        .args(["get", "cm", "-n", "shop", "--watch", "-o", "name"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let later = s.data.path().join("later.yaml");
+    std::fs::write(
+        &later,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: later, namespace: shop}\n",
+    )
+    .unwrap();
+    s.ok(&["apply", "-f", later.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = watch.kill();
+    let out = watch.wait_with_output().unwrap();
+    let seen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        seen.contains("configmap/settings") && seen.contains("configmap/later"),
+        "{seen}"
+    );
+
+    // Foreground deletion waits for dependents (ownerReferences) and removes them.
+    let uid = jsonpath(
+        &s,
+        &["get", "deploy", "web", "-n", "shop"],
+        "{.metadata.uid}",
+    );
+    let owned = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  namespace: shop\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: web, uid: {uid}}}\n"
+    );
+    s.apply(&owned);
+    s.ok(&[
+        "delete",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "--cascade=foreground",
+        "--timeout=20s",
+    ]);
+    let left = s.ok(&["get", "cm", "-n", "shop", "-o", "name"]);
+    assert!(!left.contains("owned"), "{left}");
+    assert!(
+        s.ok(&["get", "deploy", "-n", "shop", "-o", "name"])
+            .trim()
+            .is_empty()
+    );
+
+    // Deleting a namespace deletes what is in it.
+    s.ok(&["delete", "ns", "shop", "--timeout=30s"]);
+    let namespaces = s.ok(&["get", "ns", "-o", "name"]);
+    assert!(!namespaces.contains("shop"), "{namespaces}");
+    let key_count = s.ok(&["get", "cm,svc", "-A", "-o", "name"]);
+    assert!(
+        !key_count.contains("settings") && !key_count.contains("service/web"),
+        "{key_count}"
+    );
+}
