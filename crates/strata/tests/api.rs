@@ -7,6 +7,8 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::strata_bin;
@@ -33,13 +35,34 @@ impl ApiServer {
             .prefix("strata-api-")
             .tempdir()
             .unwrap();
+        Some(Self::start_in(data))
+    }
+
+    /// SIGKILLs the server (no shutdown at all) and starts a new one on the same data.
+    fn kill_and_restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let spare = tempfile::Builder::new()
+            .prefix("strata-api-")
+            .tempdir()
+            .unwrap();
+        let data = std::mem::replace(&mut self.data, spare);
+        drop(self);
+        Self::start_in(data)
+    }
+
+    fn start_in(data: tempfile::TempDir) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let listen = format!("127.0.0.1:{port}");
-        let log = std::fs::File::create(data.path().join("server.log")).unwrap();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(data.path().join("server.log"))
+            .unwrap();
         let child = Command::new(strata_bin())
             .arg("--data-dir")
             .arg(data.path())
@@ -61,7 +84,7 @@ impl ApiServer {
                     .status
                     .success()
             {
-                return Some(server);
+                return server;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -467,4 +490,114 @@ fn watch_deletion_cascades_and_namespaces() {
         !key_count.contains("settings") && !key_count.contains("service/web"),
         "{key_count}"
     );
+}
+
+/// Creates configmaps from 8 tasks over HTTPS until killed; returns each
+/// acknowledged (task, name, resourceVersion) in acknowledgement order.
+async fn write_storm(
+    url: String,
+    ca: Vec<u8>,
+    token: String,
+    stop: Arc<AtomicBool>,
+) -> Vec<(usize, String, i64)> {
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let (client, url, token, stop, acked) = (
+            client.clone(),
+            url.clone(),
+            token.clone(),
+            stop.clone(),
+            acked.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("storm-{task}-{i}");
+                i += 1;
+                let body = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"i": i.to_string()}});
+                let sent = client
+                    .post(format!("{url}/api/v1/namespaces/default/configmaps"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await;
+                let Ok(response) = sent else { break };
+                if response.status().as_u16() != 201 {
+                    break;
+                }
+                let Ok(object) = response.json::<serde_json::Value>().await else { break };
+                let rv = object["metadata"]["resourceVersion"].as_str().unwrap().parse::<i64>().unwrap();
+                acked.lock().unwrap().push((task, name, rv));
+            }
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    acked
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill_of_the_server() {
+    let Some(s) = ApiServer::start("acknowledged_writes_survive_sigkill") else {
+        return;
+    };
+    let tokens: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.data.path().join("pki/tokens.json")).unwrap())
+            .unwrap();
+    let token = tokens["tokens"][0]["token"].as_str().unwrap().to_string();
+    let ca = std::fs::read(s.data.path().join("pki/ca.crt")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let storm = runtime.spawn(write_storm(s.url.clone(), ca, token, stop.clone()));
+    // Kill mid-storm: after a second, or once enough writes were acknowledged.
+    std::thread::sleep(Duration::from_millis(1500));
+    let s = s.kill_and_restart();
+    stop.store(true, Ordering::Relaxed);
+    let acked = runtime.block_on(storm).unwrap();
+    println!("{} creates acknowledged before SIGKILL", acked.len());
+    assert!(
+        acked.len() >= 20,
+        "too few writes before the kill: {}",
+        acked.len()
+    );
+
+    let listed: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "configmaps", "-n", "default", "-o", "json"])).unwrap();
+    let stored: std::collections::HashMap<String, i64> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|cm| {
+            (
+                cm["metadata"]["name"].as_str().unwrap().to_string(),
+                cm["metadata"]["resourceVersion"]
+                    .as_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let mut last_per_task = [0i64; 8];
+    let mut seen = std::collections::HashSet::new();
+    for (task, name, rv) in &acked {
+        assert_eq!(
+            stored.get(name),
+            Some(rv),
+            "acknowledged {name} at {rv} is missing or changed after the kill"
+        );
+        assert!(
+            *rv > last_per_task[*task],
+            "revisions go forward within a task"
+        );
+        last_per_task[*task] = *rv;
+        assert!(seen.insert(*rv), "revision {rv} acknowledged twice");
+    }
 }
