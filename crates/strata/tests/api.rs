@@ -539,8 +539,7 @@ async fn write_storm(
     for task in tasks {
         let _ = task.await;
     }
-    let acked = acked.lock().unwrap().clone();
-    acked
+    acked.lock().unwrap().clone()
 }
 
 #[test]
