@@ -9,6 +9,7 @@ STRATA := $(CARGO_TARGET_DIR)/release/strata
 
 deps:
 	@scripts/install-deps.sh test
+	@scripts/python-deps.sh
 
 build:
 	@scripts/install-deps.sh build
@@ -17,11 +18,12 @@ build:
 
 # Until the control plane lands, `up` starts what exists: a demo web server container
 # from the demo image localhost/httpd.
-up: deps build
+up: build
+	@scripts/install-deps.sh test
 	@scripts/up.sh "$(STRATA)" "$(DATA_DIR)"
 
 # localhost/busybox:latest and localhost/httpd:latest, built from Debian's busybox-static.
-demo-images: deps build
+demo-images: build
 	@scripts/demo-images.sh "$(STRATA)" "$(DATA_DIR)"
 
 down:
@@ -37,3 +39,6 @@ lint:
 
 bench:
 	bench/runtime-lifecycle.sh
+	bench/image-run.sh
+	bench/image-pull.sh
+	$(CARGO) bench -p strata-bench --bench store

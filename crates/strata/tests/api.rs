@@ -600,3 +600,79 @@ fn acknowledged_writes_survive_sigkill_of_the_server() {
         assert!(seen.insert(*rv), "revision {rv} acknowledged twice");
     }
 }
+
+const PYTHON_CLIENT: &str = r#"
+import sys
+from kubernetes import client, config, watch
+config.load_kube_config(config_file=sys.argv[1])
+core = client.CoreV1Api()
+apps = client.AppsV1Api()
+ns = "py"
+core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=ns)))
+cm = core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="cfg", labels={"app": "py"}), data={"k": "v"}))
+assert cm.metadata.resource_version
+listed = core.list_namespaced_config_map(ns, label_selector="app=py")
+assert [c.metadata.name for c in listed.items] == ["cfg"], listed.items
+# Changes after the list, then a watch from the list's resourceVersion replays them.
+core.patch_namespaced_config_map("cfg", ns, {"data": {"k": "w"}})
+core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="second")))
+w = watch.Watch()
+seen = []
+for event in w.stream(core.list_namespaced_config_map, ns, resource_version=listed.metadata.resource_version, timeout_seconds=5):
+    seen.append((event["type"], event["object"].metadata.name))
+    if len(seen) == 2:
+        w.stop()
+deploy = client.V1Deployment(
+    metadata=client.V1ObjectMeta(name="web"),
+    spec=client.V1DeploymentSpec(
+        replicas=1,
+        selector=client.V1LabelSelector(match_labels={"app": "web"}),
+        template=client.V1PodTemplateSpec(
+            metadata=client.V1ObjectMeta(labels={"app": "web"}),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="web", image="nginx")]))))
+apps.create_namespaced_deployment(ns, deploy)
+apps.patch_namespaced_deployment_scale("web", ns, {"spec": {"replicas": 3}})
+assert apps.read_namespaced_deployment("web", ns).spec.replicas == 3
+try:
+    core.read_namespaced_config_map("nope", ns)
+    raise SystemExit("expected 404")
+except client.exceptions.ApiException as e:
+    assert e.status == 404, e.status
+core.delete_namespaced_config_map("cfg", ns)
+print("seen", seen)
+print("ok")
+"#;
+
+#[test]
+fn the_python_kubernetes_client_works() {
+    let Some(s) = ApiServer::start("the_python_kubernetes_client_works") else {
+        return;
+    };
+    let venv = std::env::var("STRATA_VENV").unwrap_or_else(|_| "/var/tmp/strata-venv".into());
+    let python = PathBuf::from(venv).join("bin/python");
+    if !python.exists() {
+        println!(
+            "SKIP the_python_kubernetes_client_works: {} is missing (scripts/python-deps.sh installs it)",
+            python.display()
+        );
+        return;
+    }
+    let out = Command::new(python)
+        .arg("-c")
+        .arg(PYTHON_CLIENT)
+        .arg(s.kubeconfig())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("seen [('ADDED', 'cfg'), ('MODIFIED', 'cfg')]")
+            || stdout.contains("seen [('MODIFIED', 'cfg')"),
+        "{stdout}"
+    );
+    assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
+}
