@@ -74,18 +74,21 @@ fn containers(spec: &Value) -> (String, String) {
     (names.join(","), images.join(","))
 }
 
-fn selector_text(selector: &Value) -> String {
-    let labels = selector["matchLabels"]
+/// `k=v,k2=v2` of a JSON map of labels (a Service selector, or `matchLabels`).
+pub fn labels_text(labels: &Value) -> String {
+    labels
         .as_object()
-        .cloned()
-        .unwrap_or_default();
-    or_none(
-        labels
-            .iter()
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-            .collect::<Vec<_>>()
-            .join(","),
-    )
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+fn selector_text(selector: &Value) -> String {
+    or_none(labels_text(&selector["matchLabels"]))
 }
 
 fn pod_status(pod: &Value) -> String {
@@ -312,15 +315,7 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
                     None => format!("{}/{}", int(&p["port"]), text(&p["protocol"])),
                 })
                 .collect();
-            let selector = spec["selector"]
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default();
+            let selector = labels_text(&spec["selector"]);
             vec![
                 name,
                 json!(text(&spec["type"])),

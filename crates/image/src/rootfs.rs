@@ -178,9 +178,8 @@ fn unpack_verified(
     Ok(())
 }
 
-/// Makes sure every layer of `image` is unpacked into a snapshot; returns the snapshot
-/// directories, base first.
-pub fn prepare_snapshots(store: &ImageStore, image: &Image) -> Result<Vec<PathBuf>, RootfsError> {
+/// The manifest and the config must list equally many layers.
+fn check_layers(image: &Image) -> Result<(), RootfsError> {
     if image.manifest.layers.len() != image.config.rootfs.diff_ids.len() {
         return Err(RootfsError::LayerCount {
             image: image.id().clone(),
@@ -188,6 +187,13 @@ pub fn prepare_snapshots(store: &ImageStore, image: &Image) -> Result<Vec<PathBu
             diff_ids: image.config.rootfs.diff_ids.len(),
         });
     }
+    Ok(())
+}
+
+/// Makes sure every layer of `image` is unpacked into a snapshot; returns the snapshot
+/// directories, base first.
+pub fn prepare_snapshots(store: &ImageStore, image: &Image) -> Result<Vec<PathBuf>, RootfsError> {
+    check_layers(image)?;
     prepare_layers(store, &image.manifest.layers, &image.config.rootfs.diff_ids)
 }
 
@@ -263,13 +269,7 @@ pub fn prepare_rootfs(
 /// Unpacks `image`'s layers, in order, into the new directory `dest` (a flattened
 /// root file system, what `umoci unpack` makes). On error `dest` is removed.
 pub fn unpack_image(store: &ImageStore, image: &Image, dest: &Path) -> Result<(), RootfsError> {
-    if image.manifest.layers.len() != image.config.rootfs.diff_ids.len() {
-        return Err(RootfsError::LayerCount {
-            image: image.id().clone(),
-            layers: image.manifest.layers.len(),
-            diff_ids: image.config.rootfs.diff_ids.len(),
-        });
-    }
+    check_layers(image)?;
     std::fs::create_dir(dest).map_err(|source| RootfsError::Io {
         operation: "cannot create",
         path: dest.to_path_buf(),

@@ -406,27 +406,6 @@ impl Runtime {
                 options.cwd = Some(process.cwd().clone());
             }
         }
-        // Like runc: what the caller leaves unset comes from the container's own process
-        // (user, groups, working directory), not from root in `/`.
-        let mut options = options;
-        if options.process_file.is_none()
-            && let Ok(spec) = Spec::load(container.bundle().join("config.json"))
-            && let Some(process) = spec.process()
-        {
-            let user = process.user();
-            if options.uid.is_none() {
-                options.uid = Some(user.uid());
-                if options.additional_gids.is_empty() {
-                    options.additional_gids = user.additional_gids().clone().unwrap_or_default();
-                }
-            }
-            if options.gid.is_none() {
-                options.gid = Some(user.gid());
-            }
-            if options.cwd.is_none() {
-                options.cwd = Some(process.cwd().clone());
-            }
-        }
         let mut builder = self
             .builder(id)?
             .with_pid_file(options.pid_file.as_ref())

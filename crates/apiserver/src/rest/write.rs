@@ -60,11 +60,36 @@ fn admit_error(resource: &Resource, name: &str, err: AdmitError) -> ApiError {
     }
 }
 
+/// Maps a failed conditional write of object `name` to what the client is told:
+/// a stale version is a Conflict, a vanished object NotFound, the rest as usual.
+fn write_error(resource: &Resource, name: &str) -> impl FnOnce(StoreError) -> ApiError {
+    let (resource_name, name) = (resource.qualified_name(), name.to_string());
+    move |err| match err {
+        StoreError::Conflict { .. } => ApiError::Conflict {
+            resource: resource_name,
+            name,
+            message: CONFLICT_MESSAGE.into(),
+        },
+        StoreError::NotFound { .. } => ApiError::NotFound {
+            resource: resource_name,
+            name,
+        },
+        StoreError::AlreadyExists { .. } => ApiError::AlreadyExists {
+            resource: resource_name,
+            name,
+        },
+        other => other.into(),
+    }
+}
+
+const CONFLICT_MESSAGE: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
+
 fn conflict(resource: &Resource, name: &str) -> ApiError {
     ApiError::Conflict {
         resource: resource.qualified_name(),
         name: name.to_string(),
-        message: "the object has been modified; please apply your changes to the latest version and try again".into(),
+        message: CONFLICT_MESSAGE.into(),
     }
 }
 
@@ -216,13 +241,7 @@ pub(super) async fn create(
     let kv = store
         .create(&key, storage::encode(&admitted.object))
         .await
-        .map_err(|e| match e {
-            StoreError::AlreadyExists { .. } => ApiError::AlreadyExists {
-                resource: resource.qualified_name(),
-                name: name.clone(),
-            },
-            other => other.into(),
-        })?;
+        .map_err(write_error(resource, &name))?;
     let mut stored = admitted.object;
     storage::set_resource_version(&mut stored, kv.mod_revision);
     Ok(object_response(
@@ -327,10 +346,7 @@ pub(crate) async fn replace(
         store
             .delete(&key, Some(old_rv))
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict { .. } => conflict(resource, &name),
-                other => other.into(),
-            })?;
+            .map_err(write_error(resource, &name))?;
         storage::set_resource_version(&mut object, old_rv);
         return Ok((object, admitted.warnings, StatusCode::OK));
     }
@@ -349,14 +365,7 @@ pub(crate) async fn replace(
     let kv = store
         .update(&key, storage::encode(&object), Some(old_rv))
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => conflict(resource, &name),
-            StoreError::NotFound { .. } => ApiError::NotFound {
-                resource: resource.qualified_name(),
-                name: name.clone(),
-            },
-            other => other.into(),
-        })?;
+        .map_err(write_error(resource, &name))?;
     storage::set_resource_version(&mut object, kv.mod_revision);
     Ok((object, admitted.warnings, StatusCode::OK))
 }
@@ -544,14 +553,10 @@ pub(crate) async fn delete_object(
             .is_some_and(|f| !f.is_empty());
     if finalizers.is_empty() && !graceful_pod && !has_spec_finalizers {
         if !options.dry_run {
-            store.delete(&key, Some(rv)).await.map_err(|e| match e {
-                StoreError::Conflict { .. } => conflict(resource, &name),
-                StoreError::NotFound { .. } => ApiError::NotFound {
-                    resource: resource.qualified_name(),
-                    name: name.clone(),
-                },
-                other => other.into(),
-            })?;
+            store
+                .delete(&key, Some(rv))
+                .await
+                .map_err(write_error(resource, &name))?;
         }
         return Ok(object);
     }
@@ -573,10 +578,7 @@ pub(crate) async fn delete_object(
     let kv = store
         .update(&key, storage::encode(&object), Some(rv))
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => conflict(resource, &name),
-            other => other.into(),
-        })?;
+        .map_err(write_error(resource, &name))?;
     storage::set_resource_version(&mut object, kv.mod_revision);
     Ok(object)
 }
@@ -642,15 +644,7 @@ pub(super) async fn scale(
 ) -> Result<Response, ApiError> {
     let (object, rv) = load(store, target).await?;
     let to_scale = |object: &Value, rv: i64| {
-        let selector = object["spec"]["selector"]["matchLabels"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
+        let selector = crate::table::labels_text(&object["spec"]["selector"]["matchLabels"]);
         json!({
             "kind": "Scale",
             "apiVersion": "autoscaling/v1",
@@ -767,12 +761,10 @@ pub(super) async fn bind(
         store
             .update(&key, storage::encode(&bound), Some(rv))
             .await
-            .map_err(|e| match e {
-                StoreError::Conflict { .. } => {
-                    conflict(target.resource, target.name.as_deref().unwrap_or_default())
-                }
-                other => other.into(),
-            })?;
+            .map_err(write_error(
+                target.resource,
+                target.name.as_deref().unwrap_or_default(),
+            ))?;
     }
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     Ok(object_response(StatusCode::CREATED, &status, &[]))
