@@ -85,6 +85,11 @@ pub struct RunArgs {
     /// Replace the image's Entrypoint (its Cmd is then not used either; `""` clears it).
     #[arg(long, value_name = "COMMAND")]
     pub entrypoint: Option<String>,
+    /// When to pull the image: `missing` (only when not stored), `always`, `never`.
+    #[arg(long, default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pub pull: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Run in the background and print the container ID.
     #[arg(short, long)]
     pub detach: bool,

@@ -41,18 +41,45 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-/// `strata pull`.
-pub fn pull(data_dir: &Path, args: &PullArgs) -> Result<u8> {
-    let reference: Reference = args.reference.parse()?;
+/// Pulls `reference` into the image store of `data_dir`.
+fn fetch(
+    data_dir: &Path,
+    reference: &Reference,
+    registry: &RegistryArgs,
+    platform: Option<&str>,
+    bars: &Bars,
+) -> Result<registry::PullReport> {
     let images = images::open(data_dir)?;
     let mut options = PullOptions {
-        registry: options(&args.registry),
+        registry: options(registry),
         credentials: auth_file(data_dir)?.get(reference.registry())?,
         ..PullOptions::default()
     };
-    if let Some(platform) = &args.platform {
+    if let Some(platform) = platform {
         options.platform = platform.parse::<Platform>()?;
     }
+    runtime()?
+        .block_on(registry::pull(&images, reference, &options, bars))
+        .with_context(|| format!("pull {reference}"))
+}
+
+/// Pulls an image `strata run` did not find locally, telling the user on stderr (the
+/// container's output owns stdout).
+pub fn pull_for_run(data_dir: &Path, reference: &Reference, registry: &RegistryArgs) -> Result<()> {
+    eprintln!("Unable to find image '{reference}' locally; pulling it");
+    fetch(
+        data_dir,
+        reference,
+        registry,
+        None,
+        &Bars::new(Direction::Pull, true),
+    )?;
+    Ok(())
+}
+
+/// `strata pull`.
+pub fn pull(data_dir: &Path, args: &PullArgs) -> Result<u8> {
+    let reference: Reference = args.reference.parse()?;
     if !args.quiet {
         let what = reference
             .digest()
@@ -62,9 +89,13 @@ pub fn pull(data_dir: &Path, args: &PullArgs) -> Result<u8> {
         println!("{what}: Pulling from {}", reference.repository());
     }
     let bars = Bars::new(Direction::Pull, args.quiet);
-    let report = runtime()?
-        .block_on(registry::pull(&images, &reference, &options, &bars))
-        .with_context(|| format!("pull {reference}"))?;
+    let report = fetch(
+        data_dir,
+        &reference,
+        &args.registry,
+        args.platform.as_deref(),
+        &bars,
+    )?;
     if !args.quiet {
         println!("Digest: {}", report.target.digest);
         let status = if report.updated {

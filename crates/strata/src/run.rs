@@ -23,7 +23,7 @@ use crate::oci::parse_user;
 use crate::{monitor, output};
 use strata_image::containerfile::set_env;
 use strata_image::users;
-use strata_image::{Image, ImageConfig};
+use strata_image::{Image, ImageConfig, ImageError, Reference};
 
 /// Runs a command; returns the process exit code.
 pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
@@ -266,9 +266,22 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
                 .split_first()
                 .context("give an image to run (or --rootfs DIR and a command)")?;
             let images = crate::images::open(data_dir)?;
-            let image = images
-                .resolve(name)
-                .with_context(|| format!("cannot run {name}"))?;
+            let image = match images.resolve(name) {
+                Ok(image) if args.pull != "always" => image,
+                Err(ImageError::NotFound(_)) | Ok(_) if args.pull != "never" => {
+                    // Only a reference can be pulled; an unknown ID stays not found.
+                    let reference: Reference = name
+                        .parse()
+                        .map_err(|_| ImageError::NotFound(name.clone()))
+                        .with_context(|| format!("cannot run {name}"))?;
+                    crate::registry::pull_for_run(data_dir, &reference, &args.registry)
+                        .with_context(|| format!("cannot run {name}: image \"{name}\" not found locally, and pulling it failed"))?;
+                    images
+                        .resolve(name)
+                        .with_context(|| format!("cannot run {name}"))?
+                }
+                other => other.with_context(|| format!("cannot run {name}"))?,
+            };
             (Source::Image(name.clone(), Box::new(image)), rest.to_vec())
         }
     };

@@ -82,6 +82,19 @@ fn an_image_pushed_and_pulled_back_runs() {
             .trim()
             .is_empty()
     );
+    // `run` pulls a missing image itself (on stderr; stdout is the container's).
+    let ran = h.strata(&["run", "--rm", &remote]).ok();
+    assert_eq!(ran.stdout, "pulled image says hi\n");
+    assert!(
+        ran.stderr.contains("Unable to find image"),
+        "{}",
+        ran.stderr
+    );
+    let never = h
+        .strata(&["run", "--rm", "--pull", "never", "localhost/never-pulled:1"])
+        .expect_code(125);
+    assert!(never.stderr.contains("not found"), "{}", never.stderr);
+    h.strata(&["rmi", &remote]).ok();
     let pulled = h.strata(&["pull", &remote]).ok();
     assert!(
         pulled.stdout.contains("1: Pulling from demo/hello"),
