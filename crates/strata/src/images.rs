@@ -42,6 +42,8 @@ pub fn dispatch(data_dir: &Path, command: ImageCommand) -> Result<u8> {
             } else {
                 let input = std::fs::File::open(&file)
                     .with_context(|| format!("cannot open {}", file.display()))?;
+                let size = input.metadata().map(|m| m.len()).unwrap_or(0);
+                let input = crate::progress::ReadProgress::new(input, size, "Importing");
                 archive::import(&images, input, reference.as_ref())
             }
             .with_context(|| format!("cannot import {}", file.display()))?;

@@ -123,3 +123,42 @@ impl Progress for Bars {
         }
     }
 }
+
+/// A reader that advances a byte bar (for `image import` of a file).
+pub struct ReadProgress<R> {
+    inner: R,
+    bar: ProgressBar,
+}
+
+impl<R: std::io::Read> ReadProgress<R> {
+    /// Shows `label` with a bar of `total` bytes on stderr when it is a terminal.
+    pub fn new(inner: R, total: u64, label: &str) -> Self {
+        let bar = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(total);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(label.to_string());
+            bar
+        } else {
+            ProgressBar::hidden()
+        };
+        Self { inner, bar }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for ReadProgress<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+}
+
+impl<R> Drop for ReadProgress<R> {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
