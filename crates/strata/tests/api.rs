@@ -676,3 +676,86 @@ fn the_python_kubernetes_client_works() {
     );
     assert!(stdout.trim_end().ends_with("ok"), "{stdout}");
 }
+
+#[test]
+fn the_kube_rs_client_works() {
+    use futures_util::StreamExt;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+    use kube::runtime::watcher;
+
+    let Some(s) = ApiServer::start("the_kube_rs_client_works") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let kubeconfig = kube::config::Kubeconfig::read_from(s.kubeconfig()).unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
+        let client = kube::Client::try_from(config).unwrap();
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+        // A watcher (list + watch, as controllers use it) sees what is created later.
+        let mut events =
+            watcher(cms.clone(), watcher::Config::default().labels("app=kube")).boxed();
+        let cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "from-kube", "labels": {"app": "kube"}},
+            "data": {"a": "1"}
+        }))
+        .unwrap();
+        let created = cms.create(&PostParams::default(), &cm).await.unwrap();
+        let rv = created.metadata.resource_version.clone().unwrap();
+        let seen = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(event) = events.next().await {
+                match event.unwrap() {
+                    watcher::Event::Apply(o) | watcher::Event::InitApply(o)
+                        if o.metadata.name.as_deref() == Some("from-kube") =>
+                    {
+                        return true;
+                    }
+                    _ => {}
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        assert!(seen, "the watcher saw the created configmap");
+
+        let listed = cms
+            .list(&ListParams::default().labels("app=kube"))
+            .await
+            .unwrap();
+        assert_eq!(listed.items.len(), 1);
+        let patched = cms
+            .patch(
+                "from-kube",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"data": {"b": "2"}})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(patched.data.unwrap().len(), 2);
+
+        // A replace carrying the old resourceVersion is a 409 Conflict.
+        let mut stale = created.clone();
+        stale.metadata.resource_version = Some(rv);
+        let err = cms
+            .replace("from-kube", &PostParams::default(), &stale)
+            .await
+            .unwrap_err();
+        match err {
+            kube::Error::Api(status) => assert_eq!(status.code, 409),
+            other => panic!("expected a 409, got {other:?}"),
+        }
+        cms.delete("from-kube", &DeleteParams::default())
+            .await
+            .unwrap();
+        let gone = cms.get("from-kube").await.unwrap_err();
+        match gone {
+            kube::Error::Api(status) => assert_eq!(status.code, 404),
+            other => panic!("expected a 404, got {other:?}"),
+        }
+    });
+}
