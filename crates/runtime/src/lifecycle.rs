@@ -233,8 +233,16 @@ impl Runtime {
             Ok(container) => container,
             // A create killed before its state was complete: state.json missing or torn.
             Err(err) if force && dir.exists() => {
-                tracing::warn!(container = %id, "removing a half-created container: {err}");
-                return remove_half_created(id, &self.root, &dir);
+                return match remove_half_created(id, &self.root, &dir) {
+                    Ok(()) => {
+                        tracing::warn!(container = %id, "removed a half-created container: {err}");
+                        Ok(())
+                    }
+                    // Not half-created after all: another process (the monitor of a
+                    // detached container) was deleting it, and finished first.
+                    Err(_) if !dir.exists() => Ok(()),
+                    Err(other) => Err(other),
+                };
             }
             Err(err) => return Err(err),
         };
