@@ -298,6 +298,11 @@ pub static RESOURCES: &[Resource] = &[
     ),
 ];
 
+/// The `namespaces` resource (first in [`RESOURCES`]; the server needs it by itself).
+pub fn namespaces() -> &'static Resource {
+    &RESOURCES[0]
+}
+
 /// The API groups, in discovery order, with their versions.
 pub fn groups() -> Vec<(&'static str, Vec<&'static str>)> {
     let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
@@ -372,6 +377,8 @@ mod tests {
                 );
             }
         }
+        assert_eq!(namespaces().plural, "namespaces");
+        assert!(!namespaces().namespaced);
         let groups = groups();
         assert_eq!(groups[0], ("", vec!["v1"]));
         assert!(groups.iter().any(|(g, _)| *g == "apps"));

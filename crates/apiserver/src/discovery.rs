@@ -5,7 +5,7 @@
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use strata_api::resources::{self, RESOURCES, VERBS};
 use strata_api::{Resource, Subresource};
@@ -25,7 +25,7 @@ fn text(body: &'static str) -> Response {
 }
 
 /// Serves a non-resource request.
-pub fn handle(method: &Method, path: &str, _headers: &HeaderMap) -> Response {
+pub fn handle(method: &Method, path: &str) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return ApiError::MethodNotAllowed.into_response();
     }

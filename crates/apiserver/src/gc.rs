@@ -203,17 +203,7 @@ async fn recheck_owners(store: &dyn Store, dependent: &Value) -> Result<(), ApiE
 }
 
 fn target_for_key(key: &str) -> Option<Target> {
-    let rest = key.strip_prefix("/registry/")?;
-    let parts: Vec<&str> = rest.split('/').collect();
-    let (group, plural, namespace, name) = match parts.as_slice() {
-        [g, p, ns, n] => (*g, *p, Some(ns.to_string()), n.to_string()),
-        [g, p, n] => (*g, *p, None, n.to_string()),
-        _ => return None,
-    };
-    let group = if group == "core" { "" } else { group };
-    let resource = RESOURCES
-        .iter()
-        .find(|r| r.group == group && r.plural == plural && r.namespaced == namespace.is_some())?;
+    let (resource, namespace, name) = storage::locate(key)?;
     Some(Target {
         resource,
         namespace,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use strata_api::resources::RESOURCES;
+use strata_api::resources::{RESOURCES, namespaces};
 use strata_api::{FieldValidation, Operation, admit};
 use strata_store::{EventKind, Store};
 
@@ -17,13 +17,6 @@ use crate::storage;
 
 /// The namespaces every cluster has.
 pub const BUILT_IN: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
-
-fn namespaces() -> &'static strata_api::Resource {
-    RESOURCES
-        .iter()
-        .find(|r| r.group.is_empty() && r.plural == "namespaces")
-        .unwrap_or(&RESOURCES[0])
-}
 
 /// Creates the built-in namespaces that are missing.
 pub async fn bootstrap(store: &dyn Store) -> Result<(), ApiError> {

@@ -28,6 +28,21 @@ pub fn key(resource: &Resource, namespace: Option<&str>, name: &str) -> String {
     format!("{}{name}", prefix(resource, namespace))
 }
 
+/// The inverse of [`key`]: the resource, namespace and name a key stores.
+pub fn locate(key: &str) -> Option<(&'static Resource, Option<String>, String)> {
+    let parts: Vec<&str> = key.strip_prefix("/registry/")?.split('/').collect();
+    let (group, plural, namespace, name) = match parts.as_slice() {
+        [g, p, ns, n] => (*g, *p, Some(ns.to_string()), n.to_string()),
+        [g, p, n] => (*g, *p, None, n.to_string()),
+        _ => return None,
+    };
+    let group = if group == "core" { "" } else { group };
+    let resource = strata_api::RESOURCES
+        .iter()
+        .find(|r| r.group == group && r.plural == plural && r.namespaced == namespace.is_some())?;
+    Some((resource, namespace, name))
+}
+
 /// The stored form: JSON without `metadata.resourceVersion`.
 pub fn encode(object: &Value) -> Bytes {
     let mut object = object.clone();
@@ -80,6 +95,14 @@ mod tests {
         assert_eq!(prefix(pods, None), "/registry/core/pods/");
         assert_eq!(key(nodes, Some("ignored"), "n1"), "/registry/core/nodes/n1");
         assert_eq!(prefix(deploys, Some("x")), "/registry/apps/deployments/x/");
+        let (r, ns, name) = locate(&key(deploys, Some("x"), "web")).unwrap();
+        assert_eq!(
+            (r.kind, ns.as_deref(), name.as_str()),
+            ("Deployment", Some("x"), "web")
+        );
+        assert_eq!(locate(&key(nodes, None, "n1")).unwrap().0.kind, "Node");
+        assert!(locate("/registry/core/pods").is_none());
+        assert!(locate("/other").is_none());
 
         let stored = encode(&json!({"metadata": {"name": "a", "resourceVersion": "9"}}));
         assert_eq!(&stored[..], br#"{"metadata":{"name":"a"}}"#);

@@ -179,14 +179,7 @@ fn blob_path(digest: &Digest) -> String {
 }
 
 fn header(size: u64) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_size(size);
-    header.set_mode(0o644);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
-    header
+    crate::pack::synthetic_header(tar::EntryType::Regular, size, 0o644)
 }
 
 fn append_bytes<W: Write>(
@@ -288,22 +281,12 @@ fn tempdir_in(root: &Path) -> Result<TempDir, ArchiveError> {
 
 /// Extracts regular files and directories with plain relative names; refuses others.
 fn extract_flat(input: impl Read, dest: &Path) -> Result<(), ArchiveError> {
-    let mut input = BufReader::new(input);
-    let mut magic = [0u8; 2];
-    let peeked = {
-        use std::io::BufRead;
-        let buf = input
-            .fill_buf()
-            .map_err(io_err("cannot read the archive"))?;
-        let n = buf.len().min(2);
-        magic[..n].copy_from_slice(&buf[..n]);
-        n
-    };
-    let reader: Box<dyn Read> = if peeked == 2 && magic == [0x1f, 0x8b] {
-        Box::new(flate2::read::MultiGzDecoder::new(input))
-    } else {
-        Box::new(input)
-    };
+    // docker save | gzip (or zstd) is as welcome as a plain tar.
+    let reader = crate::unpack::decoder(BufReader::new(input), crate::unpack::Compression::Detect)
+        .map_err(|e| ArchiveError::Io {
+            what: "cannot read the archive".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let mut archive = tar::Archive::new(reader);
     let entries = archive
         .entries()

@@ -311,38 +311,6 @@ impl Manifest {
     }
 }
 
-/// How a layer blob is compressed, from its media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerCompression {
-    /// Plain tar.
-    None,
-    /// gzip.
-    Gzip,
-    /// zstd.
-    Zstd,
-}
-
-/// The compression a layer media type implies, or `None` for a type that is not a
-/// layer this crate can unpack.
-pub fn layer_compression(media_type: &str) -> Option<LayerCompression> {
-    use media_type::*;
-    match media_type {
-        OCI_LAYER | "application/vnd.oci.image.layer.nondistributable.v1.tar" => {
-            Some(LayerCompression::None)
-        }
-        OCI_LAYER_GZIP
-        | DOCKER_LAYER_GZIP
-        | DOCKER_FOREIGN_LAYER_GZIP
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => {
-            Some(LayerCompression::Gzip)
-        }
-        OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
-            Some(LayerCompression::Zstd)
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,8 +347,8 @@ mod tests {
         assert_eq!(m.layers.len(), 1);
         assert_eq!(m.config.size, 1469);
         assert_eq!(
-            layer_compression(&m.layers[0].media_type),
-            Some(LayerCompression::Gzip)
+            crate::unpack::Compression::from_media_type(&m.layers[0].media_type).ok(),
+            Some(crate::unpack::Compression::Gzip)
         );
     }
 

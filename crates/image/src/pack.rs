@@ -138,18 +138,25 @@ fn is_opaque_dir(path: &Path) -> bool {
     )
 }
 
+/// A header for content Strata makes up (not copied from a file): owned by root,
+/// mtime 0. Every numeric field is set — tar readers refuse empty ones.
+pub(crate) fn synthetic_header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_size(size);
+    header.set_mode(mode);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header
+}
+
 fn empty_entry<W: Write>(
     builder: &mut tar::Builder<W>,
     path: &Path,
     name: &Path,
 ) -> Result<(), PackError> {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_size(0);
-    header.set_mode(0o644);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
+    let mut header = synthetic_header(tar::EntryType::Regular, 0, 0o644);
     builder
         .append_data(&mut header, name, std::io::empty())
         .map_err(|source| PackError::Io {

@@ -15,9 +15,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
 use crate::images::{Image, ImageError, ImageStore};
-use crate::manifest::{Descriptor, LayerCompression, layer_compression};
+use crate::manifest::Descriptor;
 use crate::snapshot::{SnapshotError, chain_ids};
-use crate::unpack::{Compression, UnpackError, UnpackOptions, unpack_layer};
+use crate::unpack::{Compression, UnpackError, UnpackOptions, decoder, unpack_layer};
 
 /// Why a root file system could not be prepared.
 #[derive(Debug, thiserror::Error)]
@@ -116,10 +116,11 @@ fn decompressed(
     digest: &Digest,
     media_type: &str,
 ) -> Result<Box<dyn Read>, RootfsError> {
-    let compression = layer_compression(media_type).ok_or_else(|| RootfsError::LayerType {
-        digest: digest.clone(),
-        media_type: media_type.to_string(),
-    })?;
+    let compression =
+        Compression::from_media_type(media_type).map_err(|_| RootfsError::LayerType {
+            digest: digest.clone(),
+            media_type: media_type.to_string(),
+        })?;
     let path = store.content().path(digest);
     let file = std::fs::File::open(&path).map_err(|source| {
         if source.kind() == std::io::ErrorKind::NotFound {
@@ -135,16 +136,9 @@ fn decompressed(
         }
     })?;
     let file = std::io::BufReader::with_capacity(256 * 1024, file);
-    Ok(match compression {
-        LayerCompression::None => Box::new(file),
-        LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
-        LayerCompression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(file).map_err(|source| RootfsError::Io {
-                operation: "cannot read zstd layer",
-                path,
-                source,
-            })?,
-        ),
+    decoder(file, compression).map_err(|source| RootfsError::Unpack {
+        digest: digest.clone(),
+        source,
     })
 }
 

@@ -23,7 +23,7 @@ use crate::oci::parse_user;
 use crate::{monitor, output};
 use strata_image::containerfile::set_env;
 use strata_image::users;
-use strata_image::{Image, ImageConfig, ImageError, Reference};
+use strata_image::{Image, ImageConfig, ImageError, ImageStore, Reference};
 
 /// Runs a command; returns the process exit code.
 pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
@@ -115,8 +115,8 @@ fn random_id() -> String {
 enum Source {
     /// `--rootfs DIR`: the directory as it is; every positional argument is the command.
     Directory(PathBuf),
-    /// An image: its name as given, and the resolved image.
-    Image(String, Box<Image>),
+    /// An image: its name as given, the resolved image, and the store holding it.
+    Image(String, Box<Image>, ImageStore),
 }
 
 fn container_config(
@@ -282,15 +282,17 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
                 }
                 other => other.with_context(|| format!("cannot run {name}"))?,
             };
-            (Source::Image(name.clone(), Box::new(image)), rest.to_vec())
+            (
+                Source::Image(name.clone(), Box::new(image), images),
+                rest.to_vec(),
+            )
         }
     };
     let id = store.prepare(&id, |dir| {
         let (rootfs, command, image_config, image_use) = match &source {
             Source::Directory(rootfs) => (rootfs.clone(), rest.clone(), None, None),
-            Source::Image(name, image) => {
-                let images = crate::images::open(data_dir)?;
-                let (rootfs, _) = strata_image::rootfs::prepare_rootfs(&images, image, dir)
+            Source::Image(name, image, images) => {
+                let (rootfs, _) = strata_image::rootfs::prepare_rootfs(images, image, dir)
                     .with_context(|| format!("cannot prepare the root file system of {name}"))?;
                 let image_use = ImageUse {
                     name: name.clone(),

@@ -437,7 +437,35 @@ fn watch_deletion_cascades_and_namespaces() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    // Lines as kubectl prints them; the initial list shows the watch is established.
+    let (lines, seen_lines) = std::sync::mpsc::channel();
+    let stdout = watch.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait_for = |name: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match seen_lines.recv_timeout(left) {
+                Ok(line) if line == name => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    assert!(
+        wait_for("configmap/settings"),
+        "the watch lists what exists"
+    );
     let later = s.data.path().join("later.yaml");
     std::fs::write(
         &later,
@@ -445,14 +473,9 @@ fn watch_deletion_cascades_and_namespaces() {
     )
     .unwrap();
     s.ok(&["apply", "-f", later.to_str().unwrap()]);
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(wait_for("configmap/later"), "the watch sees a later create");
     let _ = watch.kill();
-    let out = watch.wait_with_output().unwrap();
-    let seen = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        seen.contains("configmap/settings") && seen.contains("configmap/later"),
-        "{seen}"
-    );
+    let _ = watch.wait();
 
     // Foreground deletion waits for dependents (ownerReferences) and removes them.
     let uid = jsonpath(
@@ -499,12 +522,12 @@ async fn write_storm(
     ca: Vec<u8>,
     token: String,
     stop: Arc<AtomicBool>,
-) -> Vec<(usize, String, i64)> {
+    acked: Arc<Mutex<Vec<(usize, String, i64)>>>,
+) {
     let client = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
         .build()
         .unwrap();
-    let acked = Arc::new(Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
     for task in 0..8 {
         let (client, url, token, stop, acked) = (
@@ -539,7 +562,6 @@ async fn write_storm(
     for task in tasks {
         let _ = task.await;
     }
-    acked.lock().unwrap().clone()
 }
 
 #[test]
@@ -554,12 +576,23 @@ fn acknowledged_writes_survive_sigkill_of_the_server() {
     let ca = std::fs::read(s.data.path().join("pki/ca.crt")).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
-    let storm = runtime.spawn(write_storm(s.url.clone(), ca, token, stop.clone()));
-    // Kill mid-storm: after a second, or once enough writes were acknowledged.
-    std::thread::sleep(Duration::from_millis(1500));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let storm = runtime.spawn(write_storm(
+        s.url.clone(),
+        ca,
+        token,
+        stop.clone(),
+        acked.clone(),
+    ));
+    // Kill mid-storm, once a good number of writes were acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let s = s.kill_and_restart();
     stop.store(true, Ordering::Relaxed);
-    let acked = runtime.block_on(storm).unwrap();
+    runtime.block_on(storm).unwrap();
+    let acked = acked.lock().unwrap().clone();
     println!("{} creates acknowledged before SIGKILL", acked.len());
     assert!(
         acked.len() >= 20,

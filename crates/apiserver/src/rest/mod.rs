@@ -62,9 +62,7 @@ async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Respons
             )
         });
     match attributes {
-        RequestAttributes::NonResource { path, .. } => {
-            discovery::handle(request.method(), &path, request.headers())
-        }
+        RequestAttributes::NonResource { path, .. } => discovery::handle(request.method(), &path),
         RequestAttributes::Resource(attrs) => match serve(&state, attrs, request).await {
             Ok(response) => response,
             Err(err) => err.into_response(),

@@ -156,9 +156,7 @@ fn has_status(resource: &Resource) -> bool {
 }
 
 async fn namespace_exists(store: &dyn Store, namespace: &str) -> Result<(), ApiError> {
-    let namespaces = strata_api::resources::find("", "v1", "namespaces")
-        .ok_or_else(|| ApiError::Internal("namespaces missing from the resource table".into()))?;
-    let key = storage::key(namespaces, None, namespace);
+    let key = storage::key(strata_api::resources::namespaces(), None, namespace);
     match store.get(&key).await? {
         Some(kv) => {
             let ns = storage::decode(&kv)?;

@@ -11,6 +11,7 @@ use sha2::{Digest as _, Sha256};
 use super::BuildError;
 use crate::digest::Digest;
 use crate::pack::{LayerWriter, PackError};
+use crate::unpack::Compression;
 
 /// One resolved source and where it lands.
 #[derive(Debug, Clone)]
@@ -107,6 +108,7 @@ fn expand(context: &Path, source: &str, line: usize) -> Result<Vec<PathBuf>, Bui
     Ok(paths)
 }
 
+/// A tar, or a gzip/zstd stream (assumed to hold a tar, as Docker assumes).
 fn is_archive(path: &Path) -> bool {
     let mut head = [0u8; 262];
     let Ok(mut file) = std::fs::File::open(path) else {
@@ -114,9 +116,10 @@ fn is_archive(path: &Path) -> bool {
     };
     let n = file.read(&mut head).unwrap_or(0);
     let head = &head[..n];
-    head.starts_with(&[0x1f, 0x8b])
-        || head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || (n >= 262 && &head[257..262] == b"ustar")
+    matches!(
+        Compression::detect(head),
+        Ok(Compression::Gzip | Compression::Zstd)
+    ) || (n >= 262 && &head[257..262] == b"ustar")
 }
 
 /// Resolves the sources of a COPY/ADD (`context` canonical) against `dest` (relative
@@ -250,28 +253,13 @@ fn restage_archive(
     dest: &Path,
 ) -> Result<(), BuildError> {
     let io = |what: String| move |source| BuildError::Io { what, source };
-    let file = std::io::BufReader::new(
-        std::fs::File::open(archive).map_err(io(format!("cannot open {}", archive.display())))?,
-    );
-    let mut peek = file;
-    let magic = {
-        use std::io::BufRead;
-        peek.fill_buf()
-            .map_err(io(format!("cannot read {}", archive.display())))?
-            .get(..4)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default()
-    };
-    let reader: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(peek))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(
-            zstd::stream::read::Decoder::new(peek)
-                .map_err(io(format!("cannot read {}", archive.display())))?,
-        )
-    } else {
-        Box::new(peek)
-    };
+    let file =
+        std::fs::File::open(archive).map_err(io(format!("cannot open {}", archive.display())))?;
+    let reader = crate::unpack::decoder(std::io::BufReader::new(file), Compression::Detect)
+        .map_err(|e| BuildError::Io {
+            what: format!("cannot read {}", archive.display()),
+            source: std::io::Error::other(e.to_string()),
+        })?;
     let mut tar = tar::Archive::new(reader);
     let entries = tar
         .entries()

@@ -132,6 +132,9 @@ pub struct BuildOutcome {
     pub cached: usize,
 }
 
+/// A step's layer and its diff ID; `None` for a step that changed nothing.
+type Layer = Option<(Descriptor, Digest)>;
+
 /// The image being built.
 struct State {
     config: ImageConfig,
@@ -161,7 +164,7 @@ impl State {
         self.key = Digest::from_hasher(hasher);
     }
 
-    fn push_layer(&mut self, layer: Option<(Descriptor, Digest)>, created_by: &str) {
+    fn push_layer(&mut self, layer: Layer, created_by: &str) {
         let empty_layer = layer.is_none();
         if let Some((descriptor, diff_id)) = layer {
             self.layers.push(descriptor);
@@ -323,52 +326,57 @@ impl Build<'_> {
                 let args: Vec<String> =
                     state.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 state.advance(&step.text, &args.join("\n"));
-                let layer = match self.cached(state)? {
-                    Some(layer) => layer,
-                    None => {
-                        let argv = form.argv();
-                        let layer = self.in_overlay(state, line, |build, state, rootfs| {
-                            build.run_in(state, rootfs, argv.clone(), line)
-                        })?;
-                        self.remember(state, &layer)?;
-                        layer
-                    }
-                };
+                let argv = form.argv();
+                let layer = self.cached_or(state, |build| {
+                    build.in_overlay(state, |build, state, rootfs| {
+                        build.run_in(state, rootfs, argv, line)
+                    })
+                })?;
                 state.push_layer(layer, &step.text);
                 Ok(())
             }
-            Instruction::Copy(_) | Instruction::Add(_) => {
-                let substituted =
-                    containerfile::parse_instruction(&substitute(&step.text, &state.vars()), line)?;
-                let (spec, add) = match substituted.instruction {
-                    Instruction::Copy(spec) => (spec, false),
-                    Instruction::Add(spec) => (spec, true),
-                    _ => unreachable_copy(line)?,
-                };
-                self.copy(state, &spec, add, &substituted.text, line)
-            }
             _ => {
+                // Everything else sees ARG and ENV values substituted, as in Docker.
                 let substituted =
                     containerfile::parse_instruction(&substitute(&step.text, &state.vars()), line)?;
-                apply_to_config(&substituted, &mut state.config)?;
-                state.advance(&substituted.text, "");
-                let mut layer = None;
-                if let Instruction::Workdir(_) = substituted.instruction {
-                    layer = match self.cached(state)? {
-                        Some(layer) => layer,
-                        None => {
-                            let dir = state.workdir();
-                            let layer = self
-                                .in_overlay(state, line, |_, _, rootfs| ensure_dir(rootfs, &dir))?;
-                            self.remember(state, &layer)?;
-                            layer
-                        }
-                    };
+                match &substituted.instruction {
+                    Instruction::Copy(spec) => {
+                        self.copy(state, spec, false, &substituted.text, line)
+                    }
+                    Instruction::Add(spec) => self.copy(state, spec, true, &substituted.text, line),
+                    instruction => {
+                        apply_to_config(&substituted, &mut state.config)?;
+                        state.advance(&substituted.text, "");
+                        let layer = match instruction {
+                            Instruction::Workdir(_) => {
+                                let dir = state.workdir();
+                                self.cached_or(state, |build| {
+                                    build.in_overlay(state, |_, _, rootfs| ensure_dir(rootfs, &dir))
+                                })?
+                            }
+                            _ => None,
+                        };
+                        state.push_layer(layer, &substituted.text);
+                        Ok(())
+                    }
                 }
-                state.push_layer(layer, &substituted.text);
-                Ok(())
             }
         }
+    }
+
+    /// The layer of the step whose key `state` holds: from the cache, or made by
+    /// `make` and remembered.
+    fn cached_or(
+        &mut self,
+        state: &State,
+        make: impl FnOnce(&mut Self) -> Result<Layer, BuildError>,
+    ) -> Result<Layer, BuildError> {
+        if let Some(layer) = self.cached(state)? {
+            return Ok(layer);
+        }
+        let layer = make(self)?;
+        self.remember(state, &layer)?;
+        Ok(layer)
     }
 
     fn copy(
@@ -399,23 +407,18 @@ impl Build<'_> {
         )?;
         let digest = context::content_digest(&placements)?;
         state.advance(text, &format!("{digest} {owner:?}"));
-        let layer = match self.cached(state)? {
-            Some(layer) => layer,
-            None => {
-                let packed = pack_with(self.store.content(), PackMode::Plain, owner, |writer| {
-                    context::stage(writer, &placements).map_err(|e| match e {
-                        BuildError::Pack(p) => p,
-                        other => PackError::Io {
-                            path: self.context.clone(),
-                            source: std::io::Error::other(other.to_string()),
-                        },
-                    })
-                })?;
-                let layer = Some((packed.descriptor, packed.diff_id));
-                self.remember(state, &layer)?;
-                layer
-            }
-        };
+        let layer = self.cached_or(state, |build| {
+            let packed = pack_with(build.store.content(), PackMode::Plain, owner, |writer| {
+                context::stage(writer, &placements).map_err(|e| match e {
+                    BuildError::Pack(p) => p,
+                    other => PackError::Io {
+                        path: build.context.clone(),
+                        source: std::io::Error::other(other.to_string()),
+                    },
+                })
+            })?;
+            Ok(Some((packed.descriptor, packed.diff_id)))
+        })?;
         state.push_layer(layer, text);
         Ok(())
     }
@@ -435,7 +438,7 @@ impl Build<'_> {
             return Ok((uid, gid));
         }
         let mut ids = None;
-        self.in_overlay(state, line, |_, _, rootfs| {
+        self.in_overlay(state, |_, _, rootfs| {
             let user = users::resolve(chown, rootfs)
                 .map_err(|source| BuildError::User { line, source })?;
             ids = Some((u64::from(user.uid), u64::from(user.gid)));
@@ -447,10 +450,7 @@ impl Build<'_> {
         })
     }
 
-    fn cached(
-        &mut self,
-        state: &State,
-    ) -> Result<Option<Option<(Descriptor, Digest)>>, BuildError> {
+    fn cached(&mut self, state: &State) -> Result<Option<Layer>, BuildError> {
         if self.options.no_cache {
             return Ok(None);
         }
@@ -462,11 +462,7 @@ impl Build<'_> {
         Ok(hit)
     }
 
-    fn remember(
-        &mut self,
-        state: &State,
-        layer: &Option<(Descriptor, Digest)>,
-    ) -> Result<(), BuildError> {
+    fn remember(&mut self, state: &State, layer: &Layer) -> Result<(), BuildError> {
         cache::store(self.store, &state.key, layer)?;
         match layer {
             Some((descriptor, _)) => {
@@ -483,10 +479,8 @@ impl Build<'_> {
     fn in_overlay(
         &mut self,
         state: &State,
-        line: usize,
         change: impl FnOnce(&mut Self, &State, &Path) -> Result<(), BuildError>,
-    ) -> Result<Option<(Descriptor, Digest)>, BuildError> {
-        let _ = line;
+    ) -> Result<Layer, BuildError> {
         let lowers = prepare_layers(self.store, &state.layers, &state.config.rootfs.diff_ids)?;
         let work = WorkDir::new(self.store.root())?;
         mount_overlay(&lowers, work.path())?;
@@ -550,13 +544,6 @@ impl Build<'_> {
     }
 }
 
-fn unreachable_copy<T>(line: usize) -> Result<T, BuildError> {
-    Err(BuildError::Step {
-        line,
-        message: "COPY/ADD changed kind after variable substitution".into(),
-    })
-}
-
 /// Creates directory `path` (and missing parents) inside `root` unless it exists,
 /// resolving it as the container would (symlinks stay inside `root`).
 fn ensure_dir(root: &Path, path: &str) -> Result<(), BuildError> {
@@ -582,13 +569,7 @@ fn ensure_dir(root: &Path, path: &str) -> Result<(), BuildError> {
     // A one-entry layer unpacked in-root: missing parents are created, symlinks are
     // resolved inside `root`, existing directories keep their metadata.
     let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(tar::EntryType::Directory);
-    header.set_mode(0o755);
-    header.set_size(0);
-    header.set_mtime(0);
-    header.set_uid(0);
-    header.set_gid(0);
+    let mut header = crate::pack::synthetic_header(tar::EntryType::Directory, 0, 0o755);
     tar.append_data(&mut header, relative, std::io::empty())
         .map_err(io(format!("cannot create {path}")))?;
     let bytes = tar

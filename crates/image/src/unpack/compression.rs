@@ -73,7 +73,7 @@ impl Compression {
 
 /// Wraps `reader` in the decoder `compression` asks for, peeking at the first bytes
 /// for [`Compression::Detect`].
-pub(crate) fn decoder<'r>(
+pub fn decoder<'r>(
     mut reader: impl Read + 'r,
     compression: Compression,
 ) -> Result<Box<dyn Read + 'r>, UnpackError> {

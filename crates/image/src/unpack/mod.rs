@@ -58,7 +58,7 @@ mod tests;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-pub use compression::Compression;
+pub use compression::{Compression, decoder};
 
 /// What to do with whiteout entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
