@@ -28,6 +28,7 @@
 
 pub mod auth;
 pub mod discovery;
+pub mod embedded;
 mod fsutil;
 pub mod gc;
 pub mod namespaces;
@@ -40,5 +41,6 @@ pub mod table;
 pub mod tls;
 
 pub use auth::Identity;
+pub use embedded::{EmbeddedError, EmbeddedServer};
 pub use pki::{Pki, PkiError};
 pub use server::{Server, ServerConfig, ServerError, serve};

@@ -1,8 +1,10 @@
 //! Test helpers shared by Strata's crates (dev-dependency only): guards that skip a
 //! test with a printed reason when the machine cannot run it, a busybox root file
 //! system built from Debian's `busybox-static`, unique names for test objects, and a
-//! real OCI registry (`docker-registry`) on loopback ([`registry::TestRegistry`]).
+//! real OCI registry (`docker-registry`) on loopback ([`registry::TestRegistry`]), and a real
+//! API server in-process with kube-rs clients ([`cluster::TestApiServer`]).
 
+pub mod cluster;
 pub mod registry;
 
 use std::path::Path;

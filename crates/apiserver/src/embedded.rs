@@ -1,0 +1,140 @@
+//! The API server as `strata server` and `strata up` run it: on the embedded SQLite store
+//! under the data dir, with the built-in namespaces, the namespace finalizer, the garbage
+//! collector, periodic compaction, and node agents allowed to write their own Pods.
+//! Tests start the same thing in-process on port 0.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_store::{SqliteStore, Store, StoreError};
+
+use crate::auth::{PodNodeResolver, layer::PodNodeFuture};
+use crate::rest::{ApiState, router};
+use crate::server::{Server, ServerConfig, ServerError};
+use crate::{gc, namespaces, storage};
+
+/// How much history watches can resume from: compaction keeps this much.
+pub const HISTORY: Duration = Duration::from_secs(5 * 60);
+
+/// Errors of starting the embedded API server.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    /// The data directory could not be created.
+    #[error("cannot create {path}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("cannot open the store {path}")]
+    Store {
+        /// The database file.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: StoreError,
+    },
+    /// The built-in namespaces could not be created.
+    #[error("cannot create the built-in namespaces: {0}")]
+    Bootstrap(String),
+    /// The server could not start.
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// A bound API server on its store, not serving yet: [`EmbeddedServer::start`] then
+/// [`EmbeddedServer::serve`].
+pub struct EmbeddedServer {
+    server: Server,
+    store: Arc<dyn Store>,
+}
+
+impl EmbeddedServer {
+    /// Opens `<data_dir>/state.db`, creates the built-in namespaces and binds the listener
+    /// (writing the admin kubeconfig).
+    pub async fn start(config: ServerConfig) -> Result<Self, EmbeddedError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| EmbeddedError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let path = config.data_dir.join("state.db");
+        let store: Arc<dyn Store> =
+            Arc::new(
+                SqliteStore::open(&path).map_err(|source| EmbeddedError::Store {
+                    path: path.clone(),
+                    source,
+                })?,
+            );
+        namespaces::bootstrap(store.as_ref())
+            .await
+            .map_err(|err| EmbeddedError::Bootstrap(err.to_string()))?;
+        let resolver = Arc::new(StoredPodNodes(store.clone()));
+        let server = Server::bind(config).await?.with_pod_node_resolver(resolver);
+        Ok(Self { server, store })
+    }
+
+    /// The bound server (its URL, PKI, tokens and kubeconfig path).
+    pub fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Runs the background loops and serves until `shutdown` completes.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+        let loops = [
+            tokio::spawn(namespaces::run_finalizer(self.store.clone())),
+            tokio::spawn(gc::run(self.store.clone())),
+            tokio::spawn(compact_forever(self.store.clone())),
+        ];
+        let state = Arc::new(ApiState {
+            store: self.store.clone(),
+        });
+        let served = self.server.serve(router(state), shutdown).await;
+        for task in loops {
+            task.abort();
+        }
+        served
+    }
+}
+
+/// Compacts to the revision of one period ago, every period (what kube-apiserver does).
+async fn compact_forever(store: Arc<dyn Store>) {
+    let mut previous = None;
+    let mut ticker = tokio::time::interval(HISTORY);
+    loop {
+        ticker.tick().await;
+        if let Some(revision) = previous
+            && let Err(err) = store.compact(revision).await
+        {
+            tracing::warn!(error = %err, revision, "compaction failed");
+        }
+        previous = store.current_revision().await.ok();
+    }
+}
+
+/// Reads `spec.nodeName` of stored Pods for the node authorizer.
+struct StoredPodNodes(Arc<dyn Store>);
+
+impl PodNodeResolver for StoredPodNodes {
+    fn pod_node<'a>(&'a self, namespace: &'a str, name: &'a str) -> PodNodeFuture<'a> {
+        Box::pin(async move {
+            let pods = strata_api::resources::find("", "v1", "pods")?;
+            let kv = self
+                .0
+                .get(&storage::key(pods, Some(namespace), name))
+                .await
+                .ok()??;
+            let pod = storage::decode(&kv).ok()?;
+            pod.pointer("/spec/nodeName")?.as_str().map(str::to_string)
+        })
+    }
+}
