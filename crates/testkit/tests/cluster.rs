@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! The in-process API server serves real kube-rs clients, and node identities may write
 //! the status of Pods bound to them (the store-backed node authorizer) but no others.
 
