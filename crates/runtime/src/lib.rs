@@ -26,6 +26,7 @@ pub mod error;
 pub mod id;
 pub mod lifecycle;
 pub mod process;
+pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
 pub mod state;
@@ -36,6 +37,7 @@ pub use error::RuntimeError;
 pub use id::{ContainerId, InvalidId};
 pub use lifecycle::{CreateOptions, ExecOptions, Runtime, Stdio};
 pub use process::{Exit, parse_signal, wait_for_exit};
+pub use sandbox::{Sandbox, SandboxError};
 pub use spec::{BindMount, ContainerConfig, NetworkMode, ResourceLimits};
 pub use state::{ContainerState, Status};
 

@@ -115,6 +115,9 @@ pub struct ContainerConfig {
     pub terminal: bool,
     /// `oom_score_adj` of the process.
     pub oom_score_adj: Option<i32>,
+    /// A pod sandbox whose network, IPC and UTS namespaces the container joins (then
+    /// `network` and `hostname` do not apply; the sandbox has them).
+    pub sandbox: Option<crate::Sandbox>,
 }
 
 impl ContainerConfig {
@@ -139,6 +142,7 @@ impl ContainerConfig {
             seccomp_unconfined: false,
             terminal: false,
             oom_score_adj: None,
+            sandbox: None,
         }
     }
 
@@ -160,7 +164,11 @@ impl ContainerConfig {
         let mut spec = Spec::default();
         // 1.0.2: the version every runtime in use accepts (crun 1.8 refuses newer ones).
         spec.set_version("1.0.2".to_string());
-        spec.set_hostname(self.hostname.clone().or_else(|| Some("strata".to_string())));
+        if self.sandbox.is_none() {
+            spec.set_hostname(self.hostname.clone().or_else(|| Some("strata".to_string())));
+        } else {
+            spec.set_hostname(None);
+        }
 
         let mut root = Root::default();
         root.set_path(self.rootfs.clone());
@@ -194,11 +202,36 @@ impl ContainerConfig {
         ]
         .into_iter()
         .chain((self.network == NetworkMode::None).then_some(LinuxNamespaceType::Network))
+        .filter(|typ| {
+            // Joined below instead.
+            self.sandbox.is_none()
+                || !matches!(
+                    typ,
+                    LinuxNamespaceType::Uts | LinuxNamespaceType::Ipc | LinuxNamespaceType::Network
+                )
+        })
         .map(|typ| {
             let mut ns = LinuxNamespace::default();
             ns.set_typ(typ);
             ns
         })
+        .chain(self.sandbox.iter().flat_map(|sandbox| {
+            [
+                (LinuxNamespaceType::Network, sandbox.net()),
+                (LinuxNamespaceType::Ipc, sandbox.ipc()),
+                (LinuxNamespaceType::Uts, sandbox.uts()),
+            ]
+            .into_iter()
+            .filter(|(typ, _)| {
+                *typ != LinuxNamespaceType::Network || self.network == NetworkMode::None
+            })
+            .map(|(typ, path)| {
+                let mut ns = LinuxNamespace::default();
+                ns.set_typ(typ);
+                ns.set_path(Some(path));
+                ns
+            })
+        }))
         .collect();
         linux.set_namespaces(Some(namespaces));
         if !self.cgroups_path.as_os_str().is_empty() {

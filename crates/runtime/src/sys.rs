@@ -55,3 +55,32 @@ pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {
     // SCM_RIGHTS message; nothing else refers to it, so exactly one owner is created.
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
+
+/// Sets the loopback interface of the calling thread's network namespace up
+/// (SIOCGIFFLAGS then SIOCSIFFLAGS with IFF_UP), as CNI's loopback plugin does.
+pub fn loopback_up() -> std::io::Result<()> {
+    let socket = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(std::io::Error::from)?;
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut request: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+        *slot = *byte as libc::c_char;
+    }
+    // SAFETY: `socket` is an open descriptor; SIOCGIFFLAGS reads the NUL-terminated name
+    // and writes the flags into the `ifreq` the pointer refers to, a live local.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the `ifru_flags` member of the union just above.
+    unsafe { request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS only reads the `ifreq`.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -10,7 +10,7 @@ use strata_image::{ImageStore, Reference};
 use strata_runtime::{ContainerConfig, CreateOptions, NetworkMode, wait_for_exit};
 
 use crate::cli::BuildArgs;
-use crate::containers::{Meta, Store};
+use strata_agent::containers::{Meta, Store};
 
 /// Runs RUN steps as containers named `build-<pid>-<n>`, removed when they exit.
 struct ContainerSteps<'a> {
@@ -41,8 +41,11 @@ impl ContainerSteps<'_> {
             created: chrono::Utc::now(),
             auto_remove: true,
             memory_limit: None,
+            labels: Default::default(),
         };
-        let id = self.containers.prepare(&id, |_| Ok((meta, spec)))?;
+        let id = self
+            .containers
+            .prepare(&id, |_| Ok::<_, anyhow::Error>((meta, spec)))?;
         let result = (|| -> Result<i32> {
             let mut options = CreateOptions::default();
             let null = std::fs::File::open("/dev/null").context("cannot open /dev/null")?;

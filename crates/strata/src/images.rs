@@ -11,8 +11,8 @@ use strata_image::import::import_rootfs;
 use strata_image::{Digest, Image, ImageStore, Reference};
 
 use crate::cli::{ImageCommand, ImageLsArgs, ImageRmArgs};
-use crate::containers::Store;
 use crate::output;
+use strata_agent::containers::Store;
 
 /// Opens the image store of `data_dir`.
 pub fn open(data_dir: &Path) -> Result<ImageStore> {

@@ -3,10 +3,7 @@
 
 mod build;
 mod cli;
-mod containers;
 mod images;
-mod logfile;
-mod monitor;
 mod oci;
 mod output;
 mod progress;

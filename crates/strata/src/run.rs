@@ -1,9 +1,8 @@
 //! Docker-like commands for people: `strata run`, `ps`, `logs`, `stop`, `rm`, `exec`,
 //! `stats`.
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command as Process, Stdio as ProcessStdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -17,10 +16,11 @@ use strata_runtime::{
 use crate::cli::{
     Command, ExecArgs, ImageCommand, LogsArgs, PsArgs, RmArgs, RunArgs, StatsArgs, StopArgs,
 };
-use crate::containers::{Entry, ImageUse, Meta, Store};
-use crate::logfile::{Stream, parse_record};
 use crate::oci::parse_user;
-use crate::{monitor, output};
+use crate::output;
+use strata_agent::containers::logfile::{Stream, parse_record};
+use strata_agent::containers::monitor::{self, MonitorCommand};
+use strata_agent::containers::{Entry, ImageUse, Meta, Store};
 use strata_image::containerfile::set_env;
 use strata_image::users;
 use strata_image::{Image, ImageConfig, ImageError, ImageStore, Reference};
@@ -44,7 +44,7 @@ pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
         Command::Push(args) => crate::registry::push(data_dir, &args),
         Command::Login(args) => crate::registry::login(data_dir, &args),
         Command::Logout(args) => crate::registry::logout(data_dir, &args),
-        Command::Monitor(args) => monitor::run(&store()?, &ContainerId::new(args.container)?),
+        Command::Monitor(args) => Ok(monitor::run(&store()?, &ContainerId::new(args.container)?)?),
         Command::Oci(args) => Ok(crate::oci::main(args)),
         Command::Server(args) => crate::server::run(data_dir, &args),
         Command::Kubeconfig => crate::server::kubeconfig(data_dir),
@@ -321,8 +321,9 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
             created: chrono::Utc::now(),
             auto_remove: args.rm,
             memory_limit: config.limits.memory_bytes,
+            labels: Default::default(),
         };
-        Ok((meta, spec))
+        Ok::<_, anyhow::Error>((meta, spec))
     })?;
     if args.detach {
         return run_detached(store, &id);
@@ -331,38 +332,7 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
 }
 
 fn run_detached(store: &Store, id: &ContainerId) -> Result<u8> {
-    let exe = std::env::current_exe().context("cannot find the strata binary")?;
-    let data_dir = store
-        .dir(id)
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .context("container directory has no data dir")?;
-    let mut child = Process::new(exe)
-        .arg("--data-dir")
-        .arg(&data_dir)
-        .arg("__monitor")
-        .arg(id.as_str())
-        .stdin(ProcessStdio::null())
-        .stdout(ProcessStdio::piped())
-        .stderr(ProcessStdio::null())
-        .spawn()
-        .context("cannot start the container monitor")?;
-    let mut report = String::new();
-    if let Some(stdout) = child.stdout.take() {
-        BufReader::new(stdout)
-            .read_line(&mut report)
-            .context("cannot read the monitor's report")?;
-    }
-    let report = report.trim();
-    if report != monitor::READY {
-        let _ = child.wait();
-        let _ = store.remove(id, true);
-        if report.is_empty() {
-            bail!("the container monitor exited without starting {id}");
-        }
-        bail!("{report}");
-    }
+    monitor::spawn(store, id, &MonitorCommand::current_exe(store.data_dir())?)?;
     println!("{id}");
     Ok(0)
 }

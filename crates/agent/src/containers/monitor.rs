@@ -1,0 +1,215 @@
+//! The monitor of a detached container (Strata's conmon): a process of its own (the
+//! `strata __monitor` command) that becomes a session leader, creates and starts the
+//! container with its output going to pipes, tells whoever spawned it whether that worked,
+//! then copies output into the CRI log, waits for the container's exit and records it
+//! (removing the container if asked to). Because it outlives whoever started it, a
+//! container's exit is recorded even while the agent (or `strata up`) is down.
+
+use std::ffi::OsString;
+use std::io::{BufRead as _, BufReader, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::process::{Command, Stdio as ProcessStdio};
+use std::sync::{Arc, Mutex};
+
+use strata_runtime::{ContainerId, CreateOptions, Exit, Stdio, wait_for_exit};
+
+use super::logfile::{LogWriter, Stream, copy_stream};
+use super::store::{ContainerError, ExitRecord, Store};
+
+/// The first line the monitor writes when the container started.
+pub const READY: &str = "started";
+
+/// How to start a monitor: a program and its arguments, to which the container ID is
+/// appended (for Strata: `[/proc/self/exe, --data-dir, D, __monitor]`).
+#[derive(Clone, Debug)]
+pub struct MonitorCommand {
+    /// The program and its leading arguments.
+    pub argv: Vec<OsString>,
+}
+
+impl MonitorCommand {
+    /// The `strata __monitor` command of the running binary for `data_dir`.
+    pub fn current_exe(data_dir: &std::path::Path) -> Result<Self, ContainerError> {
+        let exe = std::env::current_exe().map_err(|err| {
+            ContainerError::Monitor(format!("cannot find the strata binary: {err}"))
+        })?;
+        Ok(Self {
+            argv: vec![
+                exe.into(),
+                "--data-dir".into(),
+                data_dir.into(),
+                "__monitor".into(),
+            ],
+        })
+    }
+}
+
+/// Starts a monitor for the prepared container `id` and waits until it reports that the
+/// container started; when it did not, the container is removed and the monitor's
+/// one-line reason returned.
+pub fn spawn(
+    store: &Store,
+    id: &ContainerId,
+    command: &MonitorCommand,
+) -> Result<(), ContainerError> {
+    let Some((program, args)) = command.argv.split_first() else {
+        return Err(ContainerError::Monitor("empty monitor command".into()));
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .arg(id.as_str())
+        .stdin(ProcessStdio::null())
+        .stdout(ProcessStdio::piped())
+        .stderr(ProcessStdio::null())
+        .spawn()
+        .map_err(|err| {
+            ContainerError::Monitor(format!("cannot start the container monitor: {err}"))
+        })?;
+    let mut report = String::new();
+    if let Some(stdout) = child.stdout.take() {
+        let _ = BufReader::new(stdout).read_line(&mut report);
+    }
+    let report = report.trim();
+    if report != READY {
+        let _ = child.wait();
+        let _ = store.remove(id, true);
+        if report.is_empty() {
+            return Err(ContainerError::Monitor(format!(
+                "the container monitor exited without starting {id}"
+            )));
+        }
+        return Err(ContainerError::Monitor(report.to_string()));
+    }
+    // The monitor lives on as its own session; reap it in the background so it never
+    // lingers as a zombie of a long-running parent.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
+/// Runs the monitor for a prepared container; its stdout is the report pipe. Returns the
+/// exit code of the monitor process.
+pub fn run(store: &Store, id: &ContainerId) -> Result<u8, ContainerError> {
+    nix::unistd::setsid()
+        .map_err(|err| ContainerError::Monitor(format!("cannot start a new session: {err}")))?;
+    let (pid, copiers) = match start(store, id) {
+        Ok(started) => started,
+        Err(err) => {
+            let _ = store.remove(id, true);
+            println!("{}", one_line(&err));
+            return Ok(1);
+        }
+    };
+    println!("{READY}");
+    let _ = std::io::stdout().flush();
+    detach_stdio();
+
+    let exit = wait_for_exit(pid);
+    for copier in copiers {
+        let _ = copier.join();
+    }
+    finish(store, id, exit?)?;
+    Ok(0)
+}
+
+/// An error and its causes on one line, `a: b: c`, skipping causes already spelled out.
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    parts.join(": ")
+}
+
+type Copier = std::thread::JoinHandle<()>;
+
+fn start(store: &Store, id: &ContainerId) -> Result<(i32, Vec<Copier>), ContainerError> {
+    let log_path = store.log_path(id);
+    let log = Arc::new(Mutex::new(LogWriter::open(&log_path).map_err(
+        |source| ContainerError::Io {
+            action: "open",
+            path: log_path.clone(),
+            source,
+        },
+    )?));
+    let pipe = || {
+        nix::unistd::pipe()
+            .map_err(|err| ContainerError::Monitor(format!("cannot create a pipe: {err}")))
+    };
+    let (out_read, out_write) = pipe()?;
+    let (err_read, err_write) = pipe()?;
+    let null: OwnedFd = std::fs::File::open("/dev/null")
+        .map_err(|source| ContainerError::Io {
+            action: "open",
+            path: "/dev/null".into(),
+            source,
+        })?
+        .into();
+    let options = CreateOptions {
+        stdio: Stdio {
+            stdin: Some(null),
+            stdout: Some(out_write),
+            stderr: Some(err_write),
+        },
+        ..Default::default()
+    };
+    let state = store.runtime().create(id, &store.dir(id), options)?;
+    store.runtime().start(id)?;
+    let copiers = [(out_read, Stream::Stdout), (err_read, Stream::Stderr)]
+        .into_iter()
+        .map(|(fd, stream)| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || copy_stream(std::fs::File::from(fd), stream, &log))
+        })
+        .collect();
+    Ok((state.pid, copiers))
+}
+
+/// Points stdin/stdout/stderr at /dev/null so the parent's pipe can close.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..=2 {
+            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+        }
+    }
+}
+
+/// Records the exit of `id` and removes it when asked to.
+pub fn finish(store: &Store, id: &ContainerId, exit: Exit) -> Result<ExitRecord, ContainerError> {
+    let oom_killed = store
+        .runtime()
+        .stats(id)
+        .map(|stats| stats.memory.oom_kills > 0)
+        .unwrap_or(false);
+    let record = ExitRecord {
+        code: exit.code(),
+        signal: match exit {
+            Exit::Signal(signal) => Some(signal.as_str().to_string()),
+            Exit::Code(_) => None,
+        },
+        oom_killed,
+        finished: chrono::Utc::now(),
+    };
+    let Ok(meta) = store.meta(id) else {
+        // `strata rm -f` removed the container while it ran: nothing left to record.
+        return Ok(record);
+    };
+    if meta.auto_remove {
+        store.remove(id, true)?;
+    } else {
+        store.record_exit(id, &record)?;
+        // Stopped containers keep their directory (logs, exit) but release their cgroup.
+        store.runtime().delete(id, true)?;
+    }
+    Ok(record)
+}
