@@ -3,5 +3,85 @@
 //!
 //! - [`containers`]: the containers of this machine (shared with `strata run`): their
 //!   directories, monitors and logs.
+//! - [`node`]: the Node object and the heartbeat Lease.
+//! - [`pods`]: the pods bound to this node, one worker each.
 
 pub mod containers;
+pub mod node;
+pub mod pods;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use strata_client::Recorder;
+use strata_image::ImageStore;
+
+use crate::containers::{MonitorCommand, Store};
+
+/// How the agent runs.
+#[derive(Clone, Debug)]
+pub struct AgentOptions {
+    /// The node's name.
+    pub node_name: String,
+    /// The node's IP (`InternalIP`, `status.hostIP`).
+    pub node_ip: String,
+    /// The data dir: containers, images and pods live under it.
+    pub data_dir: PathBuf,
+    /// How to start a container monitor.
+    pub monitor: MonitorCommand,
+    /// Most pods the node takes.
+    pub max_pods: u32,
+}
+
+/// Errors of the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The container store could not be opened.
+    #[error("cannot open the container store")]
+    Containers(#[source] containers::ContainerError),
+    /// The image store could not be opened.
+    #[error("cannot open the image store")]
+    Images(#[source] strata_image::ImageError),
+    /// The Node could not be registered.
+    #[error("cannot register the node")]
+    Register(#[source] kube::Error),
+    /// A bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// What every part of the agent shares.
+pub struct Context {
+    /// The API client (with the node's identity).
+    pub client: kube::Client,
+    /// The containers of this machine.
+    pub containers: Store,
+    /// The image store.
+    pub images: ImageStore,
+    /// Events as the kubelet writes them.
+    pub recorder: Recorder,
+    /// The options.
+    pub options: AgentOptions,
+}
+
+/// Registers the node and runs its pods until the future is dropped.
+pub async fn run(client: kube::Client, options: AgentOptions) -> Result<(), AgentError> {
+    let containers = Store::open(&options.data_dir).map_err(AgentError::Containers)?;
+    let images = ImageStore::open(options.data_dir.join("images")).map_err(AgentError::Images)?;
+    let recorder = Recorder::new(client.clone(), "kubelet", Some(&options.node_name));
+    let ctx = Arc::new(Context {
+        client,
+        containers,
+        images,
+        recorder,
+        options,
+    });
+    node::register(&ctx).await?;
+    let heartbeat = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move { node::heartbeat(&ctx).await })
+    };
+    let result = pods::run(ctx).await;
+    heartbeat.abort();
+    result
+}

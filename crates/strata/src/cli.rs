@@ -55,6 +55,10 @@ pub enum Command {
     /// Run the Kubernetes-compatible API server (HTTPS; kubectl works with the
     /// kubeconfig it writes).
     Server(ServerArgs),
+    /// Run a one-node cloud: the API server, and a node agent running the pods bound to
+    /// this machine, in one process (Ctrl-C stops it; pods keep running and are
+    /// adopted on the next start).
+    Up(UpArgs),
     /// Print the admin kubeconfig written by `strata server`.
     Kubeconfig,
     /// Download an image from a registry (same as `image pull`).
@@ -373,6 +377,20 @@ pub struct ServerArgs {
     /// Extra name or IP for the serving certificate (repeatable).
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_san: Vec<String>,
+}
+
+/// `strata up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Every `strata server` flag.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Name of this node (default: the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// IP address the node reports (status.hostIP).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub node_ip: std::net::IpAddr,
 }
 
 /// How to reach registries (shared by pull, push and login).

@@ -11,6 +11,7 @@ mod registry;
 mod run;
 mod server;
 mod tty;
+mod up;
 
 use std::process::ExitCode;
 

@@ -47,6 +47,7 @@ pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
         Command::Monitor(args) => Ok(monitor::run(&store()?, &ContainerId::new(args.container)?)?),
         Command::Oci(args) => Ok(crate::oci::main(args)),
         Command::Server(args) => crate::server::run(data_dir, &args),
+        Command::Up(args) => crate::up::run(data_dir, &args),
         Command::Kubeconfig => crate::server::kubeconfig(data_dir),
     }
 }

@@ -1,0 +1,865 @@
+//! One task per Pod: it syncs what runs with what the Pod asks (sandbox, volumes, init
+//! containers in order, then containers, restarts with Kubernetes' back-off), reports the
+//! status when it changes, and on deletion stops the containers gracefully, removes
+//! everything of the pod and lets the API server drop the object.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use kube::Resource;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use strata_client::events::EventType;
+use strata_image::{Image, Reference};
+use strata_runtime::{ContainerId, Sandbox, Signal};
+
+use super::status::{self, Observed};
+use super::translate::{self, ConfigError, Inputs};
+use super::volumes;
+use crate::Context;
+use crate::containers::{Entry, ImageUse, Meta, monitor};
+
+/// Label keys on the containers of pods (CRI's).
+pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// Label with the pod's name.
+pub const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
+/// Label with the pod's namespace.
+pub const POD_NAMESPACE_LABEL: &str = "io.kubernetes.pod.namespace";
+/// Label with the container's name.
+pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+
+/// First back-off after a container ended (the first restart is immediate).
+const BACKOFF_START: Duration = Duration::from_secs(10);
+/// Longest back-off.
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A container that ran this long resets its back-off.
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// The container ID of attempt `attempt` of container `name` of pod `uid`.
+pub fn container_id(uid: &str, name: &str, attempt: u32) -> Option<ContainerId> {
+    ContainerId::new(format!("{uid}-{name}-{attempt}")).ok()
+}
+
+#[derive(Default)]
+struct Backoff {
+    delay: Duration,
+    not_before: Option<Instant>,
+}
+
+/// What a pod worker keeps between syncs.
+pub struct Worker {
+    ctx: Arc<Context>,
+    uid: String,
+    attempts: BTreeMap<String, u32>,
+    backoff: BTreeMap<String, Backoff>,
+    waiting: BTreeMap<String, (String, String)>,
+    image_ids: BTreeMap<String, String>,
+    reported: Option<serde_json::Value>,
+}
+
+/// What the worker does next.
+pub enum Next {
+    /// Sync again after this long (or earlier when poked).
+    After(Duration),
+    /// The pod is gone; the worker ends.
+    Done,
+}
+
+impl Worker {
+    /// A worker for pod `uid`, knowing the attempts already on this machine.
+    pub fn new(ctx: Arc<Context>, uid: String, attempts: BTreeMap<String, u32>) -> Self {
+        Self {
+            ctx,
+            uid,
+            attempts,
+            backoff: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            image_ids: BTreeMap::new(),
+            reported: None,
+        }
+    }
+
+    fn pod_dir(&self) -> PathBuf {
+        self.ctx.options.data_dir.join("pods").join(&self.uid)
+    }
+
+    fn sandbox(&self) -> Sandbox {
+        Sandbox::at(self.pod_dir().join("sandbox"))
+    }
+
+    /// Syncs once against `pod` (`None`: the pod no longer exists).
+    pub async fn sync(&mut self, pod: Option<Pod>) -> Next {
+        let Some(pod) = pod else {
+            self.tear_down(None).await;
+            return Next::Done;
+        };
+        if pod.metadata.deletion_timestamp.is_some() {
+            self.tear_down(Some(&pod)).await;
+            return Next::Done;
+        }
+        let phase = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        let finished = phase == "Succeeded" || phase == "Failed";
+        if !finished && let Err(err) = self.run_pod(&pod).await {
+            for container in all_containers(&pod) {
+                self.waiting
+                    .entry(container.name.clone())
+                    .or_insert_with(|| ("CreateContainerConfigError".into(), err.0.clone()));
+            }
+        }
+        let observed = self.observe(&pod);
+        let policy = restart_policy(&pod);
+        let phase = if finished {
+            phase.as_str()
+        } else {
+            status::phase(&observed, &policy)
+        };
+        let status = status::pod_status(&pod, &observed, &self.ctx.options.node_ip, phase);
+        self.report(&pod, status).await;
+        if phase == "Succeeded" || phase == "Failed" {
+            self.stop_all(&pod, Duration::ZERO).await;
+        }
+        let now = Instant::now();
+        let soonest = self
+            .backoff
+            .values()
+            .filter_map(|b| b.not_before)
+            .filter(|t| *t > now)
+            .map(|t| t - now)
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        Next::After(soonest.min(Duration::from_secs(1)))
+    }
+
+    /// Starts what should run: sandbox, volumes, init containers in order, containers.
+    async fn run_pod(&mut self, pod: &Pod) -> Result<(), ConfigError> {
+        let sandbox = self.sandbox();
+        let hostname = pod.metadata.name.clone().unwrap_or_default();
+        let made = tokio::task::spawn_blocking(move || sandbox.create(&hostname)).await;
+        match made {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => {
+                return Err(ConfigError(format!(
+                    "cannot create the pod sandbox: {}",
+                    monitor::one_line(&err)
+                )));
+            }
+            Err(err) => return Err(ConfigError(format!("cannot create the pod sandbox: {err}"))),
+        }
+        let (config_maps, secrets) = self.fetch_sources(pod).await?;
+        let pod_dir = self.pod_dir();
+        let volumes = {
+            let pod = pod.clone();
+            let (maps, secrets) = (config_maps.clone(), secrets.clone());
+            tokio::task::spawn_blocking(move || volumes::prepare(&pod, &pod_dir, &maps, &secrets))
+                .await
+                .map_err(|err| ConfigError(err.to_string()))??
+        };
+        let policy = restart_policy(pod);
+        let spec = pod.spec.clone().unwrap_or_default();
+        let init_containers = spec.init_containers.clone().unwrap_or_default();
+        for container in &init_containers {
+            match self.latest(&container.name) {
+                None => {
+                    self.start(pod, container, &volumes, &config_maps, &secrets)
+                        .await;
+                    return Ok(());
+                }
+                Some(entry) if entry.is_running() => return Ok(()),
+                Some(entry) => match entry.exit.as_ref().map(|e| e.code) {
+                    Some(0) => continue,
+                    Some(_) if policy == "Never" => return Ok(()),
+                    Some(_) => {
+                        self.restart(pod, container, &entry, &volumes, &config_maps, &secrets)
+                            .await;
+                        return Ok(());
+                    }
+                    None => return Ok(()),
+                },
+            }
+        }
+        for container in &spec.containers {
+            match self.latest(&container.name) {
+                None => {
+                    self.start(pod, container, &volumes, &config_maps, &secrets)
+                        .await
+                }
+                Some(entry) if entry.is_running() => {}
+                Some(entry) => {
+                    let code = entry.exit.as_ref().map(|e| e.code);
+                    let again = match policy.as_str() {
+                        "Always" => code.is_some(),
+                        "OnFailure" => code.is_some_and(|c| c != 0),
+                        _ => false,
+                    };
+                    if again {
+                        self.restart(pod, container, &entry, &volumes, &config_maps, &secrets)
+                            .await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest attempt of a container, when there is one.
+    fn latest(&self, name: &str) -> Option<Entry> {
+        let attempt = *self.attempts.get(name)?;
+        let id = container_id(&self.uid, name, attempt)?;
+        self.ctx.containers.entry(&id).ok()
+    }
+
+    async fn restart(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        ended: &Entry,
+        volumes: &BTreeMap<String, PathBuf>,
+        config_maps: &volumes::Sources,
+        secrets: &volumes::Sources,
+    ) {
+        let now = Instant::now();
+        let finished = ended.exit.as_ref().map(|e| e.finished);
+        let ran_long = finished
+            .and_then(|f| (f - ended.meta.created).to_std().ok())
+            .is_some_and(|ran| ran >= BACKOFF_RESET);
+        let backoff = self.backoff.entry(container.name.clone()).or_default();
+        if ran_long {
+            *backoff = Backoff::default();
+        }
+        // Kubernetes' back-off counts from the container's exit: the first restart is
+        // immediate, then 10 s, 20 s, 40 s … up to 5 min.
+        let since_exit = finished
+            .and_then(|f| (chrono::Utc::now() - f).to_std().ok())
+            .unwrap_or_default();
+        if since_exit < backoff.delay {
+            backoff.not_before = Some(now + (backoff.delay - since_exit));
+            let message = format!(
+                "back-off {}s restarting failed container={} pod={}({})",
+                backoff.delay.as_secs(),
+                container.name,
+                pod_key(pod),
+                self.uid
+            );
+            let first = !self.waiting.contains_key(&container.name);
+            self.waiting
+                .insert(container.name.clone(), ("CrashLoopBackOff".into(), message));
+            if first {
+                let text = format!(
+                    "Back-off restarting failed container {} in pod {}({})",
+                    container.name,
+                    pod_key(pod),
+                    self.uid
+                );
+                self.event(
+                    pod,
+                    Some(&container.name),
+                    EventType::Warning,
+                    "BackOff",
+                    &text,
+                )
+                .await;
+            }
+            return;
+        }
+        backoff.not_before = None;
+        backoff.delay = if backoff.delay.is_zero() {
+            BACKOFF_START
+        } else {
+            (backoff.delay * 2).min(BACKOFF_MAX)
+        };
+        self.start(pod, container, volumes, config_maps, secrets)
+            .await;
+    }
+
+    /// Pulls the image as the policy says, prepares the next attempt and starts it.
+    async fn start(
+        &mut self,
+        pod: &Pod,
+        container: &Container,
+        volumes: &BTreeMap<String, PathBuf>,
+        config_maps: &volumes::Sources,
+        secrets: &volumes::Sources,
+    ) {
+        let name = container.name.clone();
+        let image = match self.image(pod, container).await {
+            Ok(image) => image,
+            Err((reason, message)) => {
+                self.waiting.insert(name, (reason, message));
+                return;
+            }
+        };
+        self.image_ids
+            .insert(name.clone(), image.config_digest.to_string());
+        let attempt = self.attempts.get(&name).map_or(0, |a| a + 1);
+        let Some(id) = container_id(&self.uid, &name, attempt) else {
+            self.waiting.insert(
+                name,
+                (
+                    "CreateContainerError".into(),
+                    "container ID too long".into(),
+                ),
+            );
+            return;
+        };
+        let ctx = self.ctx.clone();
+        let (pod_c, container_c) = (pod.clone(), container.clone());
+        let (volumes, maps, secrets) = (volumes.clone(), config_maps.clone(), secrets.clone());
+        let sandbox = self.sandbox();
+        let uid = self.uid.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            start_blocking(
+                &ctx,
+                &pod_c,
+                &container_c,
+                &image,
+                &id,
+                sandbox,
+                &uid,
+                &volumes,
+                &maps,
+                &secrets,
+            )
+        })
+        .await
+        .unwrap_or_else(|err| Err(("RunContainerError".into(), err.to_string())));
+        match started {
+            Ok(()) => {
+                self.attempts.insert(name.clone(), attempt);
+                self.waiting.remove(&name);
+                self.remove_old_attempts(&name, attempt).await;
+                self.event(
+                    pod,
+                    Some(&name),
+                    EventType::Normal,
+                    "Created",
+                    &format!("Created container: {name}"),
+                )
+                .await;
+                self.event(
+                    pod,
+                    Some(&name),
+                    EventType::Normal,
+                    "Started",
+                    &format!("Started container {name}"),
+                )
+                .await;
+            }
+            Err((reason, message)) => {
+                self.event(
+                    pod,
+                    Some(&name),
+                    EventType::Warning,
+                    "Failed",
+                    &format!("Error: {message}"),
+                )
+                .await;
+                self.waiting.insert(name, (reason, message));
+            }
+        }
+    }
+
+    /// Keeps the attempt before `current` (for `logs --previous`), removes older ones.
+    async fn remove_old_attempts(&self, name: &str, current: u32) {
+        if current < 2 {
+            return;
+        }
+        if let Some(id) = container_id(&self.uid, name, current - 2) {
+            let ctx = self.ctx.clone();
+            let _ = tokio::task::spawn_blocking(move || ctx.containers.remove(&id, true)).await;
+        }
+    }
+
+    /// Resolves the container's image, pulling it as `imagePullPolicy` says.
+    async fn image(&mut self, pod: &Pod, container: &Container) -> Result<Image, (String, String)> {
+        let name = container.image.clone().unwrap_or_default();
+        let policy = container
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
+        let local = self.ctx.images.resolve(&name);
+        match (policy.as_str(), local) {
+            ("Never", Ok(image)) | ("IfNotPresent", Ok(image)) => {
+                let text = format!("Container image \"{name}\" already present on machine");
+                self.event(
+                    pod,
+                    Some(&container.name),
+                    EventType::Normal,
+                    "Pulled",
+                    &text,
+                )
+                .await;
+                Ok(image)
+            }
+            ("Never", Err(_)) => {
+                let message =
+                    format!("Container image \"{name}\" is not present with pull policy of Never");
+                self.event(
+                    pod,
+                    Some(&container.name),
+                    EventType::Warning,
+                    "ErrImageNeverPull",
+                    &message,
+                )
+                .await;
+                Err(("ErrImageNeverPull".into(), message))
+            }
+            _ => {
+                let pull_key = format!("pull:{}", container.name);
+                if let Some(backoff) = self.backoff.get(&pull_key)
+                    && backoff.not_before.is_some_and(|t| t > Instant::now())
+                {
+                    return Err((
+                        "ImagePullBackOff".into(),
+                        format!("Back-off pulling image \"{name}\""),
+                    ));
+                }
+                self.event(
+                    pod,
+                    Some(&container.name),
+                    EventType::Normal,
+                    "Pulling",
+                    &format!("Pulling image \"{name}\""),
+                )
+                .await;
+                // registry::pull's future is not Send (a closure held across an await in
+                // the image crate), so it runs on a blocking thread driving the runtime.
+                let (ctx, image_name) = (self.ctx.clone(), name.clone());
+                let handle = tokio::runtime::Handle::current();
+                let pulled = tokio::task::spawn_blocking(move || {
+                    handle.block_on(pull_image(&ctx.images, &image_name))
+                })
+                .await
+                .unwrap_or_else(|err| Err(err.to_string()));
+                match pulled {
+                    Ok(image) => {
+                        self.backoff.remove(&pull_key);
+                        let text = format!("Successfully pulled image \"{name}\"");
+                        self.event(
+                            pod,
+                            Some(&container.name),
+                            EventType::Normal,
+                            "Pulled",
+                            &text,
+                        )
+                        .await;
+                        Ok(image)
+                    }
+                    Err(err) => {
+                        let backoff = self.backoff.entry(pull_key).or_default();
+                        backoff.delay = (backoff.delay * 2).clamp(BACKOFF_START, BACKOFF_MAX);
+                        backoff.not_before = Some(Instant::now() + backoff.delay);
+                        let message = format!("Failed to pull image \"{name}\": {err}");
+                        self.event(
+                            pod,
+                            Some(&container.name),
+                            EventType::Warning,
+                            "Failed",
+                            &message,
+                        )
+                        .await;
+                        Err(("ErrImagePull".into(), message))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the ConfigMaps and Secrets the pod refers to.
+    async fn fetch_sources(
+        &self,
+        pod: &Pod,
+    ) -> Result<(volumes::Sources, volumes::Sources), ConfigError> {
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let (map_names, secret_names) = referenced_sources(pod);
+        let maps: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        let secrets_api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        let mut config_maps = BTreeMap::new();
+        for name in map_names {
+            match maps.get_opt(&name).await {
+                Ok(Some(map)) => {
+                    let mut data = map.data.unwrap_or_default();
+                    for (k, v) in map.binary_data.unwrap_or_default() {
+                        data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
+                    }
+                    config_maps.insert(name, data);
+                }
+                Ok(None) => {}
+                Err(err) => {
+                    return Err(ConfigError(format!(
+                        "cannot read configmap {name:?}: {err}"
+                    )));
+                }
+            }
+        }
+        let mut secrets = BTreeMap::new();
+        for name in secret_names {
+            match secrets_api.get_opt(&name).await {
+                Ok(Some(secret)) => {
+                    let mut data: BTreeMap<String, String> = secret
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                        .collect();
+                    data.extend(secret.string_data.unwrap_or_default());
+                    secrets.insert(name, data);
+                }
+                Ok(None) => {}
+                Err(err) => return Err(ConfigError(format!("cannot read secret {name:?}: {err}"))),
+            }
+        }
+        Ok((config_maps, secrets))
+    }
+
+    fn observe(&self, pod: &Pod) -> Vec<Observed> {
+        let spec = pod.spec.clone().unwrap_or_default();
+        let inits = spec.init_containers.iter().flatten().map(|c| (c, true));
+        inits
+            .chain(spec.containers.iter().map(|c| (c, false)))
+            .map(|(container, init)| {
+                let attempt = self.attempts.get(&container.name).copied();
+                let entry_of = |n: u32| {
+                    container_id(&self.uid, &container.name, n)
+                        .and_then(|id| self.ctx.containers.entry(&id).ok())
+                };
+                Observed {
+                    name: container.name.clone(),
+                    init,
+                    image: container.image.clone().unwrap_or_default(),
+                    image_id: self.image_ids.get(&container.name).cloned(),
+                    current: attempt.and_then(|n| entry_of(n).map(|e| (n, e))),
+                    previous: attempt.and_then(|n| n.checked_sub(1)).and_then(entry_of),
+                    waiting: self.waiting.get(&container.name).cloned(),
+                }
+            })
+            .collect()
+    }
+
+    async fn report(&mut self, pod: &Pod, status: k8s_openapi::api::core::v1::PodStatus) {
+        let Ok(value) = serde_json::to_value(&status) else {
+            return;
+        };
+        if self.reported.as_ref() == Some(&value) {
+            return;
+        }
+        let namespace = pod
+            .metadata
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &namespace);
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let patch = serde_json::json!({"status": value});
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => self.reported = Some(value),
+            Err(err) => tracing::debug!(pod = %name, error = %err, "cannot report the pod status"),
+        }
+    }
+
+    /// Stops every running container of the pod: SIGTERM, then SIGKILL after `grace`.
+    async fn stop_all(&self, pod: &Pod, grace: Duration) {
+        let running: Vec<(String, ContainerId)> = self
+            .attempts
+            .iter()
+            .filter_map(|(name, n)| Some((name.clone(), container_id(&self.uid, name, *n)?)))
+            .filter(|(_, id)| self.ctx.containers.entry(id).is_ok_and(|e| e.is_running()))
+            .collect();
+        for (name, _) in &running {
+            self.event(
+                pod,
+                Some(name),
+                EventType::Normal,
+                "Killing",
+                &format!("Stopping container {name}"),
+            )
+            .await;
+        }
+        let ctx = self.ctx.clone();
+        let ids: Vec<ContainerId> = running.into_iter().map(|(_, id)| id).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for id in &ids {
+                let _ = ctx.containers.runtime().kill(id, Signal::SIGTERM, true);
+            }
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline
+                && ids
+                    .iter()
+                    .any(|id| ctx.containers.entry(id).is_ok_and(|e| e.is_running()))
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            for id in &ids {
+                if ctx.containers.entry(id).is_ok_and(|e| e.is_running()) {
+                    let _ = ctx.containers.runtime().kill(id, Signal::SIGKILL, true);
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Stops and removes everything of the pod; deletes the object once it is empty.
+    async fn tear_down(&mut self, pod: Option<&Pod>) {
+        if let Some(pod) = pod {
+            let grace = pod
+                .metadata
+                .deletion_grace_period_seconds
+                .or_else(|| {
+                    pod.spec
+                        .as_ref()
+                        .and_then(|s| s.termination_grace_period_seconds)
+                })
+                .unwrap_or(30)
+                .max(0) as u64;
+            self.stop_all(pod, Duration::from_secs(grace)).await;
+        }
+        let ctx = self.ctx.clone();
+        let uid = self.uid.clone();
+        let sandbox = self.sandbox();
+        let pod_dir = self.pod_dir();
+        let _ = tokio::task::spawn_blocking(move || {
+            remove_containers_of(&ctx, &uid);
+            volumes::remove(&pod_dir);
+            let _ = sandbox.remove();
+            let _ = std::fs::remove_dir_all(&pod_dir);
+        })
+        .await;
+        if let Some(pod) = pod {
+            let namespace = pod
+                .metadata
+                .namespace
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &namespace);
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(self.uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            if let Err(err) = api.delete(&name, &params).await {
+                tracing::debug!(pod = %name, error = %err, "cannot delete the terminated pod");
+            }
+        }
+    }
+
+    async fn event(
+        &self,
+        pod: &Pod,
+        container: Option<&str>,
+        kind: EventType,
+        reason: &str,
+        message: &str,
+    ) {
+        let mut reference = pod.object_ref(&());
+        if let Some(name) = container {
+            reference.field_path = Some(field_path(pod, name));
+        }
+        self.ctx
+            .recorder
+            .publish(&reference, kind, reason, message)
+            .await;
+    }
+}
+
+/// Removes every container of pod `uid` on this machine.
+pub fn remove_containers_of(ctx: &Context, uid: &str) {
+    if let Ok(entries) = ctx.containers.list() {
+        for entry in entries {
+            if entry.meta.labels.get(POD_UID_LABEL).map(String::as_str) == Some(uid)
+                && let Ok(id) = ContainerId::new(entry.meta.id.clone())
+            {
+                let _ = ctx.containers.remove(&id, true);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_blocking(
+    ctx: &Context,
+    pod: &Pod,
+    container: &Container,
+    image: &Image,
+    id: &ContainerId,
+    sandbox: Sandbox,
+    uid: &str,
+    volumes: &BTreeMap<String, PathBuf>,
+    config_maps: &volumes::Sources,
+    secrets: &volumes::Sources,
+) -> Result<(), (String, String)> {
+    let config_error = |err: ConfigError| ("CreateContainerConfigError".to_string(), err.0);
+    let prepared = ctx.containers.prepare(id.as_str(), |dir| {
+        let (rootfs, _) = strata_image::rootfs::prepare_rootfs(&ctx.images, image, dir)
+            .map_err(|err| ("CreateContainerError".to_string(), monitor::one_line(&err)))?;
+        let inputs = Inputs {
+            image: &image.config,
+            rootfs,
+            sandbox,
+            config_maps,
+            secrets,
+            volumes,
+            node_name: &ctx.options.node_name,
+            host_ip: &ctx.options.node_ip,
+            cgroups_path: PathBuf::from(format!("/strata/pods/{id}")),
+        };
+        let config = translate::container_config(pod, container, &inputs).map_err(config_error)?;
+        let spec = config
+            .to_oci()
+            .map_err(|err| ("CreateContainerError".to_string(), err.to_string()))?;
+        let labels = BTreeMap::from([
+            (POD_UID_LABEL.to_string(), uid.to_string()),
+            (
+                POD_NAME_LABEL.to_string(),
+                pod.metadata.name.clone().unwrap_or_default(),
+            ),
+            (
+                POD_NAMESPACE_LABEL.to_string(),
+                pod.metadata.namespace.clone().unwrap_or_default(),
+            ),
+            (CONTAINER_NAME_LABEL.to_string(), container.name.clone()),
+        ]);
+        let meta = Meta {
+            id: id.to_string(),
+            command: config.args.clone(),
+            rootfs: config.rootfs.clone(),
+            image: Some(ImageUse {
+                name: container.image.clone().unwrap_or_default(),
+                id: image.id().clone(),
+                digest: image.digest().clone(),
+            }),
+            created: chrono::Utc::now(),
+            auto_remove: false,
+            memory_limit: config.limits.memory_bytes,
+            labels,
+        };
+        Ok((meta, spec))
+    });
+    let id = prepared.map_err(|err: StartError| err.0)?;
+    monitor::spawn(&ctx.containers, &id, &ctx.options.monitor)
+        .map_err(|err| ("RunContainerError".to_string(), monitor::one_line(&err)))
+}
+
+/// A start failure: the waiting reason and its message.
+struct StartError((String, String));
+
+impl From<(String, String)> for StartError {
+    fn from(value: (String, String)) -> Self {
+        StartError(value)
+    }
+}
+
+impl From<crate::containers::ContainerError> for StartError {
+    fn from(err: crate::containers::ContainerError) -> Self {
+        StartError(("CreateContainerError".into(), monitor::one_line(&err)))
+    }
+}
+
+/// `spec.containers{name}` or `spec.initContainers{name}`: where events point.
+fn field_path(pod: &Pod, name: &str) -> String {
+    let init = pod
+        .spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .any(|c| c.name == name);
+    let list = if init { "initContainers" } else { "containers" };
+    format!("spec.{list}{{{name}}}")
+}
+
+fn all_containers(pod: &Pod) -> Vec<Container> {
+    pod.spec
+        .iter()
+        .flat_map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(s.containers.iter())
+        })
+        .cloned()
+        .collect()
+}
+
+fn restart_policy(pod: &Pod) -> String {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.clone())
+        .unwrap_or_else(|| "Always".into())
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}_{}",
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.namespace.as_deref().unwrap_or_default()
+    )
+}
+
+/// Names of the ConfigMaps and Secrets a pod's env, envFrom and volumes refer to.
+fn referenced_sources(pod: &Pod) -> (Vec<String>, Vec<String>) {
+    let mut maps = std::collections::BTreeSet::new();
+    let mut secrets = std::collections::BTreeSet::new();
+    for container in all_containers(pod) {
+        for from in container.env_from.iter().flatten() {
+            if let Some(m) = &from.config_map_ref {
+                maps.insert(m.name.clone());
+            }
+            if let Some(s) = &from.secret_ref {
+                secrets.insert(s.name.clone());
+            }
+        }
+        for var in container.env.iter().flatten() {
+            if let Some(from) = &var.value_from {
+                if let Some(k) = &from.config_map_key_ref {
+                    maps.insert(k.name.clone());
+                }
+                if let Some(k) = &from.secret_key_ref {
+                    secrets.insert(k.name.clone());
+                }
+            }
+        }
+    }
+    for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+        if let Some(m) = &volume.config_map {
+            maps.insert(m.name.clone());
+        }
+        if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
+            secrets.insert(name);
+        }
+    }
+    (maps.into_iter().collect(), secrets.into_iter().collect())
+}
+
+/// Pulls `name` from its registry into `images`; the error is one line for the status.
+async fn pull_image(images: &strata_image::ImageStore, name: &str) -> Result<Image, String> {
+    let reference: Reference = match name.parse() {
+        Ok(reference) => reference,
+        Err(err) => return Err(format!("{err}")),
+    };
+    let options = strata_image::registry::PullOptions::default();
+    if let Err(err) = strata_image::registry::pull(
+        images,
+        &reference,
+        &options,
+        &strata_image::registry::NoProgress,
+    )
+    .await
+    {
+        return Err(monitor::one_line(&err));
+    }
+    images.resolve(name).map_err(|err| err.to_string())
+}

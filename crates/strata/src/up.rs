@@ -1,0 +1,69 @@
+//! `strata up`: the API server and this machine's node agent in one process, each
+//! component talking to the API over its own client and identity (the agent as
+//! `system:node:<name>`), as ARCHITECTURE.md asks. Stopping leaves the pods running:
+//! their monitors are processes of their own, and the next start adopts them.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use strata_agent::AgentOptions;
+use strata_agent::containers::MonitorCommand;
+use strata_apiserver::pki::Kubeconfig;
+
+use crate::cli::UpArgs;
+use crate::server::{async_runtime, shutdown_signal};
+
+/// Runs the one-node cloud until SIGINT or SIGTERM.
+pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
+    let node_name = match &args.node_name {
+        Some(name) => name.clone(),
+        None => nix::unistd::gethostname()
+            .context("cannot read the host name (give --node-name)")?
+            .to_string_lossy()
+            .to_ascii_lowercase(),
+    };
+    if !strata_api::names::is_subdomain(&node_name) {
+        anyhow::bail!(
+            "node name {node_name:?} is not a DNS subdomain (lower-case letters, digits, '-' and '.'); give --node-name"
+        );
+    }
+    let options = AgentOptions {
+        node_name: node_name.clone(),
+        node_ip: args.node_ip.to_string(),
+        data_dir: data_dir.to_path_buf(),
+        monitor: MonitorCommand::current_exe(data_dir)?,
+        max_pods: 110,
+    };
+    async_runtime()?.block_on(async {
+        let embedded = crate::server::start(data_dir, &args.server).await?;
+        let server = embedded.server();
+        let node_cert = server
+            .pki()
+            .issue_node_cert(&node_name)
+            .context("cannot issue the node certificate")?;
+        let yaml = Kubeconfig::with_client_cert(&server.url(), server.pki().ca_cert_pem(), &node_cert)
+            .to_yaml()
+            .context("cannot write the node kubeconfig")?;
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(embedded.serve(async {
+            let _ = stop_rx.await;
+        }));
+        let node_client = strata_client::connect(&yaml).await?;
+        let mut agent = tokio::spawn(strata_agent::run(node_client, options));
+        eprintln!("strata: node {node_name} is up");
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            ended = &mut agent => match ended {
+                Ok(Ok(())) => eprintln!("strata: the agent stopped"),
+                Ok(Err(err)) => eprintln!("strata: the agent failed: {}", strata_agent::containers::monitor::one_line(&err)),
+                Err(err) => eprintln!("strata: the agent failed: {err}"),
+            },
+        }
+        agent.abort();
+        let _ = stop_tx.send(());
+        let _ = serving.await;
+        eprintln!("strata: stopped (pods keep running and are adopted on the next `strata up`)");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
+}
