@@ -27,7 +27,8 @@ demo-images: build
 	@scripts/demo-images.sh "$(STRATA)" "$(DATA_DIR)"
 
 down:
-	-$(STRATA) --data-dir "$(DATA_DIR)" rm -f demo-web
+	-kubectl --kubeconfig "$(DATA_DIR)/kubeconfig.yaml" delete pod demo-web --grace-period=1 --ignore-not-found
+	-kill "$$(cat "$(DATA_DIR)/strata-up.pid")" 2>/dev/null; rm -f "$(DATA_DIR)/strata-up.pid"
 
 test: deps
 	$(CARGO) build --bin strata
