@@ -1,0 +1,124 @@
+//! Expectations, as in kube-controller-manager: what an owner just created or deleted
+//! and is waiting to see in its watch cache. Until the cache shows it, the owner does
+//! not count replicas again, so a watch lagging behind its own writes cannot make it
+//! create (or delete) twice. Entries expire after [`EXPECTATION_TTL`], like Kubernetes'
+//! five minutes, so a lost watch event cannot block an owner forever.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long an unmet expectation holds an owner back.
+pub const EXPECTATION_TTL: Duration = Duration::from_secs(5 * 60);
+
+/// What the cache must show before an owner acts again.
+#[derive(Debug, Default)]
+struct Pending {
+    /// Names of created children not yet in the cache.
+    creates: HashSet<String>,
+    /// UIDs of deleted children still in the cache without a deletion timestamp.
+    deletes: HashSet<String>,
+    since: Option<Instant>,
+}
+
+/// Per-owner expectations, keyed by the owner's `namespace/name`.
+#[derive(Debug, Default)]
+pub struct Expectations {
+    owners: Mutex<HashMap<String, Pending>>,
+}
+
+/// How the cache sees one expected child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Present and not being deleted.
+    Live,
+    /// Present with a deletion timestamp.
+    Terminating,
+    /// Not in the cache.
+    Absent,
+}
+
+impl Expectations {
+    /// Records that the owner created the child `name`.
+    pub fn created(&self, owner: &str, name: &str) {
+        self.with(owner, |p| {
+            p.creates.insert(name.to_string());
+        });
+    }
+
+    /// Records that the owner deleted the child with `uid`.
+    pub fn deleted(&self, owner: &str, uid: &str) {
+        self.with(owner, |p| {
+            p.deletes.insert(uid.to_string());
+        });
+    }
+
+    /// Forgets everything about `owner` (it was deleted).
+    pub fn forget(&self, owner: &str) {
+        if let Ok(mut owners) = self.owners.lock() {
+            owners.remove(owner);
+        }
+    }
+
+    /// True when the cache shows every expected create and delete of `owner`, or the
+    /// expectations expired. `by_name` and `by_uid` look a child up in the cache.
+    /// Met expectations are dropped.
+    pub fn satisfied(
+        &self,
+        owner: &str,
+        by_name: impl Fn(&str) -> Seen,
+        by_uid: impl Fn(&str) -> Seen,
+    ) -> bool {
+        let Ok(mut owners) = self.owners.lock() else {
+            return true;
+        };
+        let Some(pending) = owners.get_mut(owner) else {
+            return true;
+        };
+        // A created child seen terminating or gone already reached the cache.
+        pending.creates.retain(|name| by_name(name) == Seen::Absent);
+        pending.deletes.retain(|uid| by_uid(uid) == Seen::Live);
+        let expired = pending.since.is_some_and(|s| s.elapsed() > EXPECTATION_TTL);
+        let met = pending.creates.is_empty() && pending.deletes.is_empty();
+        if met || expired {
+            owners.remove(owner);
+            return true;
+        }
+        false
+    }
+
+    fn with(&self, owner: &str, f: impl FnOnce(&mut Pending)) {
+        if let Ok(mut owners) = self.owners.lock() {
+            let pending = owners.entry(owner.to_string()).or_default();
+            pending.since.get_or_insert_with(Instant::now);
+            f(pending);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_wait_until_the_cache_shows_them() {
+        let e = Expectations::default();
+        assert!(e.satisfied("ns/rs", |_| Seen::Absent, |_| Seen::Absent));
+        e.created("ns/rs", "rs-abcde");
+        assert!(!e.satisfied("ns/rs", |_| Seen::Absent, |_| Seen::Absent));
+        assert!(e.satisfied("ns/rs", |_| Seen::Live, |_| Seen::Absent));
+        // Met expectations are gone.
+        assert!(e.satisfied("ns/rs", |_| Seen::Absent, |_| Seen::Absent));
+    }
+
+    #[test]
+    fn deletes_wait_until_the_pod_is_terminating_or_gone() {
+        let e = Expectations::default();
+        e.deleted("ns/rs", "uid-1");
+        assert!(!e.satisfied("ns/rs", |_| Seen::Absent, |_| Seen::Live));
+        assert!(e.satisfied("ns/rs", |_| Seen::Absent, |_| Seen::Terminating));
+        e.deleted("ns/rs", "uid-1");
+        e.forget("ns/rs");
+        assert!(e.satisfied("ns/rs", |_| Seen::Absent, |_| Seen::Live));
+    }
+}

@@ -1,0 +1,71 @@
+//! Strata's workload controllers. Each is a kube-rs [`Controller`](kube::runtime::Controller)
+//! whose decisions are pure functions of the objects its watch caches hold, so they are
+//! unit-tested without a cluster; the loop around them only reads caches and writes
+//! through the API. [`run`] runs them all; each module also has its own `run`.
+
+pub mod backoff;
+pub mod deployment;
+pub mod expectations;
+pub mod pods;
+pub mod replicaset;
+
+/// How the controllers run.
+#[derive(Debug, Clone)]
+pub struct ControllerOptions {
+    /// Reconciles of one controller that may run at once (0: unbounded).
+    pub concurrency: u16,
+}
+
+impl Default for ControllerOptions {
+    fn default() -> Self {
+        Self { concurrency: 8 }
+    }
+}
+
+impl ControllerOptions {
+    fn runtime_config(&self) -> kube::runtime::controller::Config {
+        kube::runtime::controller::Config::default().concurrency(self.concurrency)
+    }
+}
+
+/// Why a controller stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    /// Its watch of the objects it controls ended, which it never should.
+    #[error("the {controller} stopped: its watch ended")]
+    Ended {
+        /// The controller's component name.
+        controller: &'static str,
+    },
+}
+
+/// Runs every controller of this crate until the future is dropped (callers spawn it
+/// and abort the task on shutdown). Returns only when one of them stops.
+pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(), ControllerError> {
+    tokio::select! {
+        result = replicaset::run(client.clone(), options.clone()) => result,
+        result = deployment::run(client, options) => result,
+    }
+}
+
+/// True for a 404 from the API.
+fn is_not_found(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.code == 404)
+}
+
+/// True for a 409 AlreadyExists from the API.
+fn is_already_exists(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(status) if status.is_already_exists())
+}
+
+/// An error with its causes, `: `-separated, for logs.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,109 @@
+//! Shared helpers of the integration tests: a server with the controllers running,
+//! polling with a deadline, and playing the kubelet by marking pods ready.
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde_json::json;
+use strata_testkit::cluster::TestApiServer;
+
+/// A test API server with the controllers of this crate running against it.
+pub struct Cluster {
+    pub server: TestApiServer,
+    pub client: kube::Client,
+    controllers: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.controllers.abort();
+    }
+}
+
+pub async fn cluster() -> Cluster {
+    let server = TestApiServer::start().await;
+    let client = server.admin_client().await;
+    let c = client.clone();
+    let controllers = tokio::spawn(async move {
+        let _ = strata_controllers::run(c, Default::default()).await;
+    });
+    Cluster {
+        server,
+        client,
+        controllers,
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing after 30 s with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Pods matching `selector` in `default`, not being deleted.
+pub async fn live_pods(client: &kube::Client, selector: &str) -> Vec<Pod> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), "default");
+    api.list(&ListParams::default().labels(selector))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+/// Plays the kubelet: marks the pod Running and Ready.
+pub async fn mark_ready(client: &kube::Client, pod: &Pod) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap());
+    let now = Timestamp::now().to_string();
+    let status = json!({"status": {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now}],
+    }});
+    let _ = api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(status),
+        )
+        .await;
+}
+
+pub fn is_ready(pod: &Pod) -> bool {
+    strata_controllers::pods::is_ready(pod)
+}
+
+/// Marks every live pod matching `selector` ready.
+pub async fn mark_all_ready(client: &kube::Client, selector: &str) {
+    for pod in live_pods(client, selector).await {
+        if !is_ready(&pod) {
+            mark_ready(client, &pod).await;
+        }
+    }
+}
+
+/// A pod template for `app` running `image`.
+pub fn template(app: &str, image: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"labels": {"app": app}},
+        "spec": {"containers": [{"name": "main", "image": image}]},
+    })
+}
