@@ -54,6 +54,7 @@ fn is_not_found(err: &kube::Error) -> bool {
 }
 
 /// True for a 409 AlreadyExists from the API.
+#[allow(dead_code)] // for the deployment controller, in progress
 fn is_already_exists(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.is_already_exists())
 }

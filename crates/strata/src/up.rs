@@ -1,4 +1,5 @@
-//! `strata up`: the API server and this machine's node agent in one process, each
+//! `strata up`: the API server, the scheduler, the controllers and this machine's node
+//! agent in one process, each
 //! component talking to the API over its own client and identity (the agent as
 //! `system:node:<name>`), as ARCHITECTURE.md asks. Stopping leaves the pods running:
 //! their monitors are processes of their own, and the next start adopts them.
@@ -44,11 +45,25 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
         let yaml = Kubeconfig::with_client_cert(&server.url(), server.pki().ca_cert_pem(), &node_cert)
             .to_yaml()
             .context("cannot write the node kubeconfig")?;
+        let admin_yaml = server
+            .pki()
+            .admin_kubeconfig(&server.url())
+            .to_yaml()
+            .context("cannot write the admin kubeconfig")?;
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = tokio::spawn(embedded.serve(async {
             let _ = stop_rx.await;
         }));
         let node_client = strata_client::connect(&yaml).await?;
+        let admin_client = strata_client::connect(&admin_yaml).await?;
+        let scheduler = tokio::spawn(strata_scheduler::run(
+            admin_client.clone(),
+            strata_scheduler::SchedulerOptions::default(),
+        ));
+        let controllers = tokio::spawn(strata_controllers::run(
+            admin_client,
+            strata_controllers::ControllerOptions::default(),
+        ));
         let mut agent = tokio::spawn(strata_agent::run(node_client, options));
         eprintln!("strata: node {node_name} is up");
         tokio::select! {
@@ -60,6 +75,8 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             },
         }
         agent.abort();
+        scheduler.abort();
+        controllers.abort();
         let _ = stop_tx.send(());
         let _ = serving.await;
         eprintln!("strata: stopped (pods keep running and are adopted on the next `strata up`)");
