@@ -61,9 +61,11 @@ mod tests {
     fn least_allocated_prefers_free_nodes() {
         let attrs = node("n1", &[]); // 4 cores, 8 GiB
         let empty = NodeInfo::default();
-        let mut busy = NodeInfo::default();
-        busy.score_milli_cpu = 2000;
-        busy.score_memory = 4 << 30;
+        let mut busy = NodeInfo {
+            score_milli_cpu: 2000,
+            score_memory: 4 << 30,
+            ..Default::default()
+        };
         let p = pod("p", 1000, 2 << 30);
         assert_eq!(least_allocated(&p, &empty, &attrs), 75);
         assert_eq!(least_allocated(&p, &busy, &attrs), 25);
