@@ -113,9 +113,6 @@ mod tests {
         s.add_pod("n1", Arc::new(pod("big", 3000, 6 << 30)));
         let p = pod("p", 500, 1 << 30);
         assert_eq!(schedule(&s, &p, &Weights::default(), 0).unwrap().node, "n2");
-        let mut n2 = node("n2", &[]);
-        n2.taints = vec![taint("soft", "", "PreferNoSchedule")];
-        s.upsert_node(n2);
         let mut s2 = cluster(&["n1"]);
         let mut n2 = node("n2", &[]);
         n2.taints = vec![taint("soft", "", "PreferNoSchedule")];

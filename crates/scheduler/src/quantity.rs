@@ -211,7 +211,8 @@ mod tests {
         assert_eq!(value("129e6"), 129_000_000);
         assert_eq!(value("1M"), 1_000_000);
         assert_eq!(value("64Ti"), 64 << 40);
-        assert_eq!(value("2Ei"), i64::MAX, "2 EiB saturates");
+        assert_eq!(value("2Ei"), 2 << 60);
+        assert_eq!(value("8Ei"), i64::MAX, "2^63 saturates");
         assert_eq!(value("100m"), 1, "fractions round up");
         assert_eq!(value("12345678901234567890123456789012345"), i64::MAX);
     }

@@ -347,3 +347,6 @@ impl Cache {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
