@@ -118,9 +118,15 @@ mod tests {
         assert!(hash.bytes().all(|b| SAFE_ALPHABET.contains(&b)));
         let labeled = template("nginx:1", json!({"app": "web", POD_TEMPLATE_HASH: hash}));
         assert_eq!(pod_template_hash(&labeled, None), hash);
-        assert_ne!(pod_template_hash(&template("nginx:2", json!({"app": "web"})), None), hash);
+        assert_ne!(
+            pod_template_hash(&template("nginx:2", json!({"app": "web"})), None),
+            hash
+        );
         assert_ne!(pod_template_hash(&a, Some(1)), hash);
-        assert_ne!(pod_template_hash(&a, Some(1)), pod_template_hash(&a, Some(2)));
+        assert_ne!(
+            pod_template_hash(&a, Some(1)),
+            pod_template_hash(&a, Some(2))
+        );
         // collisionCount 0 still changes the hash, as in Kubernetes.
         assert_ne!(pod_template_hash(&a, Some(0)), hash);
     }
