@@ -306,7 +306,16 @@ async fn a_paused_deployment_scales_but_does_not_roll() {
             .ok()
     })
     .await;
-    let d = rolled_out(&c.client, "pz").await;
+    // Paused with a new template: the old set scales, nothing is "updated".
+    let d = eventually("4 available pods while paused", || async {
+        mark_all_ready(&c.client, "app=pz").await;
+        let d = api.get("pz").await.unwrap();
+        let s = d.status.clone()?;
+        (s.observed_generation == d.metadata.generation && s.available_replicas == Some(4))
+            .then_some(d)
+    })
+    .await;
+    assert_eq!(d.status.as_ref().unwrap().updated_replicas, Some(0));
     let conditions = d.status.unwrap().conditions.unwrap();
     let progressing = conditions
         .iter()
