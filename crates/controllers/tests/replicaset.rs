@@ -149,20 +149,18 @@ async fn failed_creates_set_a_replica_failure_condition() {
     let c = cluster().await;
     let sets: Api<ReplicaSet> = Api::namespaced(c.client.clone(), "default");
     let mut rs = replica_set("bad", "bad", 2);
-    // A pod name suffix cannot make this valid: the template's pod fails validation
-    // (restartPolicy Never is not allowed for a replica set, so set an invalid
-    // container name the API rejects on the pod only).
+    // An annotation key the API refuses on a pod; whether it is checked inside a
+    // replica set's template decides if this test can run.
     rs.spec
         .as_mut()
         .unwrap()
         .template
         .as_mut()
         .unwrap()
-        .spec
+        .metadata
         .as_mut()
         .unwrap()
-        .containers[0]
-        .image = Some(String::new());
+        .annotations = Some([("not a valid key!".to_string(), "x".to_string())].into());
     match sets.create(&PostParams::default(), &rs).await {
         Err(_) => {
             eprintln!("SKIP: the API server rejects the invalid template up front");

@@ -106,8 +106,8 @@ mod tests {
         assert_eq!(fnv32a(FNV_OFFSET, b""), 0x811c_9dc5);
         assert_eq!(fnv32a(FNV_OFFSET, b"a"), 0xe40c_292c);
         assert_eq!(fnv32a(FNV_OFFSET, b"foobar"), 0xbf9c_f968);
-        // '0' is 48, 48 % 27 = 21 -> '4'; '9' is 57 % 27 = 3 -> 'f'.
-        assert_eq!(safe_encode("0123456789"), "45678bcdfg");
+        // '0' is 48, 48 % 27 = 21 -> '4'; '6' is 54 % 27 = 0 -> 'b'.
+        assert_eq!(safe_encode("0123456789"), "456789bcdf");
     }
 
     #[test]
@@ -118,9 +118,15 @@ mod tests {
         assert!(hash.bytes().all(|b| SAFE_ALPHABET.contains(&b)));
         let labeled = template("nginx:1", json!({"app": "web", POD_TEMPLATE_HASH: hash}));
         assert_eq!(pod_template_hash(&labeled, None), hash);
-        assert_ne!(pod_template_hash(&template("nginx:2", json!({"app": "web"})), None), hash);
+        assert_ne!(
+            pod_template_hash(&template("nginx:2", json!({"app": "web"})), None),
+            hash
+        );
         assert_ne!(pod_template_hash(&a, Some(1)), hash);
-        assert_ne!(pod_template_hash(&a, Some(1)), pod_template_hash(&a, Some(2)));
+        assert_ne!(
+            pod_template_hash(&a, Some(1)),
+            pod_template_hash(&a, Some(2))
+        );
         // collisionCount 0 still changes the hash, as in Kubernetes.
         assert_ne!(pod_template_hash(&a, Some(0)), hash);
     }

@@ -68,8 +68,9 @@ pub fn fenceposts(
     max_unavailable: &IntOrString,
     desired: i32,
 ) -> Result<(i32, i32), StrategyError> {
-    let zero = |v: &IntOrString| matches!(v, IntOrString::Int(0))
-        || matches!(v, IntOrString::String(s) if s == "0%");
+    let zero = |v: &IntOrString| {
+        matches!(v, IntOrString::Int(0)) || matches!(v, IntOrString::String(s) if s == "0%")
+    };
     if zero(max_surge) && zero(max_unavailable) {
         return Err(StrategyError::BothZero);
     }
@@ -96,7 +97,12 @@ pub fn new_set_replicas(desired: i32, surge: i32, all: &[Set], new: &Set) -> i32
 /// Scales old sets down as far as availability allows (`reconcileOldReplicaSets`):
 /// first their unavailable pods, then available ones down to `desired - unavailable`
 /// available pods. Changes `old` in place and returns how many replicas it removed.
-pub fn scale_down_old(desired: i32, max_unavailable: i32, new: Option<&Set>, old: &mut [Set]) -> i32 {
+pub fn scale_down_old(
+    desired: i32,
+    max_unavailable: i32,
+    new: Option<&Set>,
+    old: &mut [Set],
+) -> i32 {
     let old_total = total_replicas(old);
     if old_total == 0 {
         return 0;
@@ -181,10 +187,16 @@ mod tests {
             (i(0), i(1), 3, Ok((0, 1))),
             (i(2), s("50%"), 5, Ok((2, 2))),
             (s("100%"), s("100%"), 3, Ok((3, 3))),
-            (s("1%"), s("1%"), 50, Ok((1, 1))),
+            (s("1%"), s("1%"), 50, Ok((1, 0))),
+            (s("1%"), s("1%"), 100, Ok((1, 1))),
             (i(0), i(0), 3, Err(StrategyError::BothZero)),
             (s("0%"), i(0), 3, Err(StrategyError::BothZero)),
-            (i(-1), i(1), 3, Err(StrategyError::Negative { field: "maxSurge" })),
+            (
+                i(-1),
+                i(1),
+                3,
+                Err(StrategyError::Negative { field: "maxSurge" }),
+            ),
         ];
         for (surge, unavailable, desired, expected) in cases {
             assert_eq!(
@@ -207,9 +219,15 @@ mod tests {
         assert_eq!(new_set_replicas(3, 1, &[old.clone(), new.clone()], &new), 1);
         // Already at the ceiling.
         let grown = set("new", 1, 0, 2);
-        assert_eq!(new_set_replicas(3, 1, &[old.clone(), grown.clone()], &grown), 1);
+        assert_eq!(
+            new_set_replicas(3, 1, &[old.clone(), grown.clone()], &grown),
+            1
+        );
         // Never past desired, even with a large surge.
-        assert_eq!(new_set_replicas(3, 10, &[set("old", 0, 0, 1), new.clone()], &new), 3);
+        assert_eq!(
+            new_set_replicas(3, 10, &[set("old", 0, 0, 1), new.clone()], &new),
+            3
+        );
         // Surge 0 (Recreate-like ordering with maxUnavailable): wait for old to shrink.
         assert_eq!(new_set_replicas(3, 0, &[old, new.clone()], &new), 0);
     }
@@ -258,10 +276,15 @@ mod tests {
                 // Pods come up and become available (the kubelet's part).
                 new.available = new.replicas;
                 scale_down_old(desired, unavailable, Some(&new), &mut old);
-                old.iter_mut().for_each(|s| s.available = s.available.min(s.replicas));
+                old.iter_mut()
+                    .for_each(|s| s.available = s.available.min(s.replicas));
                 assert!(total_available(&old) + new.available >= desired - unavailable);
             }
-            assert_eq!((new.replicas, total_replicas(&old)), (3, 0), "{surge}/{unavailable}");
+            assert_eq!(
+                (new.replicas, total_replicas(&old)),
+                (3, 0),
+                "{surge}/{unavailable}"
+            );
         }
     }
 }

@@ -55,7 +55,8 @@ impl Set {
     /// The view of `rs`.
     pub fn of(rs: &ReplicaSet) -> Self {
         let status = rs.status.clone().unwrap_or_default();
-        let annotation = |key: &str| rs.annotations().get(key).and_then(|v| v.parse().ok());
+        let annotations = rs.annotations();
+        let int = |key: &str| annotations.get(key).and_then(|v| v.parse::<i32>().ok());
         Self {
             name: rs.name_any(),
             replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
@@ -63,9 +64,12 @@ impl Set {
             ready: status.ready_replicas.unwrap_or(0),
             available: status.available_replicas.unwrap_or(0),
             created: rs.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            revision: annotation(REVISION).unwrap_or(0),
-            desired_annotation: annotation(DESIRED_REPLICAS),
-            max_annotation: annotation(MAX_REPLICAS),
+            revision: annotations
+                .get(REVISION)
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0),
+            desired_annotation: int(DESIRED_REPLICAS),
+            max_annotation: int(MAX_REPLICAS),
         }
     }
 
