@@ -180,6 +180,24 @@ fn main() {
             percentile(&latencies, 0.50).as_secs_f64() * 1e3,
             percentile(&latencies, 0.99).as_secs_f64() * 1e3,
         );
+        // Scheduled events are best-effort (dropped when the scheduler's event queue is
+        // full, like client-go's); count the ones written once their queue has drained.
+        let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(client.clone(), "default");
+        let mut written = 0;
+        loop {
+            let list = events.list(&kube::api::ListParams::default()).await.unwrap();
+            let now = list
+                .items
+                .iter()
+                .filter(|e| e.reason.as_deref() == Some("Scheduled"))
+                .count();
+            if now == written && now > 0 {
+                break;
+            }
+            written = now;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        println!("Scheduled events written: {written} of {pods} (the rest dropped by the full event queue)");
         scheduler.abort();
         observer.abort();
         drop(server);
