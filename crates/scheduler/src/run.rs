@@ -1,6 +1,10 @@
 //! The thin loop: feeds Node and Pod watch events into the [`Cache`], takes decisions off it,
 //! and runs their API calls (bindings, unschedulable reports) as concurrent tasks so one
 //! binding's round trip never holds up the next decision.
+//!
+//! One watch covers all pods (like kube-scheduler's pod informer) rather than one for
+//! pending and one for bound pods: a pod's move from pending to bound then arrives in
+//! order on one stream, which is what confirming an assumed pod relies on.
 
 use std::sync::Arc;
 use std::time::Duration;
