@@ -55,12 +55,12 @@ pub fn schedule(
             ties.push(name);
         }
     }
-    if ties.is_empty() {
+    let index = usize::try_from(turn % (ties.len().max(1) as u64)).unwrap_or(0);
+    let Some(node) = ties.get(index) else {
         return Err(error);
-    }
-    let index = usize::try_from(turn % ties.len() as u64).unwrap_or(0);
+    };
     Ok(Decision {
-        node: ties.get(index).copied().unwrap_or(ties[0]).to_string(),
+        node: node.to_string(),
         score: best,
         feasible: feasible.len(),
     })

@@ -5,9 +5,10 @@
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod, PodCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use strata_client::events::{EventType, Recorder};
+use strata_client::events::EventType;
 
 use crate::cache::BindOutcome;
+use crate::events::Events;
 
 /// Reason of the `PodScheduled=False` condition, as kube-scheduler writes it.
 pub const REASON_UNSCHEDULABLE: &str = "Unschedulable";
@@ -69,16 +70,14 @@ pub async fn bind(client: &kube::Client, pod: &Pod, node: &str) -> BindOutcome {
     }
 }
 
-/// Publishes `Scheduled` for a pod just bound to `node`.
-pub async fn scheduled(recorder: &Recorder, pod: &Pod, node: &str) {
+/// Queues `Scheduled` for a pod just bound to `node`.
+pub fn scheduled(events: &Events, pod: &Pod, node: &str) {
     let message = format!(
         "Successfully assigned {}/{} to {node}",
         pod.metadata.namespace.as_deref().unwrap_or_default(),
         pod.metadata.name.as_deref().unwrap_or_default()
     );
-    recorder
-        .publish(&reference(pod), EventType::Normal, "Scheduled", &message)
-        .await;
+    events.publish(reference(pod), EventType::Normal, "Scheduled", message);
 }
 
 /// Whether the pod already carries `PodScheduled=False/Unschedulable` with `message`.
@@ -96,7 +95,7 @@ pub fn condition_is_current(pod: &Pod, message: &str) -> bool {
 
 /// Records that `pod` fits nowhere: the condition (if it changed) and a `FailedScheduling`
 /// warning event.
-pub async fn unschedulable(client: &kube::Client, recorder: &Recorder, pod: &Pod, message: &str) {
+pub async fn unschedulable(client: &kube::Client, events: &Events, pod: &Pod, message: &str) {
     if !condition_is_current(pod, message) {
         let condition = PodCondition {
             type_: "PodScheduled".into(),
@@ -117,14 +116,12 @@ pub async fn unschedulable(client: &kube::Client, recorder: &Recorder, pod: &Pod
             tracing::warn!(pod = name, error = %error, "cannot set PodScheduled=False");
         }
     }
-    recorder
-        .publish(
-            &reference(pod),
-            EventType::Warning,
-            "FailedScheduling",
-            message,
-        )
-        .await;
+    events.publish(
+        reference(pod),
+        EventType::Warning,
+        "FailedScheduling",
+        message.to_string(),
+    );
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod algorithm;
 mod bind;
 pub mod cache;
+mod events;
 pub mod filter;
 pub mod labels;
 pub mod quantity;

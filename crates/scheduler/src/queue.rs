@@ -96,13 +96,19 @@ impl<T: Clone> Queue<T> {
         self.entries.get(key).map(|e| e.state)
     }
 
-    /// Adds a pending pod, or updates its item. An update of an unschedulable pod may make
-    /// it schedulable, so it is moved back like on a cluster change.
-    pub fn add_or_update(&mut self, key: &str, item: T, now: Instant) {
+    /// The item of the pod `key`, if queued.
+    pub fn get(&self, key: &str) -> Option<&T> {
+        self.entries.get(key).map(|e| &e.item)
+    }
+
+    /// Adds a pending pod, or updates its item. An update that may make an unschedulable
+    /// pod schedulable (`relevant`: its spec or labels changed, not just its status) moves
+    /// it back like a cluster change does.
+    pub fn add_or_update(&mut self, key: &str, item: T, relevant: bool, now: Instant) {
         match self.entries.get_mut(key) {
             Some(entry) => {
                 entry.item = item;
-                if let State::Unschedulable(_) = entry.state {
+                if let (State::Unschedulable(_), true) = (entry.state, relevant) {
                     self.wake(key, now);
                 }
             }
@@ -281,11 +287,11 @@ mod tests {
     fn fifo_and_in_flight() {
         let t0 = Instant::now();
         let mut q = Queue::new();
-        q.add_or_update("a", 1, t0);
-        q.add_or_update("b", 2, t0);
+        q.add_or_update("a", 1, true, t0);
+        q.add_or_update("b", 2, true, t0);
         assert_eq!(q.pop(), Some(("a".to_string(), 1)));
         assert_eq!(q.state("a"), Some(State::InFlight));
-        q.add_or_update("a", 10, t0);
+        q.add_or_update("a", 10, true, t0);
         assert_eq!(
             q.state("a"),
             Some(State::InFlight),
@@ -301,7 +307,7 @@ mod tests {
     fn unschedulable_pods_wait_for_a_change_then_back_off() {
         let t0 = Instant::now();
         let mut q = Queue::new();
-        q.add_or_update("p", (), t0);
+        q.add_or_update("p", (), true, t0);
         q.pop();
         q.unschedulable("p", t0);
         assert_eq!(q.state("p"), Some(State::Unschedulable(t0)));
@@ -325,7 +331,7 @@ mod tests {
     fn unschedulable_pods_are_retried_periodically() {
         let t0 = Instant::now();
         let mut q = Queue::new();
-        q.add_or_update("p", (), t0);
+        q.add_or_update("p", (), true, t0);
         q.pop();
         q.unschedulable("p", t0);
         q.flush(t0 + UNSCHEDULABLE_MAX_WAIT);
@@ -336,7 +342,7 @@ mod tests {
     fn a_change_during_the_attempt_means_backoff_not_waiting() {
         let t0 = Instant::now();
         let mut q = Queue::new();
-        q.add_or_update("p", (), t0);
+        q.add_or_update("p", (), true, t0);
         q.pop();
         q.move_all(t0);
         q.unschedulable("p", t0);
@@ -347,14 +353,19 @@ mod tests {
     fn failures_back_off_and_updates_wake_unschedulable_pods() {
         let t0 = Instant::now();
         let mut q = Queue::new();
-        q.add_or_update("p", 0, t0);
+        q.add_or_update("p", 0, true, t0);
         q.pop();
         q.failed("p", t0);
         assert_eq!(q.next_wakeup(), Some(t0 + secs(1)));
         q.flush(t0 + secs(1));
         q.pop();
         q.unschedulable("p", t0 + secs(1));
-        q.add_or_update("p", 1, t0 + secs(10));
+        q.add_or_update("p", 1, false, t0 + secs(10));
+        assert!(
+            matches!(q.state("p"), Some(State::Unschedulable(_))),
+            "status-only update"
+        );
+        q.add_or_update("p", 2, true, t0 + secs(10));
         assert_eq!(q.state("p"), Some(State::Active));
     }
 }

@@ -1,6 +1,10 @@
 //! The thin loop: feeds Node and Pod watch events into the [`Cache`], takes decisions off it,
 //! and runs their API calls (bindings, unschedulable reports) as concurrent tasks so one
 //! binding's round trip never holds up the next decision.
+//!
+//! One watch covers all pods (like kube-scheduler's pod informer) rather than one for
+//! pending and one for bound pods: a pod's move from pending to bound then arrives in
+//! order on one stream, which is what confirming an assumed pod relies on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use tokio::time::Instant;
 
 use crate::bind;
 use crate::cache::{BindOutcome, Cache, Work};
+use crate::events::Events;
 use crate::score::Weights;
 
 /// The name pods ask for in `spec.schedulerName` (empty means this one too).
@@ -72,10 +77,13 @@ pub async fn run(client: kube::Client, options: SchedulerOptions) -> Result<(), 
     let mut pods = watcher::watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
         .boxed();
-    let recorder = Arc::new(Recorder::new(client.clone(), &options.scheduler_name, None));
+    let mut tasks = JoinSet::new();
+    let events = Events::start(
+        Recorder::new(client.clone(), &options.scheduler_name, None),
+        &mut tasks,
+    );
     let limit = Arc::new(Semaphore::new(options.max_in_flight_bindings.max(1)));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-    let mut tasks = JoinSet::new();
     let mut cache = Cache::new(&options.scheduler_name, options.weights);
     let (mut nodes_synced, mut pods_synced) = (false, false);
     tracing::info!(scheduler = %options.scheduler_name, "scheduler starting");
@@ -128,7 +136,7 @@ pub async fn run(client: kube::Client, options: SchedulerOptions) -> Result<(), 
                 let Some(work) = cache.next(std::time::Instant::now()) else {
                     continue;
                 };
-                dispatch(work, &client, &recorder, &limit, &done_tx, &mut tasks);
+                dispatch(work, &client, &events, &limit, &done_tx, &mut tasks);
             },
         }
     }
@@ -138,13 +146,13 @@ pub async fn run(client: kube::Client, options: SchedulerOptions) -> Result<(), 
 fn dispatch(
     work: Work,
     client: &kube::Client,
-    recorder: &Arc<Recorder>,
+    events: &Events,
     limit: &Arc<Semaphore>,
     done: &mpsc::UnboundedSender<Done>,
     tasks: &mut JoinSet<()>,
 ) {
     let client = client.clone();
-    let recorder = Arc::clone(recorder);
+    let events = events.clone();
     match work {
         Work::Bind { pod, node } => {
             let limit = Arc::clone(limit);
@@ -166,7 +174,7 @@ fn dispatch(
                     outcome,
                 });
                 if outcome == BindOutcome::Bound {
-                    bind::scheduled(&recorder, &pod, &node).await;
+                    bind::scheduled(&events, &pod, &node);
                 }
             });
         }
@@ -177,7 +185,7 @@ fn dispatch(
                 "pod is unschedulable"
             );
             tasks.spawn(async move {
-                bind::unschedulable(&client, &recorder, &pod, &message).await;
+                bind::unschedulable(&client, &events, &pod, &message).await;
             });
         }
     }

@@ -192,12 +192,18 @@ impl Cache {
                         Some(error.to_string()),
                     ),
                 };
+                // Our own PodScheduled=False patch comes back as an update: only a change
+                // of spec or labels can make the pod fit, as in kube-scheduler's
+                // isPodUpdated.
+                let relevant = self.queue.get(&key).is_none_or(|old| {
+                    old.pod.spec != pod.spec || old.pod.metadata.labels != pod.metadata.labels
+                });
                 let pending = Pending {
                     info: Arc::new(info),
                     pod: Arc::new(pod),
                     invalid,
                 };
-                self.queue.add_or_update(&key, pending, now);
+                self.queue.add_or_update(&key, pending, relevant, now);
             }
         }
     }
@@ -245,7 +251,8 @@ impl Cache {
         }
     }
 
-    /// A node was added or changed; returns its attributes' parse error, if any.
+    /// A node was added or changed; a change of what the scheduler looks at (allocatable,
+    /// labels, taints, readiness, cordon) retries the unschedulable pods.
     pub fn node_applied(&mut self, node: &Node, now: Instant) {
         let attrs = NodeAttrs::from_node(node);
         if let Some(seen) = self.relist_nodes.as_mut() {

@@ -125,3 +125,30 @@ fn a_relist_drops_what_was_deleted_meanwhile() {
     assert_eq!(c.snapshot().node("n1").unwrap().requested.milli_cpu, 100);
     assert!(c.queue().is_empty());
 }
+
+#[test]
+fn our_own_status_patch_does_not_retry_the_pod() {
+    let now = Instant::now();
+    let mut c = cache_with(&[("n1", "1")]);
+    c.pod_applied(pod("big", "2", None), now);
+    assert!(matches!(c.next(now), Some(Work::Unschedulable { .. })));
+    let mut patched = pod("big", "2", None);
+    patched.status = Some(k8s_openapi::api::core::v1::PodStatus {
+        conditions: Some(vec![k8s_openapi::api::core::v1::PodCondition {
+            type_: "PodScheduled".into(),
+            status: "False".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    });
+    c.pod_applied(patched, now);
+    assert!(matches!(
+        c.queue().state("default/big"),
+        Some(crate::queue::State::Unschedulable(_))
+    ));
+    let mut smaller = pod("big", "500m", None);
+    smaller.metadata.labels = Some([("resized".to_string(), "yes".to_string())].into());
+    c.pod_applied(smaller, now);
+    c.tick(now + crate::queue::INITIAL_BACKOFF);
+    assert_eq!(bind_target(c.next(now)), "n1");
+}
