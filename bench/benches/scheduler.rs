@@ -165,12 +165,14 @@ fn main() {
             .expect("all pods bound within 10 minutes")
             .unwrap();
         let elapsed = last - scheduling_start;
-        let started = started.lock().unwrap();
-        let bound = bound.lock().unwrap();
-        let mut latencies: Vec<Duration> = bound
-            .iter()
-            .filter_map(|(name, at)| started.get(name).map(|s| at.saturating_duration_since(*s)))
-            .collect();
+        let mut latencies: Vec<Duration> = {
+            let started = started.lock().unwrap();
+            let bound = bound.lock().unwrap();
+            bound
+                .iter()
+                .filter_map(|(name, at)| started.get(name).map(|s| at.saturating_duration_since(*s)))
+                .collect()
+        };
         latencies.sort();
         println!(
             "scheduler ({}): {pods} pods on {nodes} nodes bound in {:.2} s = {:.0} pods/s; create→bound p50 {:.0} ms, p99 {:.0} ms",
