@@ -1,85 +1,234 @@
-//! Kubernetes resource quantities (`100m`, `1.5`, `128Mi`, `1G`, `1e3`) as numbers:
-//! binary suffixes (Ki … Ei) are powers of 1024, decimal ones (n, u, m, k, M … E) powers
-//! of 1000, and an exponent (`e3`, `E-2`) scales by ten.
+//! Kubernetes resource quantities (`100m`, `1.5`, `128Mi`, `1G`, `1e3`) parsed into integers,
+//! rounding up like apimachinery's `Quantity.Value()` and `Quantity.MilliValue()`.
+//!
+//! Grammar (from `k8s.io/apimachinery/pkg/api/resource/quantity.go`):
+//! `<sign><digits>[.<digits>]<suffix>` where the suffix is a binary SI unit
+//! (`Ki Mi Gi Ti Pi Ei`), a decimal SI unit (`n u m "" k M G T P E`) or a decimal exponent
+//! (`e<int>` / `E<int>`). Values beyond `i64` saturate, as apimachinery's do.
 
-/// A quantity that is not in Kubernetes' syntax.
+/// Why a quantity string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a quantity (like 100m, 1.5, 128Mi or 1G)")]
-pub struct QuantityError(pub String);
+#[error("quantity {text:?} is not valid: {problem}")]
+pub struct QuantityError {
+    /// The rejected text.
+    pub text: String,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
 
-/// The value of `text` in base units (cores, bytes, counts).
-///
-/// ```
-/// assert_eq!(strata_api::quantity::parse("250m").unwrap(), 0.25);
-/// assert_eq!(strata_api::quantity::parse("64Mi").unwrap(), 67_108_864.0);
-/// ```
-pub fn parse(text: &str) -> Result<f64, QuantityError> {
-    let error = || QuantityError(text.to_string());
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(trimmed.len());
-    let (number, suffix) = trimmed.split_at(split);
-    if number.is_empty() || number == "+" || number == "-" {
-        return Err(error());
-    }
-    let value: f64 = number.parse().map_err(|_| error())?;
-    let scale = match suffix {
-        "" => 1.0,
-        "Ki" => 1024f64,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        exponent if exponent.starts_with(['e', 'E']) => {
-            let power: i32 = exponent[1..].parse().map_err(|_| error())?;
-            10f64.powi(power)
+/// A parsed quantity: `digits × 2^(10·binary_power) × 10^exponent`, exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quantity {
+    negative: bool,
+    digits: u128,
+    exponent: i32,
+    binary_power: u32,
+}
+
+/// The most significant digits kept; more would overflow `u128` arithmetic and
+/// apimachinery rounds such values anyway.
+const MAX_DIGITS: usize = 30;
+
+impl Quantity {
+    /// Parses `text` in Kubernetes' quantity syntax.
+    pub fn parse(text: &str) -> Result<Self, QuantityError> {
+        let fail = |problem| QuantityError {
+            text: text.to_string(),
+            problem,
+        };
+        let trimmed = text.trim();
+        let (negative, rest) = match trimmed.as_bytes().first() {
+            Some(b'-') => (true, &trimmed[1..]),
+            Some(b'+') => (false, &trimmed[1..]),
+            Some(_) => (false, trimmed),
+            None => return Err(fail("empty")),
+        };
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (number, suffix) = rest.split_at(number_end);
+        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+        if whole.is_empty() && fraction.is_empty() {
+            return Err(fail("no digits"));
         }
-        _ => return Err(error()),
-    };
-    let result = value * scale;
-    if result.is_finite() {
-        Ok(result)
-    } else {
-        Err(error())
+        if fraction.contains('.') {
+            return Err(fail("more than one decimal point"));
+        }
+        let mut digits: u128 = 0;
+        let mut significant = 0usize;
+        let mut exponent: i32 = 0;
+        for (index, c) in whole.bytes().chain(fraction.bytes()).enumerate() {
+            let in_fraction = index >= whole.len();
+            if significant >= MAX_DIGITS {
+                // Dropped digits of the whole part still scale the value.
+                if !in_fraction {
+                    exponent += 1;
+                }
+                continue;
+            }
+            digits = digits * 10 + u128::from(c - b'0');
+            if digits > 0 {
+                significant += 1;
+            }
+            if in_fraction {
+                exponent -= 1;
+            }
+        }
+        let mut binary_power = 0;
+        match suffix {
+            "" => {}
+            "Ki" => binary_power = 1,
+            "Mi" => binary_power = 2,
+            "Gi" => binary_power = 3,
+            "Ti" => binary_power = 4,
+            "Pi" => binary_power = 5,
+            "Ei" => binary_power = 6,
+            "n" => exponent -= 9,
+            "u" => exponent -= 6,
+            "m" => exponent -= 3,
+            "k" => exponent += 3,
+            "M" => exponent += 6,
+            "G" => exponent += 9,
+            "T" => exponent += 12,
+            "P" => exponent += 15,
+            "E" => exponent += 18,
+            other => {
+                let Some(power) = other.strip_prefix(['e', 'E']) else {
+                    return Err(fail("unknown suffix"));
+                };
+                let power: i32 = power.parse().map_err(|_| fail("bad exponent"))?;
+                if !(-1000..=1000).contains(&power) {
+                    return Err(fail("exponent out of range"));
+                }
+                exponent += power;
+            }
+        }
+        Ok(Self {
+            negative,
+            digits,
+            exponent,
+            binary_power,
+        })
     }
-}
 
-/// The value in thousandths, rounded up (how Kubernetes counts CPU: `MilliValue`).
-pub fn parse_milli(text: &str) -> Result<i64, QuantityError> {
-    parse(text).map(|v| (v * 1000.0).ceil() as i64)
-}
+    /// The value in units, rounded up (away from zero for positives, like `Value()`).
+    pub fn value(&self) -> i64 {
+        self.scaled(0)
+    }
 
-/// The value as a whole number, rounded up (bytes, counts: `Value`).
-pub fn parse_whole(text: &str) -> Result<i64, QuantityError> {
-    parse(text).map(|v| v.ceil() as i64)
+    /// The value in thousandths of a unit, rounded up (like `MilliValue()`).
+    pub fn milli_value(&self) -> i64 {
+        self.scaled(3)
+    }
+
+    /// `ceil(self × 10^extra)`, saturating at the `i64` range.
+    fn scaled(&self, extra: i32) -> i64 {
+        let mut numerator = self.digits;
+        let mut denominator: u128 = 1;
+        for _ in 0..self.binary_power {
+            numerator = match numerator.checked_mul(1024) {
+                Some(n) => n,
+                None => return self.saturated(),
+            };
+        }
+        let exponent = self.exponent + extra;
+        if exponent >= 0 {
+            for _ in 0..exponent {
+                if numerator == 0 {
+                    break;
+                }
+                numerator = match numerator.checked_mul(10) {
+                    Some(n) => n,
+                    None => return self.saturated(),
+                };
+            }
+        } else {
+            for _ in 0..(-exponent) {
+                if denominator > numerator {
+                    // Further division only shrinks a value already below one.
+                    break;
+                }
+                denominator *= 10;
+            }
+        }
+        let whole = numerator / denominator;
+        let rest = numerator % denominator;
+        // Rounding up the magnitude matches Kubernetes for the positive quantities that
+        // requests and capacities are; a negative value rounds toward zero instead.
+        let magnitude = if rest != 0 && !self.negative {
+            whole + 1
+        } else {
+            whole
+        };
+        match i64::try_from(magnitude) {
+            Ok(m) if self.negative => -m,
+            Ok(m) => m,
+            Err(_) => self.saturated(),
+        }
+    }
+
+    fn saturated(&self) -> i64 {
+        if self.negative { i64::MIN } else { i64::MAX }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn milli(text: &str) -> i64 {
+        Quantity::parse(text).unwrap().milli_value()
+    }
+
+    fn value(text: &str) -> i64 {
+        Quantity::parse(text).unwrap().value()
+    }
+
     #[test]
-    fn suffixes_and_exponents() {
-        assert_eq!(parse_milli("100m").unwrap(), 100);
-        assert_eq!(parse_milli("1.5").unwrap(), 1500);
-        assert_eq!(parse_whole("128Mi").unwrap(), 128 << 20);
-        assert_eq!(parse_whole("1G").unwrap(), 1_000_000_000);
-        assert_eq!(parse_whole("1e3").unwrap(), 1000);
-        assert_eq!(parse_whole("2Ki").unwrap(), 2048);
-        assert_eq!(parse_whole("0.5Gi").unwrap(), 512 << 20);
-        assert!(parse("12Q").is_err());
-        assert!(parse("Mi").is_err());
-        assert!(parse("").is_err());
+    fn cpu_forms() {
+        assert_eq!(milli("100m"), 100);
+        assert_eq!(milli("1"), 1000);
+        assert_eq!(milli("1.5"), 1500);
+        assert_eq!(milli("0.1"), 100);
+        assert_eq!(milli(".5"), 500);
+        assert_eq!(milli("2."), 2000);
+        assert_eq!(milli("250000u"), 250);
+        assert_eq!(milli("1n"), 1, "rounds up");
+        assert_eq!(milli("1e3"), 1_000_000);
+        assert_eq!(milli("1E-3"), 1);
+        assert_eq!(milli("+4"), 4000);
+        assert_eq!(milli("0"), 0);
+    }
+
+    #[test]
+    fn memory_forms() {
+        assert_eq!(value("128Mi"), 128 * 1024 * 1024);
+        assert_eq!(value("1Ki"), 1024);
+        assert_eq!(value("1.5Gi"), 1536 * 1024 * 1024);
+        assert_eq!(value("1G"), 1_000_000_000);
+        assert_eq!(value("1k"), 1000);
+        assert_eq!(value("129e6"), 129_000_000);
+        assert_eq!(value("1M"), 1_000_000);
+        assert_eq!(value("64Ti"), 64 << 40);
+        assert_eq!(value("2Ei"), 2 << 60);
+        assert_eq!(value("8Ei"), i64::MAX, "2^63 saturates");
+        assert_eq!(value("100m"), 1, "fractions round up");
+        assert_eq!(value("12345678901234567890123456789012345"), i64::MAX);
+    }
+
+    #[test]
+    fn negative_values() {
+        assert_eq!(value("-1"), -1);
+        assert_eq!(milli("-1.5"), -1500);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "", "abc", "1x", "1.2.3", "Mi", "1e", "1ee3", "1 Mi", "-", "1KiB",
+        ] {
+            assert!(Quantity::parse(bad).is_err(), "{bad:?} must be rejected");
+        }
     }
 }

@@ -9,7 +9,7 @@ pub mod cache;
 mod events;
 pub mod filter;
 pub mod labels;
-pub mod quantity;
+pub use strata_api::quantity;
 pub mod queue;
 pub mod resources;
 mod run;

@@ -40,14 +40,7 @@ pub fn init_logging(filter: Option<&str>, log_file: Option<&Path>, format: LogFo
 
 /// The error and its causes on one line, repeated messages dropped.
 pub fn one_line(err: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
+    strata_agent::containers::monitor::one_line(err.as_ref())
 }
 
 /// Prints `strata: <error chain>` on stderr.

@@ -33,14 +33,6 @@ fn options(args: &RegistryArgs) -> RegistryOptions {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}
-
 /// Pulls `reference` into the image store of `data_dir`.
 fn fetch(
     data_dir: &Path,
@@ -58,7 +50,7 @@ fn fetch(
     if let Some(platform) = platform {
         options.platform = platform.parse::<Platform>()?;
     }
-    runtime()?
+    crate::server::async_runtime()?
         .block_on(registry::pull(&images, reference, &options, bars))
         .with_context(|| format!("pull {reference}"))
 }
@@ -132,7 +124,7 @@ pub fn push(data_dir: &Path, args: &PushArgs) -> Result<u8> {
         println!("The push refers to repository [{}]", remote.name());
     }
     let bars = Bars::new(Direction::Push, args.quiet);
-    let report = runtime()?
+    let report = crate::server::async_runtime()?
         .block_on(registry::push(
             &images,
             &image.target,
@@ -212,7 +204,7 @@ pub fn login(data_dir: &Path, args: &LoginArgs) -> Result<u8> {
         bail!("username and password must not be empty");
     }
     let credentials = Credentials { username, password };
-    runtime()?
+    crate::server::async_runtime()?
         .block_on(registry::login(
             &registry,
             &credentials,

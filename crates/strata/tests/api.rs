@@ -22,13 +22,7 @@ struct ApiServer {
 
 impl ApiServer {
     fn start(test: &str) -> Option<Self> {
-        if Command::new("kubectl")
-            .arg("version")
-            .arg("--client")
-            .output()
-            .is_err()
-        {
-            println!("SKIP {test}: kubectl is not installed");
+        if common::kubectl_missing(test) {
             return None;
         }
         let data = tempfile::Builder::new()

@@ -27,13 +27,7 @@ impl Cloud {
         if !strata_testkit::require_root(test) {
             return None;
         }
-        if Command::new("kubectl")
-            .arg("version")
-            .arg("--client")
-            .output()
-            .is_err()
-        {
-            println!("SKIP {test}: kubectl is not installed");
+        if common::kubectl_missing(test) {
             return None;
         }
         let data = tempfile::Builder::new()
@@ -64,6 +58,12 @@ impl Cloud {
     }
 
     fn launch(&mut self) {
+        let log_path = self.data.path().join("up.log");
+        let ups = || {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            text.matches(&format!("node {NODE} is up")).count()
+        };
+        let before = ups();
         let log = std::fs::File::options()
             .create(true)
             .append(true)
@@ -78,16 +78,20 @@ impl Cloud {
             .spawn()
             .unwrap();
         self.child = Some(child);
+        // This process's agent registered (a Ready condition may be left from the last
+        // run), and the node reports Ready.
         self.wait_for("the node to be Ready", || {
-            self.kubectl(&[
-                "get",
-                "node",
-                NODE,
-                "-o",
-                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-            ])
-            .stdout
-                == b"True"
+            ups() > before
+                && self
+                    .kubectl(&[
+                        "get",
+                        "node",
+                        NODE,
+                        "-o",
+                        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                    ])
+                    .stdout
+                    == b"True"
         });
     }
 

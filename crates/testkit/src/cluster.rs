@@ -93,9 +93,5 @@ impl Drop for TestApiServer {
 
 async fn client(config: &Kubeconfig) -> kube::Client {
     let yaml = config.to_yaml().expect("kubeconfig YAML");
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&yaml).expect("kubeconfig parses");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("kube config");
-    kube::Client::try_from(config).expect("kube client")
+    strata_client::connect(&yaml).await.expect("kube client")
 }

@@ -139,8 +139,12 @@ fn poke(
     attempts: BTreeMap<String, u32>,
 ) {
     let mut running = lock(workers);
+    // A full channel already holds a poke: the worker will sync.
     if let Some(tx) = running.get(uid)
-        && tx.try_send(()).is_ok_or_full()
+        && matches!(
+            tx.try_send(()),
+            Ok(()) | Err(mpsc::error::TrySendError::Full(()))
+        )
     {
         return;
     }
@@ -163,15 +167,4 @@ fn poke(
         }
         lock(&workers).remove(&uid);
     });
-}
-
-trait SendOutcome {
-    fn is_ok_or_full(&self) -> bool;
-}
-
-impl SendOutcome for Result<(), mpsc::error::TrySendError<()>> {
-    /// A full channel already holds a poke: the worker will sync.
-    fn is_ok_or_full(&self) -> bool {
-        matches!(self, Ok(()) | Err(mpsc::error::TrySendError::Full(())))
-    }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, EnvVarSource, Pod};
+use strata_api::quantity::Quantity;
 use strata_image::ImageConfig;
 use strata_image::containerfile::set_env;
 use strata_runtime::{
@@ -435,20 +436,25 @@ pub fn limits(container: &Container) -> Result<ResourceLimits, ConfigError> {
                     key: &str| {
         map.and_then(|m| m.get(key))
             .map(|q| {
-                strata_api::quantity::parse(&q.0)
+                Quantity::parse(&q.0)
                     .map_err(|err| ConfigError(format!("resources of {}: {err}", container.name)))
             })
             .transpose()
     };
     let limits_map = resources.and_then(|r| r.limits.as_ref());
     let requests_map = resources.and_then(|r| r.requests.as_ref());
-    let memory = quantity(limits_map, "memory")?.map(|v| v.ceil() as i64);
-    let cpus = quantity(limits_map, "cpu")?.filter(|v| *v > 0.0);
-    let cpu_request = quantity(requests_map, "cpu")?.or(cpus);
+    let memory = quantity(limits_map, "memory")?.map(|q| q.value());
+    let cpu_limit = quantity(limits_map, "cpu")?
+        .map(|q| q.milli_value())
+        .filter(|m| *m > 0);
+    let cpus = cpu_limit.map(|milli| milli as f64 / 1000.0);
+    let cpu_request = quantity(requests_map, "cpu")?
+        .map(|q| q.milli_value())
+        .or(cpu_limit);
     Ok(ResourceLimits {
         memory_bytes: memory,
         cpus,
-        cpu_shares: cpu_request.map(|cores| ((cores * 1024.0).round() as u64).max(2)),
+        cpu_shares: cpu_request.map(|milli| (milli.max(0) as u64 * 1024 / 1000).max(2)),
         cpuset_cpus: None,
         pids: None,
     })

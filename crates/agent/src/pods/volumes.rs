@@ -32,7 +32,8 @@ pub fn prepare(
                 let size = empty
                     .size_limit
                     .as_ref()
-                    .and_then(|q| strata_api::quantity::parse_whole(&q.0).ok())
+                    .and_then(|q| strata_api::quantity::Quantity::parse(&q.0).ok())
+                    .map(|q| q.value())
                     .map(|bytes| format!("size={bytes}"));
                 nix::mount::mount(
                     Some("tmpfs"),
@@ -62,33 +63,40 @@ pub fn prepare(
                 _ => {}
             }
             path
-        } else if let Some(source) = &volume.config_map {
-            let data = config_maps.get(&source.name);
-            if data.is_none() && source.optional != Some(true) {
-                return Err(ConfigError(format!(
-                    "configmap {:?} not found",
-                    source.name
-                )));
+        } else if let Some((kind, data, name, optional, items, mode)) = volume
+            .config_map
+            .as_ref()
+            .map(|s| {
+                let name = s.name.clone();
+                let data = config_maps.get(&name);
+                (
+                    "configmap",
+                    data,
+                    name,
+                    s.optional,
+                    s.items.as_deref(),
+                    s.default_mode,
+                )
+            })
+            .or_else(|| {
+                volume.secret.as_ref().map(|s| {
+                    let name = s.secret_name.clone().unwrap_or_default();
+                    let data = secrets.get(&name);
+                    (
+                        "secret",
+                        data,
+                        name,
+                        s.optional,
+                        s.items.as_deref(),
+                        s.default_mode,
+                    )
+                })
+            })
+        {
+            if data.is_none() && optional != Some(true) {
+                return Err(ConfigError(format!("{kind} {name:?} not found")));
             }
-            write_files(
-                &dir,
-                data,
-                source.items.as_deref(),
-                source.default_mode.unwrap_or(0o644),
-            )?;
-            dir
-        } else if let Some(source) = &volume.secret {
-            let name = source.secret_name.clone().unwrap_or_default();
-            let data = secrets.get(&name);
-            if data.is_none() && source.optional != Some(true) {
-                return Err(ConfigError(format!("secret {name:?} not found")));
-            }
-            write_files(
-                &dir,
-                data,
-                source.items.as_deref(),
-                source.default_mode.unwrap_or(0o644),
-            )?;
+            write_files(&dir, data, items, mode.unwrap_or(0o644))?;
             dir
         } else {
             return Err(ConfigError(format!(

@@ -481,43 +481,20 @@ impl Worker {
             .clone()
             .unwrap_or_else(|| "default".into());
         let (map_names, secret_names) = referenced_sources(pod);
-        let maps: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &namespace);
-        let secrets_api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &namespace);
-        let mut config_maps = BTreeMap::new();
-        for name in map_names {
-            match maps.get_opt(&name).await {
-                Ok(Some(map)) => {
-                    let mut data = map.data.unwrap_or_default();
-                    for (k, v) in map.binary_data.unwrap_or_default() {
-                        data.insert(k, String::from_utf8_lossy(&v.0).into_owned());
-                    }
-                    config_maps.insert(name, data);
-                }
-                Ok(None) => {}
-                Err(err) => {
-                    return Err(ConfigError(format!(
-                        "cannot read configmap {name:?}: {err}"
-                    )));
-                }
-            }
-        }
-        let mut secrets = BTreeMap::new();
-        for name in secret_names {
-            match secrets_api.get_opt(&name).await {
-                Ok(Some(secret)) => {
-                    let mut data: BTreeMap<String, String> = secret
-                        .data
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
-                        .collect();
-                    data.extend(secret.string_data.unwrap_or_default());
-                    secrets.insert(name, data);
-                }
-                Ok(None) => {}
-                Err(err) => return Err(ConfigError(format!("cannot read secret {name:?}: {err}"))),
-            }
-        }
+        let client = &self.ctx.client;
+        let config_maps = read_sources(client, &namespace, map_names, |map: ConfigMap| {
+            let mut data = map.data.unwrap_or_default();
+            data.extend(binary_as_text(map.binary_data.unwrap_or_default()));
+            data
+        })
+        .await?;
+        let secrets = read_sources(client, &namespace, secret_names, |secret: Secret| {
+            let mut data: BTreeMap<String, String> =
+                binary_as_text(secret.data.unwrap_or_default()).collect();
+            data.extend(secret.string_data.unwrap_or_default());
+            data
+        })
+        .await?;
         Ok((config_maps, secrets))
     }
 
@@ -862,4 +839,42 @@ async fn pull_image(images: &strata_image::ImageStore, name: &str) -> Result<Ima
         return Err(monitor::one_line(&err));
     }
     images.resolve(name).map_err(|err| err.to_string())
+}
+
+/// Reads the named ConfigMaps or Secrets of `namespace` (missing ones are left out: the
+/// caller decides whether they were optional) and turns each into its data.
+async fn read_sources<K>(
+    client: &kube::Client,
+    namespace: &str,
+    names: Vec<String>,
+    data_of: impl Fn(K) -> BTreeMap<String, String>,
+) -> Result<volumes::Sources, ConfigError>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let mut sources = BTreeMap::new();
+    for name in names {
+        match api.get_opt(&name).await {
+            Ok(Some(object)) => {
+                sources.insert(name, data_of(object));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                let kind = K::kind(&()).to_lowercase();
+                return Err(ConfigError(format!("cannot read {kind} {name:?}: {err}")));
+            }
+        }
+    }
+    Ok(sources)
+}
+
+fn binary_as_text(
+    data: BTreeMap<String, k8s_openapi::ByteString>,
+) -> impl Iterator<Item = (String, String)> {
+    data.into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
 }

@@ -192,3 +192,16 @@ pub fn host_has_mount_under(path: &Path) -> bool {
                 .is_some_and(|mount| mount.starts_with(&prefix))
         })
 }
+
+/// True (after printing `SKIP <test>: …`) when kubectl is not installed.
+pub fn kubectl_missing(test: &str) -> bool {
+    let missing = Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err();
+    if missing {
+        println!("SKIP {test}: kubectl is not installed");
+    }
+    missing
+}
