@@ -122,6 +122,31 @@ impl Sandbox {
         }
     }
 
+    /// Opens a TCP connection to `addr` from inside the sandbox's network namespace (how
+    /// the agent reaches a pod's ports before pods have addresses of their own: probes,
+    /// port forwarding). The socket stays in the sandbox's namespace after this returns.
+    pub fn connect(
+        &self,
+        addr: std::net::SocketAddr,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<std::net::TcpStream> {
+        let net = std::fs::File::open(self.net())?;
+        if !is_nsfs(&self.net()) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no network namespace is held at {}", self.net().display()),
+            ));
+        }
+        // setns() moves the calling thread only; a short-lived thread of its own leaves
+        // the caller in its namespace.
+        std::thread::spawn(move || {
+            nix::sched::setns(&net, CloneFlags::CLONE_NEWNET)?;
+            std::net::TcpStream::connect_timeout(&addr, timeout)
+        })
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the connecting thread panicked")))
+    }
+
     /// Releases the namespaces and removes the directory; a sandbox that is already gone
     /// is fine.
     pub fn remove(&self) -> Result<(), SandboxError> {
@@ -179,6 +204,25 @@ mod tests {
             "the sandbox got the host's network namespace"
         );
         assert_eq!(std::fs::read_link("/proc/self/ns/net").unwrap(), host);
+        // A listener on the host's loopback is not reachable from the sandbox's.
+        let host_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = host_listener.local_addr().unwrap().port();
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let timeout = std::time::Duration::from_secs(2);
+        let refused = sandbox.connect(addr, timeout).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+        assert!(std::net::TcpStream::connect_timeout(&addr, timeout).is_ok());
+        // One inside it is.
+        let net = std::fs::File::open(sandbox.net()).unwrap();
+        let inside = std::thread::spawn(move || {
+            nix::sched::setns(&net, CloneFlags::CLONE_NEWNET).unwrap();
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+        })
+        .join()
+        .unwrap();
+        let inside_addr = inside.local_addr().unwrap();
+        assert!(sandbox.connect(inside_addr, timeout).is_ok());
+        drop(inside);
         sandbox.create("pod-a").unwrap();
         sandbox.remove().unwrap();
         assert!(!sandbox.dir.exists());

@@ -2,6 +2,7 @@
 //! a directory per container ([`store`]), a monitor process per running container that
 //! records its exit ([`monitor`]), and CRI-format logs ([`logfile`]).
 
+pub mod exec;
 pub mod logfile;
 pub mod monitor;
 pub mod store;

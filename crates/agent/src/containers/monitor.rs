@@ -19,8 +19,9 @@ use super::store::{ContainerError, ExitRecord, Store};
 /// The first line the monitor writes when the container started.
 pub const READY: &str = "started";
 
-/// How to start a monitor: a program and its arguments, to which the container ID is
-/// appended (for Strata: `[/proc/self/exe, --data-dir, D, __monitor]`).
+/// How to reach the `strata` binary for a data directory: a program and its leading
+/// arguments (for Strata: `[/proc/self/exe, --data-dir, D]`). A monitor is its
+/// `__monitor ID` command; an exec into a container its `exec ID -- ARGV` command.
 #[derive(Clone, Debug)]
 pub struct MonitorCommand {
     /// The program and its leading arguments.
@@ -28,7 +29,7 @@ pub struct MonitorCommand {
 }
 
 impl MonitorCommand {
-    /// The `strata __monitor` command of the running binary for `data_dir`.
+    /// The running binary, for `data_dir`.
     pub fn current_exe(data_dir: &std::path::Path) -> Result<Self, ContainerError> {
         let exe = std::env::current_exe().map_err(|err| {
             ContainerError::Monitor(format!("cannot find the strata binary: {err}"))
@@ -38,7 +39,6 @@ impl MonitorCommand {
                 exe.into(),
                 "--data-dir".into(),
                 data_dir.into(),
-                "__monitor".into(),
             ],
         })
     }
@@ -57,6 +57,7 @@ pub fn spawn(
     };
     let mut child = Command::new(program)
         .args(args)
+        .arg("__monitor")
         .arg(id.as_str())
         .stdin(ProcessStdio::null())
         .stdout(ProcessStdio::piped())

@@ -4,6 +4,9 @@
 //! PLEG relist). Containers found on disk at start are adopted by their pod's worker, or
 //! removed when their pod is gone.
 
+pub mod actions;
+mod insecure_tls;
+pub mod prober;
 pub mod status;
 pub mod translate;
 pub mod volumes;

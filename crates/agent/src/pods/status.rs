@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
+use super::prober::Verdicts;
 use crate::containers::Entry;
 
 /// What the agent knows of one container of the pod.
@@ -28,6 +29,8 @@ pub struct Observed {
     pub previous: Option<Entry>,
     /// Why it is not running, when the agent could not start it or holds it back.
     pub waiting: Option<(String, String)>,
+    /// What its probes concluded, when it has any.
+    pub probed: Option<Verdicts>,
 }
 
 fn time(at: chrono::DateTime<chrono::Utc>) -> Time {
@@ -106,6 +109,12 @@ pub fn running(observed: &Observed) -> bool {
             .is_some_and(|(_, e)| e.is_running())
 }
 
+/// True when the container serves: it runs, and its startup and readiness probes (if
+/// any) pass. Init containers are never ready.
+pub fn ready(observed: &Observed) -> bool {
+    !observed.init && running(observed) && observed.probed.as_ref().is_none_or(|p| p.ready)
+}
+
 /// The exit code of the latest attempt, once it ended.
 pub fn exit_code(observed: &Observed) -> Option<i32> {
     observed
@@ -131,8 +140,8 @@ fn container_status(observed: &Observed) -> ContainerStatus {
             .current
             .as_ref()
             .map(|(_, e)| format!("strata://{}", e.meta.id)),
-        ready: is_running && !observed.init,
-        started: Some(is_running),
+        ready: ready(observed),
+        started: Some(is_running && observed.probed.as_ref().is_none_or(|p| p.started)),
         restart_count: observed.current.as_ref().map_or(0, |(n, _)| *n as i32),
         state: Some(state),
         last_state: Some(ContainerState {
@@ -185,7 +194,7 @@ pub fn pod_status(pod: &Pod, observed: &[Observed], host_ip: &str, phase: &str) 
         .iter()
         .filter(|o| o.init)
         .all(|o| exit_code(o) == Some(0));
-    let ready = !main.is_empty() && main.iter().all(|o| running(o));
+    let ready = !main.is_empty() && main.iter().all(|o| ready(o));
     let condition = |kind: &str, status: bool, reason: Option<&str>| {
         let status = if status { "True" } else { "False" };
         let previous = old

@@ -15,6 +15,8 @@ use strata_client::events::EventType;
 use strata_image::{Image, Reference};
 use strata_runtime::{ContainerId, Sandbox, Signal};
 
+use super::actions::{self, Action, Network, Target};
+use super::prober::{self, ContainerProbes};
 use super::status::{self, Observed};
 use super::translate::{self, ConfigError, Inputs};
 use super::volumes;
@@ -32,6 +34,9 @@ pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 
 /// First back-off after a container ended (the first restart is immediate).
 const BACKOFF_START: Duration = Duration::from_secs(10);
+/// Longest a postStart hook may take (Kubernetes sets none; a hook that hangs would
+/// hold the pod's worker forever).
+const POST_START_TIMEOUT: Duration = Duration::from_secs(120);
 /// Longest back-off.
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// A container that ran this long resets its back-off.
@@ -56,6 +61,7 @@ pub struct Worker {
     backoff: BTreeMap<String, Backoff>,
     waiting: BTreeMap<String, (String, String)>,
     image_ids: BTreeMap<String, String>,
+    probes: BTreeMap<String, ContainerProbes>,
     reported: Option<serde_json::Value>,
 }
 
@@ -77,6 +83,7 @@ impl Worker {
             backoff: BTreeMap::new(),
             waiting: BTreeMap::new(),
             image_ids: BTreeMap::new(),
+            probes: BTreeMap::new(),
             reported: None,
         }
     }
@@ -112,6 +119,7 @@ impl Worker {
                     .or_insert_with(|| ("CreateContainerConfigError".into(), err.0.clone()));
             }
         }
+        self.update_probes(&pod).await;
         let observed = self.observe(&pod);
         let policy = restart_policy(&pod);
         let phase = if finished {
@@ -312,6 +320,7 @@ impl Worker {
         let (volumes, maps, secrets) = (volumes.clone(), config_maps.clone(), secrets.clone());
         let sandbox = self.sandbox();
         let uid = self.uid.clone();
+        let started_id = id.clone();
         let started = tokio::task::spawn_blocking(move || {
             start_blocking(
                 &ctx,
@@ -349,6 +358,7 @@ impl Worker {
                     &format!("Started container {name}"),
                 )
                 .await;
+                self.post_start(pod, container, started_id).await;
             }
             Err((reason, message)) => {
                 self.event(
@@ -362,6 +372,37 @@ impl Worker {
                 self.waiting.insert(name, (reason, message));
             }
         }
+    }
+
+    /// Runs the container's postStart hook; when it fails, the container is killed (and
+    /// restarted as its policy says), like the kubelet does.
+    async fn post_start(&self, pod: &Pod, container: &Container, id: ContainerId) {
+        let Some(handler) = container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.post_start.as_ref())
+        else {
+            return;
+        };
+        let target = target(&self.ctx, pod, self.sandbox(), id.clone());
+        let result = match Action::of_handler(handler, container) {
+            Ok(action) => actions::run(&action, &target, POST_START_TIMEOUT).await,
+            Err(failure) => Err(failure),
+        };
+        let Err(failure) = result else {
+            return;
+        };
+        let name = container.name.as_str();
+        let message = format!("PostStartHook failed: {failure}");
+        self.event(pod, Some(name), EventType::Warning, "FailedPostStartHook", &message)
+            .await;
+        let victim = Victim {
+            container: container.clone(),
+            id,
+            why: format!("FailedPostStartHook: stopping container {name}"),
+        };
+        let sandbox = self.sandbox();
+        stop_containers(&self.ctx, pod, &sandbox, vec![victim], grace_period(pod)).await;
     }
 
     /// Keeps the attempt before `current` (for `logs --previous`), removes older ones.
@@ -517,6 +558,12 @@ impl Worker {
                     current: attempt.and_then(|n| entry_of(n).map(|e| (n, e))),
                     previous: attempt.and_then(|n| n.checked_sub(1)).and_then(entry_of),
                     waiting: self.waiting.get(&container.name).cloned(),
+                    probed: self
+                        .probes
+                        .get(&container.name)
+                        .filter(|p| Some(p.attempt) == attempt)
+                        .map(ContainerProbes::verdicts)
+                        .or_else(|| prober::has_probes(container).then(Default::default)),
                 }
             })
             .collect()
@@ -546,61 +593,92 @@ impl Worker {
         }
     }
 
-    /// Stops every running container of the pod: SIGTERM, then SIGKILL after `grace`.
-    async fn stop_all(&self, pod: &Pod, grace: Duration) {
-        let running: Vec<(String, ContainerId)> = self
-            .attempts
-            .iter()
-            .filter_map(|(name, n)| Some((name.clone(), container_id(&self.uid, name, *n)?)))
-            .filter(|(_, id)| self.ctx.containers.entry(id).is_ok_and(|e| e.is_running()))
-            .collect();
-        for (name, _) in &running {
-            self.event(
-                pod,
-                Some(name),
-                EventType::Normal,
-                "Killing",
-                &format!("Stopping container {name}"),
-            )
-            .await;
+    /// Starts the probes of newly running containers, drops those of ended attempts, and
+    /// restarts containers whose liveness or startup probe failed.
+    async fn update_probes(&mut self, pod: &Pod) {
+        let spec = pod.spec.clone().unwrap_or_default();
+        for container in &spec.containers {
+            let name = &container.name;
+            let running = self
+                .latest(name)
+                .filter(Entry::is_running)
+                .zip(self.attempts.get(name).copied());
+            let Some((entry, attempt)) = running.filter(|_| prober::has_probes(container)) else {
+                self.probes.remove(name);
+                continue;
+            };
+            if self.probes.get(name).is_none_or(|p| p.attempt != attempt) {
+                let Some(id) = container_id(&self.uid, name, attempt) else {
+                    continue;
+                };
+                let running_for = (chrono::Utc::now() - entry.meta.created)
+                    .to_std()
+                    .unwrap_or_default();
+                let mut reference = pod.object_ref(&());
+                reference.field_path = Some(field_path(pod, name));
+                let probes = ContainerProbes::start(
+                    self.ctx.clone(),
+                    container,
+                    attempt,
+                    target(&self.ctx, pod, self.sandbox(), id),
+                    running_for,
+                    reference,
+                );
+                self.probes.insert(name.clone(), probes);
+            }
+            let Some(probes) = self.probes.get_mut(name) else {
+                continue;
+            };
+            if probes.killing {
+                continue;
+            }
+            if let Some(why) = probes.verdicts().kill {
+                probes.killing = true;
+                let Some(id) = container_id(&self.uid, name, attempt) else {
+                    continue;
+                };
+                let grace = [&container.liveness_probe, &container.startup_probe]
+                    .into_iter()
+                    .flatten()
+                    .find_map(|p| p.termination_grace_period_seconds)
+                    .map_or_else(|| grace_period(pod), |s| Duration::from_secs(s.max(0) as u64));
+                let victim = Victim {
+                    container: container.clone(),
+                    id,
+                    why,
+                };
+                let (ctx, pod, sandbox) = (self.ctx.clone(), pod.clone(), self.sandbox());
+                tokio::spawn(async move {
+                    stop_containers(&ctx, &pod, &sandbox, vec![victim], grace).await;
+                });
+            }
         }
-        let ctx = self.ctx.clone();
-        let ids: Vec<ContainerId> = running.into_iter().map(|(_, id)| id).collect();
-        let _ = tokio::task::spawn_blocking(move || {
-            for id in &ids {
-                let _ = ctx.containers.runtime().kill(id, Signal::SIGTERM, true);
-            }
-            let deadline = Instant::now() + grace;
-            while Instant::now() < deadline
-                && ids
-                    .iter()
-                    .any(|id| ctx.containers.entry(id).is_ok_and(|e| e.is_running()))
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            for id in &ids {
-                if ctx.containers.entry(id).is_ok_and(|e| e.is_running()) {
-                    let _ = ctx.containers.runtime().kill(id, Signal::SIGKILL, true);
-                }
-            }
-        })
-        .await;
+    }
+
+    /// Stops every running container of the pod: preStop hooks, SIGTERM, then SIGKILL
+    /// after `grace`.
+    async fn stop_all(&self, pod: &Pod, grace: Duration) {
+        let victims: Vec<Victim> = all_containers(pod)
+            .into_iter()
+            .filter_map(|container| {
+                let attempt = *self.attempts.get(&container.name)?;
+                let id = container_id(&self.uid, &container.name, attempt)?;
+                Some(Victim {
+                    why: format!("Stopping container {}", container.name),
+                    container,
+                    id,
+                })
+            })
+            .filter(|v| self.ctx.containers.entry(&v.id).is_ok_and(|e| e.is_running()))
+            .collect();
+        stop_containers(&self.ctx, pod, &self.sandbox(), victims, grace).await;
     }
 
     /// Stops and removes everything of the pod; deletes the object once it is empty.
     async fn tear_down(&mut self, pod: Option<&Pod>) {
+        self.probes.clear();
         if let Some(pod) = pod {
-            let grace = pod
-                .metadata
-                .deletion_grace_period_seconds
-                .or_else(|| {
-                    pod.spec
-                        .as_ref()
-                        .and_then(|s| s.termination_grace_period_seconds)
-                })
-                .unwrap_or(30)
-                .max(0) as u64;
-            self.stop_all(pod, Duration::from_secs(grace)).await;
+            self.stop_all(pod, grace_period(pod)).await;
         }
         let ctx = self.ctx.clone();
         let uid = self.uid.clone();
@@ -643,15 +721,126 @@ impl Worker {
         reason: &str,
         message: &str,
     ) {
-        let mut reference = pod.object_ref(&());
-        if let Some(name) = container {
-            reference.field_path = Some(field_path(pod, name));
-        }
-        self.ctx
-            .recorder
-            .publish(&reference, kind, reason, message)
-            .await;
+        event(&self.ctx, pod, container, kind, reason, message).await;
     }
+}
+
+/// Records an event about `pod`, or one of its containers.
+async fn event(
+    ctx: &Context,
+    pod: &Pod,
+    container: Option<&str>,
+    kind: EventType,
+    reason: &str,
+    message: &str,
+) {
+    let mut reference = pod.object_ref(&());
+    if let Some(name) = container {
+        reference.field_path = Some(field_path(pod, name));
+    }
+    ctx.recorder.publish(&reference, kind, reason, message).await;
+}
+
+/// Where a container's probes and hooks run.
+fn target(ctx: &Context, pod: &Pod, sandbox: Sandbox, id: ContainerId) -> Target {
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+    Target {
+        strata: ctx.options.monitor.clone(),
+        container: id,
+        network: if host_network {
+            Network::Host(ctx.options.node_ip.clone())
+        } else {
+            Network::Sandbox(sandbox)
+        },
+    }
+}
+
+/// The grace period of a pod's termination: the deletion's, else the spec's (30 s).
+fn grace_period(pod: &Pod) -> Duration {
+    let seconds = pod
+        .metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30);
+    Duration::from_secs(seconds.max(0) as u64)
+}
+
+/// A container to stop, and why (the `Killing` event's message).
+struct Victim {
+    container: Container,
+    id: ContainerId,
+    why: String,
+}
+
+/// Stops containers like the kubelet: their preStop hooks, then SIGTERM, then SIGKILL
+/// once `grace` (which the hooks use up too) is over.
+async fn stop_containers(
+    ctx: &Arc<Context>,
+    pod: &Pod,
+    sandbox: &Sandbox,
+    victims: Vec<Victim>,
+    grace: Duration,
+) {
+    let deadline = Instant::now() + grace;
+    let mut hooks = Vec::new();
+    for victim in &victims {
+        let name = victim.container.name.as_str();
+        event(ctx, pod, Some(name), EventType::Normal, "Killing", &victim.why).await;
+        let Some(handler) = victim
+            .container
+            .lifecycle
+            .as_ref()
+            .and_then(|l| l.pre_stop.as_ref())
+        else {
+            continue;
+        };
+        let target = target(ctx, pod, sandbox.clone(), victim.id.clone());
+        let action = Action::of_handler(handler, &victim.container);
+        hooks.push(async move {
+            let result = match action {
+                Ok(action) => tokio::time::timeout(grace, actions::run(&action, &target, grace))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(actions::Failure(format!(
+                            "did not end within the grace period of {}s",
+                            grace.as_secs()
+                        )))
+                    }),
+                Err(failure) => Err(failure),
+            };
+            (name, result)
+        });
+    }
+    for (name, result) in futures_util::future::join_all(hooks).await {
+        if let Err(failure) = result {
+            let message = format!("PreStopHook failed: {failure}");
+            event(ctx, pod, Some(name), EventType::Warning, "FailedPreStopHook", &message).await;
+        }
+    }
+    let ctx = ctx.clone();
+    let ids: Vec<ContainerId> = victims.into_iter().map(|v| v.id).collect();
+    let _ = tokio::task::spawn_blocking(move || {
+        for id in &ids {
+            let _ = ctx.containers.runtime().kill(id, Signal::SIGTERM, true);
+        }
+        while Instant::now() < deadline
+            && ids
+                .iter()
+                .any(|id| ctx.containers.entry(id).is_ok_and(|e| e.is_running()))
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for id in &ids {
+            if ctx.containers.entry(id).is_ok_and(|e| e.is_running()) {
+                let _ = ctx.containers.runtime().kill(id, Signal::SIGKILL, true);
+            }
+        }
+    })
+    .await;
 }
 
 /// Removes every container of pod `uid` on this machine.

@@ -1,0 +1,95 @@
+//! Commands run inside a running container with their output captured (exec probes and
+//! lifecycle hooks). Each runs as a `strata exec` child process: the runtime forks and
+//! joins the container's namespaces, which is not safe from a multi-threaded agent.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use strata_runtime::ContainerId;
+use tokio::io::AsyncReadExt;
+
+use super::{ContainerError, MonitorCommand};
+
+/// At most this much of a command's output is kept (Kubernetes keeps 10 KiB of probe
+/// output too).
+pub const MAX_OUTPUT: usize = 10 * 1024;
+
+/// How a captured command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// It exited with this code; its stdout and stderr, interleaved, at most
+    /// [`MAX_OUTPUT`] bytes.
+    Exited {
+        /// Exit code (128 + signal when killed).
+        code: i32,
+        /// What it wrote.
+        output: Vec<u8>,
+    },
+    /// It did not end within the timeout and was killed.
+    TimedOut,
+}
+
+/// Runs `argv` in container `id` and waits for it at most `timeout`.
+pub async fn run_captured(
+    strata: &MonitorCommand,
+    id: &ContainerId,
+    argv: &[String],
+    timeout: Duration,
+) -> Result<ExecOutcome, ContainerError> {
+    let Some((program, args)) = strata.argv.split_first() else {
+        return Err(ContainerError::Monitor("empty strata command".into()));
+    };
+    let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|err| ContainerError::Monitor(format!("cannot make an output pipe: {err}")))?;
+    let writer_err = writer
+        .try_clone()
+        .map_err(|err| ContainerError::Monitor(format!("cannot make an output pipe: {err}")))?;
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .arg("exec")
+        .arg(id.as_str())
+        .arg("--")
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(writer_err)
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|err| ContainerError::Monitor(format!("cannot run strata exec: {err}")))?;
+    // The parent's copies of the pipe's write end went with `command`.
+    drop(command);
+    let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(reader)
+        .map_err(|err| ContainerError::Monitor(format!("cannot read the output pipe: {err}")))?;
+    let collect = async {
+        let mut output = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            match reader.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let room = MAX_OUTPUT.saturating_sub(output.len());
+                    output.extend_from_slice(&chunk[..n.min(room)]);
+                }
+            }
+        }
+        let status = child.wait().await;
+        (output, status)
+    };
+    match tokio::time::timeout(timeout, collect).await {
+        Ok((output, Ok(status))) => {
+            use std::os::unix::process::ExitStatusExt;
+            let code = status
+                .code()
+                .or_else(|| status.signal().map(|s| 128 + s))
+                .unwrap_or(-1);
+            Ok(ExecOutcome::Exited { code, output })
+        }
+        Ok((_, Err(err))) => Err(ContainerError::Monitor(format!(
+            "cannot wait for strata exec: {err}"
+        ))),
+        // Dropping the future drops the child, which kill_on_drop kills.
+        Err(_) => Ok(ExecOutcome::TimedOut),
+    }
+}
