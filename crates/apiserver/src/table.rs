@@ -48,8 +48,12 @@ pub fn human_duration(seconds: i64) -> String {
 }
 
 fn age(object: &Value) -> String {
-    object["metadata"]["creationTimestamp"]
-        .as_str()
+    since(&object["metadata"]["creationTimestamp"])
+}
+
+/// How long ago an RFC 3339 timestamp was, as kubectl prints it.
+fn since(time: &Value) -> String {
+    time.as_str()
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
         .map(|t| human_duration((chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds()))
         .unwrap_or_else(|| "<unknown>".into())
@@ -207,8 +211,52 @@ fn columns(resource: &Resource) -> Vec<Column> {
             ("Holder", "string", 0),
             ("Age", "string", 0),
         ],
+        ("", "Event") | ("events.k8s.io", "Event") => vec![
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Message", "string", 0),
+            ("Count", "integer", 1),
+            ("Name", "string", 1),
+        ],
         _ => vec![("Name", "string", 0), ("Age", "string", 0)],
     }
+}
+
+/// An event's row: both APIs' field names (core/v1 and events.k8s.io/v1).
+fn event_cells(o: &Value) -> Vec<Value> {
+    let first = |keys: &[&str]| {
+        keys.iter()
+            .map(|k| &o[*k])
+            .find(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let last_seen = [
+        first(&["lastTimestamp", "deprecatedLastTimestamp"]),
+        first(&["eventTime"]),
+        o["metadata"]["creationTimestamp"].clone(),
+    ]
+    .into_iter()
+    .find(|t| t.is_string())
+    .unwrap_or(Value::Null);
+    let regarding = first(&["involvedObject", "regarding"]);
+    let object = format!(
+        "{}/{}",
+        text(&regarding["kind"]).to_lowercase(),
+        text(&regarding["name"])
+    );
+    let count = first(&["count", "deprecatedCount"]).as_i64().unwrap_or(1);
+    vec![
+        json!(since(&last_seen)),
+        json!(text(&o["type"])),
+        json!(text(&o["reason"])),
+        json!(object),
+        json!(text(&first(&["message", "note"]))),
+        json!(count),
+        json!(text(&o["metadata"]["name"])),
+    ]
 }
 
 fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
@@ -372,6 +420,7 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
         ("coordination.k8s.io", "Lease") => {
             vec![name, json!(or_none(text(&spec["holderIdentity"]))), age]
         }
+        ("", "Event") | ("events.k8s.io", "Event") => event_cells(o),
         _ => vec![name, age],
     }
 }
@@ -444,5 +493,47 @@ mod tests {
             t["columnDefinitions"].as_array().unwrap().len(),
             row.as_array().unwrap().len()
         );
+    }
+
+    #[test]
+    fn events_show_what_happened_to_which_object() {
+        for (group, version, event) in [
+            (
+                "",
+                "v1",
+                json!({
+                    "metadata": {"name": "web.1", "creationTimestamp": "2020-01-01T00:00:00Z"},
+                    "type": "Warning", "reason": "Unhealthy", "count": 4,
+                    "message": "Liveness probe failed",
+                    "lastTimestamp": "2020-01-01T00:00:00Z",
+                    "involvedObject": {"kind": "Pod", "name": "web"}
+                }),
+            ),
+            (
+                "events.k8s.io",
+                "v1",
+                json!({
+                    "metadata": {"name": "web.1"},
+                    "type": "Warning", "reason": "Unhealthy", "deprecatedCount": 4,
+                    "note": "Liveness probe failed",
+                    "eventTime": "2020-01-01T00:00:00.000000Z",
+                    "regarding": {"kind": "Pod", "name": "web"}
+                }),
+            ),
+        ] {
+            let events = strata_api::resources::find(group, version, "events").unwrap();
+            let t = table(events, &[event], json!("5"));
+            let row = &t["rows"][0]["cells"];
+            assert!(row[0].as_str().unwrap().ends_with('d'), "{row}");
+            assert_eq!(row[1], "Warning");
+            assert_eq!(row[2], "Unhealthy");
+            assert_eq!(row[3], "pod/web");
+            assert_eq!(row[4], "Liveness probe failed");
+            assert_eq!(row[5], 4);
+            assert_eq!(
+                t["columnDefinitions"].as_array().unwrap().len(),
+                row.as_array().unwrap().len()
+            );
+        }
     }
 }

@@ -35,11 +35,7 @@ impl MonitorCommand {
             ContainerError::Monitor(format!("cannot find the strata binary: {err}"))
         })?;
         Ok(Self {
-            argv: vec![
-                exe.into(),
-                "--data-dir".into(),
-                data_dir.into(),
-            ],
+            argv: vec![exe.into(), "--data-dir".into(), data_dir.into()],
         })
     }
 }

@@ -131,12 +131,10 @@ fn one_of(
 /// A port number, or the number of the container port with that name.
 fn port(value: &IntOrString, container: &Container) -> Result<u16, Failure> {
     match value {
-        IntOrString::Int(n) => {
-            u16::try_from(*n)
-                .ok()
-                .filter(|p| *p > 0)
-                .ok_or_else(|| Failure(format!("invalid port {n}")))
-        }
+        IntOrString::Int(n) => u16::try_from(*n)
+            .ok()
+            .filter(|p| *p > 0)
+            .ok_or_else(|| Failure(format!("invalid port {n}"))),
         IntOrString::String(name) => {
             if let Ok(n) = name.parse::<u16>() {
                 return Ok(n);
@@ -232,13 +230,15 @@ pub async fn run(action: &Action, target: &Target, timeout: Duration) -> Result<
                     )))
                 }
             };
-            tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
-                Err(Failure(format!(
-                    "Get \"http://{}:{port}{path}\": timed out after {}s",
-                    host.as_deref().unwrap_or(default_host(&target.network)),
-                    timeout.as_secs_f64()
-                )))
-            })
+            tokio::time::timeout(timeout, work)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Failure(format!(
+                        "Get \"http://{}:{port}{path}\": timed out after {}s",
+                        host.as_deref().unwrap_or(default_host(&target.network)),
+                        timeout.as_secs_f64()
+                    )))
+                })
         }
     }
 }
@@ -325,8 +325,7 @@ async fn status_code(
         }
         head.extend_from_slice(&chunk[..n]);
     }
-    parse_status_line(&head)
-        .ok_or_else(|| Failure("HTTP probe failed: malformed response".into()))
+    parse_status_line(&head).ok_or_else(|| Failure("HTTP probe failed: malformed response".into()))
 }
 
 /// The code of an `HTTP/1.x CODE reason` status line.

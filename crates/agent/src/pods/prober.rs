@@ -339,11 +339,17 @@ mod tests {
         assert_eq!(liveness.record(Ok(())), &Verdict::Success);
         assert_eq!(liveness.record(Err("c".into())), &Verdict::Success);
         assert_eq!(liveness.record(Err("d".into())), &Verdict::Success);
-        assert_eq!(liveness.record(Err("e".into())), &Verdict::Failure("e".into()));
+        assert_eq!(
+            liveness.record(Err("e".into())),
+            &Verdict::Failure("e".into())
+        );
 
         let mut readiness = Tracker::new(timings(2, 1), Verdict::Failure(String::new()));
         assert_eq!(readiness.record(Ok(())), &Verdict::Failure(String::new()));
         assert_eq!(readiness.record(Ok(())), &Verdict::Success);
-        assert_eq!(readiness.record(Err("x".into())), &Verdict::Failure("x".into()));
+        assert_eq!(
+            readiness.record(Err("x".into())),
+            &Verdict::Failure("x".into())
+        );
     }
 }

@@ -394,8 +394,14 @@ impl Worker {
         };
         let name = container.name.as_str();
         let message = format!("PostStartHook failed: {failure}");
-        self.event(pod, Some(name), EventType::Warning, "FailedPostStartHook", &message)
-            .await;
+        self.event(
+            pod,
+            Some(name),
+            EventType::Warning,
+            "FailedPostStartHook",
+            &message,
+        )
+        .await;
         let victim = Victim {
             container: container.clone(),
             id,
@@ -641,7 +647,10 @@ impl Worker {
                     .into_iter()
                     .flatten()
                     .find_map(|p| p.termination_grace_period_seconds)
-                    .map_or_else(|| grace_period(pod), |s| Duration::from_secs(s.max(0) as u64));
+                    .map_or_else(
+                        || grace_period(pod),
+                        |s| Duration::from_secs(s.max(0) as u64),
+                    );
                 let victim = Victim {
                     container: container.clone(),
                     id,
@@ -669,7 +678,12 @@ impl Worker {
                     id,
                 })
             })
-            .filter(|v| self.ctx.containers.entry(&v.id).is_ok_and(|e| e.is_running()))
+            .filter(|v| {
+                self.ctx
+                    .containers
+                    .entry(&v.id)
+                    .is_ok_and(|e| e.is_running())
+            })
             .collect();
         stop_containers(&self.ctx, pod, &self.sandbox(), victims, grace).await;
     }
@@ -738,7 +752,9 @@ async fn event(
     if let Some(name) = container {
         reference.field_path = Some(field_path(pod, name));
     }
-    ctx.recorder.publish(&reference, kind, reason, message).await;
+    ctx.recorder
+        .publish(&reference, kind, reason, message)
+        .await;
 }
 
 /// Where a container's probes and hooks run.
@@ -789,7 +805,15 @@ async fn stop_containers(
     let mut hooks = Vec::new();
     for victim in &victims {
         let name = victim.container.name.as_str();
-        event(ctx, pod, Some(name), EventType::Normal, "Killing", &victim.why).await;
+        event(
+            ctx,
+            pod,
+            Some(name),
+            EventType::Normal,
+            "Killing",
+            &victim.why,
+        )
+        .await;
         let Some(handler) = victim
             .container
             .lifecycle
@@ -818,7 +842,15 @@ async fn stop_containers(
     for (name, result) in futures_util::future::join_all(hooks).await {
         if let Err(failure) = result {
             let message = format!("PreStopHook failed: {failure}");
-            event(ctx, pod, Some(name), EventType::Warning, "FailedPreStopHook", &message).await;
+            event(
+                ctx,
+                pod,
+                Some(name),
+                EventType::Warning,
+                "FailedPreStopHook",
+                &message,
+            )
+            .await;
         }
     }
     let ctx = ctx.clone();

@@ -1,0 +1,229 @@
+#![allow(clippy::unwrap_used)]
+//! Workloads on `strata up`, driven by real kubectl: the multi-tier example deploys,
+//! scales, heals, rolls out a new image and rolls back; probes gate readiness and restart
+//! a container whose liveness fails (running its preStop hook); an unschedulable pod
+//! says why.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::cloud::Cloud;
+
+/// Names and images of the pods of one app tier, e.g. `tier=web`.
+fn pods_of(cloud: &Cloud, selector: &str) -> Vec<(String, String, bool)> {
+    let list = cloud.json(&["get", "pods", "-l", selector]);
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| {
+            let ready = p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["spec"]["containers"][0]["image"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+                ready,
+            )
+        })
+        .collect()
+}
+
+/// Waits until the tier has exactly `count` ready pods, all running `image`.
+fn wait_for_tier(cloud: &Cloud, selector: &str, count: usize, image: &str) {
+    cloud.wait_for(
+        &format!("{count} ready pods of {selector} on {image}"),
+        || {
+            let pods = pods_of(cloud, selector);
+            pods.len() == count && pods.iter().all(|(_, i, ready)| i == image && *ready)
+        },
+    );
+}
+
+#[test]
+fn a_multi_tier_app_deploys_scales_heals_and_rolls_back() {
+    let Some(cloud) = Cloud::start("a_multi_tier_app_deploys_scales_heals_and_rolls_back") else {
+        return;
+    };
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/multi-tier.yaml");
+    cloud.ok(&["apply", "-f", example.to_str().unwrap()]);
+    for tier in ["web", "cache", "worker"] {
+        cloud.ok(&[
+            "rollout",
+            "status",
+            &format!("deployment/{tier}"),
+            "--timeout=120s",
+        ]);
+    }
+    // The web pods are Ready because their HTTP readiness probe got the page.
+    let latest = "localhost/httpd:latest";
+    wait_for_tier(&cloud, "tier=web", 2, latest);
+    let deployment = cloud.json(&["get", "deployment", "web"]);
+    assert_eq!(deployment["status"]["availableReplicas"], 2, "{deployment}");
+
+    // Scale up, then lose a pod: the ReplicaSet replaces it.
+    cloud.ok(&["scale", "deployment/web", "--replicas=3"]);
+    wait_for_tier(&cloud, "tier=web", 3, latest);
+    let victim = pods_of(&cloud, "tier=web")[0].0.clone();
+    cloud.ok(&["delete", "pod", &victim, "--wait=false"]);
+    cloud.wait_for("the deleted web pod to be replaced", || {
+        let pods = pods_of(&cloud, "tier=web");
+        pods.len() == 3
+            && pods
+                .iter()
+                .all(|(name, _, ready)| *name != victim && *ready)
+    });
+
+    // Roll out a new image, then undo it.
+    cloud.strata(&["image", "tag", latest, "localhost/httpd:v2"]);
+    let v2 = "localhost/httpd:v2";
+    cloud.ok(&["set", "image", "deployment/web", &format!("httpd={v2}")]);
+    cloud.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    wait_for_tier(&cloud, "tier=web", 3, v2);
+    let history = cloud.ok(&["rollout", "history", "deployment/web"]);
+    assert!(history.contains('1') && history.contains('2'), "{history}");
+    cloud.ok(&["rollout", "undo", "deployment/web"]);
+    cloud.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    wait_for_tier(&cloud, "tier=web", 3, latest);
+
+    // Scale down; the worker does its job meanwhile.
+    cloud.ok(&["scale", "deployment/web", "--replicas=1"]);
+    wait_for_tier(&cloud, "tier=web", 1, latest);
+    let worker = &pods_of(&cloud, "tier=worker")[0].0;
+    let status = cloud.status_of(worker, "worker");
+    assert!(status["state"]["running"].is_object(), "{status}");
+    assert_eq!(status["ready"], true, "{status}");
+}
+
+#[test]
+fn probes_gate_readiness_and_restart_a_container_that_fails_liveness() {
+    let Some(cloud) =
+        Cloud::start("probes_gate_readiness_and_restart_a_container_that_fails_liveness")
+    else {
+        return;
+    };
+    let out = tempfile::tempdir().unwrap();
+    cloud.apply(&format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: probed}}
+spec:
+  nodeName: test-node
+  terminationGracePeriodSeconds: 5
+  containers:
+  - name: app
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sh, -c, "touch /tmp/alive /tmp/ready; exec sleep 3600"]
+    startupProbe:
+      exec: {{command: [test, -f, /tmp/alive]}}
+      periodSeconds: 1
+    livenessProbe:
+      exec: {{command: [test, -f, /tmp/alive]}}
+      periodSeconds: 1
+      failureThreshold: 2
+    readinessProbe:
+      exec: {{command: [test, -f, /tmp/ready]}}
+      periodSeconds: 1
+    lifecycle:
+      preStop:
+        exec: {{command: [sh, -c, "echo stopped-gracefully >> /out/prestop"]}}
+    volumeMounts: [{{name: out, mountPath: /out}}]
+  volumes:
+  - name: out
+    hostPath: {{path: {}, type: Directory}}
+"#,
+        out.path().display()
+    ));
+    let ready = || {
+        cloud.json(&["get", "pod", "probed"])["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    };
+    cloud.wait_for("the pod to be ready", ready);
+    let first = cloud.status_of("probed", "app");
+    assert_eq!(first["started"], true, "{first}");
+    let id = first["containerID"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("strata://")
+        .to_string();
+
+    // Readiness fails: the pod leaves service but keeps running.
+    cloud.strata(&["exec", &id, "rm", "/tmp/ready"]);
+    cloud.wait_for("the pod to become unready", || !ready());
+    let unready = cloud.status_of("probed", "app");
+    assert_eq!(unready["ready"], false, "{unready}");
+    assert_eq!(unready["restartCount"], 0, "{unready}");
+    assert!(unready["state"]["running"].is_object(), "{unready}");
+
+    // Liveness fails: the container is stopped (preStop first) and started again.
+    cloud.strata(&["exec", &id, "rm", "/tmp/alive"]);
+    cloud.wait_for("the container to be restarted", || {
+        let s = cloud.status_of("probed", "app");
+        s["restartCount"] == 1 && s["state"]["running"].is_object()
+    });
+    let prestop = std::fs::read_to_string(out.path().join("prestop")).unwrap_or_default();
+    assert_eq!(prestop, "stopped-gracefully\n");
+    let events = cloud.json(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=probed",
+    ]);
+    let said = |reason: &str, text: &str| {
+        events["items"].as_array().unwrap().iter().any(|e| {
+            e["reason"] == reason && e["message"].as_str().unwrap_or_default().contains(text)
+        })
+    };
+    assert!(said("Unhealthy", "Liveness probe failed"), "{events}");
+    assert!(said("Killing", "failed liveness probe"), "{events}");
+    cloud.wait_for("the restarted container to be ready", ready);
+}
+
+#[test]
+fn an_unschedulable_pod_explains_itself() {
+    let Some(cloud) = Cloud::start("an_unschedulable_pod_explains_itself") else {
+        return;
+    };
+    cloud.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: picky}
+spec:
+  nodeSelector: {disktype: ssd}
+  containers:
+  - name: app
+    image: localhost/busybox:latest
+"#,
+    );
+    cloud.wait_for("the scheduler to give up on picky", || {
+        let pod = cloud.json(&["get", "pod", "picky"]);
+        pod["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "PodScheduled" && c["reason"] == "Unschedulable")
+    });
+    let described = cloud.ok(&["describe", "pod", "picky"]);
+    assert!(described.contains("FailedScheduling"), "{described}");
+    assert!(described.contains("0/1 nodes are available"), "{described}");
+    assert!(described.contains("node affinity/selector"), "{described}");
+    // Labelling the node makes it fit.
+    cloud.ok(&["label", "node", common::cloud::NODE, "disktype=ssd"]);
+    cloud.wait_for("picky to run", || {
+        cloud.status_of("picky", "app")["state"].is_object()
+            && cloud.json(&["get", "pod", "picky"])["spec"]["nodeName"] == common::cloud::NODE
+    });
+}
