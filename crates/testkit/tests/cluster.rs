@@ -42,3 +42,36 @@ async fn nodes_write_the_status_of_their_own_pods_only() {
         other => panic!("a node patched another node's pod: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn patches_without_a_resource_version_all_land_under_contention() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let server = TestApiServer::start().await;
+    let maps: Api<ConfigMap> = Api::namespaced(server.admin_client().await, "default");
+    let map: ConfigMap =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "counter"}})).unwrap();
+    maps.create(&PostParams::default(), &map).await.unwrap();
+    // Concurrent patches race between read and write; none may be lost or refused.
+    let writers = (0..8).map(|i| {
+        let maps = maps.clone();
+        tokio::spawn(async move {
+            let patch = serde_json::json!({"data": {format!("k{i}"): "v"}});
+            maps.patch("counter", &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+        })
+    });
+    for writer in writers.collect::<Vec<_>>() {
+        writer.await.unwrap().unwrap();
+    }
+    let data = maps.get("counter").await.unwrap().data.unwrap_or_default();
+    assert_eq!(data.len(), 8, "{data:?}");
+    // A patch naming a stale resourceVersion is a precondition: 409.
+    let stale = serde_json::json!({"metadata": {"resourceVersion": "1"}, "data": {"x": "y"}});
+    match maps
+        .patch("counter", &PatchParams::default(), &Patch::Merge(&stale))
+        .await
+    {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 409),
+        other => panic!("a stale patch was applied: {other:?}"),
+    }
+}

@@ -421,16 +421,31 @@ pub(super) async fn patch(
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type:?})"
         ))
     })?;
-    let (old, old_rv) = load(store, target).await?;
-    let mut new = apply_patch(target.resource, &old, patch_type, body).map_err(patch_error)?;
-    // The patched object carries the version it was based on: a concurrent write
-    // between load and replace is a conflict, retried by the client.
-    storage::set_resource_version(&mut new, old_rv);
+    // Like Kubernetes, a patch that does not name a resourceVersion is applied to the
+    // latest object, retried when a concurrent write wins the race; one that does name
+    // it is a precondition, and a stale one a Conflict.
+    let precondition = String::from_utf8_lossy(body).contains("resourceVersion");
     let status_only = target.subresource == Some(Subresource::Status);
-    let (object, warnings, code) =
-        replace(store, target, query, &old, old_rv, new, status_only).await?;
-    Ok(object_response(code, &object, &warnings))
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (old, old_rv) = load(store, target).await?;
+        let mut new = apply_patch(target.resource, &old, patch_type, body).map_err(patch_error)?;
+        if !precondition {
+            storage::set_resource_version(&mut new, old_rv);
+        }
+        match replace(store, target, query, &old, old_rv, new, status_only).await {
+            Err(ApiError::Conflict { .. }) if !precondition && attempts < PATCH_ATTEMPTS => {
+                continue;
+            }
+            Err(err) => return Err(err),
+            Ok((object, warnings, code)) => return Ok(object_response(code, &object, &warnings)),
+        }
+    }
 }
+
+/// How often a patch without a resourceVersion is tried against a changing object.
+const PATCH_ATTEMPTS: u32 = 32;
 
 /// `DeleteOptions` from the body (or the query).
 pub(crate) struct DeleteOptions {
