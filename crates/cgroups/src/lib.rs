@@ -5,10 +5,12 @@
 //! is detected, never assumed. Managers come from youki's `libcgroups`; this crate adds
 //! the detection report, a small handle per cgroup, and statistics in plain types.
 
+pub mod group;
 pub mod handle;
 pub mod mode;
 pub mod stats;
 
+pub use group::{GroupError, GroupLimits};
 pub use handle::{Cgroup, CgroupError};
 pub use mode::{CgroupMode, DetectError, detect};
 pub use stats::{CgroupStats, CpuStats, MemoryStats, PidsStats};
