@@ -20,6 +20,7 @@ use crate::oci::parse_user;
 use crate::output;
 use strata_agent::containers::logfile::{Stream, parse_record};
 use strata_agent::containers::monitor::{self, MonitorCommand};
+use strata_agent::containers::session;
 use strata_agent::containers::{Entry, ImageUse, Meta, Store};
 use strata_image::containerfile::set_env;
 use strata_image::users;
@@ -45,6 +46,7 @@ pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
         Command::Login(args) => crate::registry::login(data_dir, &args),
         Command::Logout(args) => crate::registry::logout(data_dir, &args),
         Command::Monitor(args) => Ok(monitor::run(&store()?, &ContainerId::new(args.container)?)?),
+        Command::Session(args) => Ok(exec_session(data_dir, args)),
         Command::Oci(args) => Ok(crate::oci::main(args)),
         Command::Server(args) => crate::server::run(data_dir, &args),
         Command::Up(args) => crate::up::run(data_dir, &args),
@@ -323,6 +325,7 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
             auto_remove: args.rm,
             memory_limit: config.limits.memory_bytes,
             labels: Default::default(),
+            log_rotation: None,
         };
         Ok::<_, anyhow::Error>((meta, spec))
     })?;
@@ -666,6 +669,28 @@ fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
     )?;
     let exit = wait_for_exit(pid)?;
     Ok(u8::try_from(exit.code()).unwrap_or(255))
+}
+
+/// `strata __exec`: the command's exit code, or [`session::SESSION_FAILED`] with the
+/// reason on stderr (which the session's client sees).
+fn exec_session(data_dir: &Path, args: crate::cli::SessionArgs) -> u8 {
+    let request = session::ExecRequest {
+        container: args.container,
+        command: args.command,
+        tty: args.tty,
+        resize: args.resize,
+    };
+    let ran = Store::open(data_dir).and_then(|store| session::run(&store, &request));
+    match ran {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!(
+                "strata: cannot exec in the container: {}",
+                monitor::one_line(&err)
+            );
+            session::SESSION_FAILED
+        }
+    }
 }
 
 fn stats(store: &Store, args: &StatsArgs) -> Result<()> {

@@ -73,6 +73,7 @@ impl Cloud {
             .arg("--data-dir")
             .arg(self.data.path())
             .args(["up", "--listen", &self.listen, "--node-name", NODE])
+            .args(["--kubelet-port", "0"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

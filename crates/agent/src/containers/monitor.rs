@@ -131,13 +131,18 @@ type Copier = std::thread::JoinHandle<()>;
 
 fn start(store: &Store, id: &ContainerId) -> Result<(i32, Vec<Copier>), ContainerError> {
     let log_path = store.log_path(id);
-    let log = Arc::new(Mutex::new(LogWriter::open(&log_path).map_err(
-        |source| ContainerError::Io {
+    let rotation = store
+        .meta(id)
+        .ok()
+        .and_then(|m| m.log_rotation)
+        .unwrap_or_default();
+    let log = Arc::new(Mutex::new(
+        LogWriter::with_rotation(&log_path, rotation).map_err(|source| ContainerError::Io {
             action: "open",
             path: log_path.clone(),
             source,
-        },
-    )?));
+        })?,
+    ));
     let pipe = || {
         nix::unistd::pipe()
             .map_err(|err| ContainerError::Monitor(format!("cannot create a pipe: {err}")))

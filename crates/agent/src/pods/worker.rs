@@ -724,6 +724,7 @@ fn start_blocking(
             auto_remove: false,
             memory_limit: config.limits.memory_bytes,
             labels,
+            log_rotation: Some(ctx.options.log_rotation),
         };
         Ok((meta, spec))
     });
