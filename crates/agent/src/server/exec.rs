@@ -180,11 +180,12 @@ fn spawn_session(
     let mut resize_path = None;
     if flags.tty {
         let n = SESSIONS.fetch_add(1, Ordering::Relaxed);
-        let path = ctx.options.data_dir.join("containers").join(format!(
-            "{}-exec-{}-{n}.resize",
-            request.container,
-            std::process::id()
-        ));
+        let path = ctx
+            .options
+            .data_dir
+            .join("containers")
+            .join(&request.container)
+            .join(format!("exec-{}-{n}.resize", std::process::id()));
         let mode = nix::sys::stat::Mode::S_IRUSR | nix::sys::stat::Mode::S_IWUSR;
         if let Err(err) = nix::unistd::mkfifo(&path, mode) {
             return Err((format!("cannot make the resize FIFO: {err}"), outcome_tx));
