@@ -1,0 +1,190 @@
+//! A running `strata up` driven by real kubectl, for the end-to-end tests: a private
+//! data dir with the demo images, free loopback ports (API server and kubelet API), and
+//! cleanup of pods, containers and sandboxes on drop, also when a test fails.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::strata_bin;
+
+/// The node name `strata up` runs with.
+pub const NODE: &str = "test-node";
+
+/// A running `strata up` on a free loopback port with the demo images.
+pub struct Cloud {
+    child: Option<Child>,
+    pub data: tempfile::TempDir,
+    listen: String,
+}
+
+impl Cloud {
+    pub fn start(test: &str) -> Option<Self> {
+        if !strata_testkit::require_root(test) {
+            return None;
+        }
+        if super::kubectl_missing(test) {
+            return None;
+        }
+        let data = tempfile::Builder::new()
+            .prefix("strata-up-")
+            .tempdir()
+            .unwrap();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/demo-images.sh");
+        let built = Command::new("sh")
+            .arg(script)
+            .arg(strata_bin())
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(built.success(), "demo images");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cloud = Cloud {
+            child: None,
+            data,
+            listen: format!("127.0.0.1:{port}"),
+        };
+        cloud.launch();
+        Some(cloud)
+    }
+
+    pub fn launch(&mut self) {
+        let log_path = self.data.path().join("up.log");
+        let ups = || {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            text.matches(&format!("node {NODE} is up")).count()
+        };
+        let before = ups();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(self.data.path().join("up.log"))
+            .unwrap();
+        let child = Command::new(strata_bin())
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(["up", "--listen", &self.listen, "--node-name", NODE])
+            .args(["--kubelet-port", "0"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        // This process's agent registered (a Ready condition may be left from the last
+        // run), and the node reports Ready.
+        self.wait_for("the node to be Ready", || {
+            ups() > before
+                && self
+                    .kubectl(&[
+                        "get",
+                        "node",
+                        NODE,
+                        "-o",
+                        "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+                    ])
+                    .stdout
+                    == b"True"
+        });
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.data.path().join("kubeconfig.yaml"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        assert!(
+            out.status.success(),
+            "kubectl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    pub fn strata(&self, args: &[&str]) -> String {
+        let out = Command::new(strata_bin())
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let log = std::fs::read_to_string(self.data.path().join("up.log")).unwrap_or_default();
+        panic!("timed out waiting for {what}\n{log}");
+    }
+
+    pub fn status_of(&self, pod: &str, container: &str) -> serde_json::Value {
+        let pod = self.json(&["get", "pod", pod]);
+        pod["status"]["containerStatuses"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == container)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Cloud {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            let _ = self.kubectl(&[
+                "delete",
+                "pods",
+                "--all",
+                "--grace-period=1",
+                "--timeout=60s",
+            ]);
+        }
+        self.stop();
+        // Whatever is left (a failed test): remove containers, then sandboxes.
+        for line in self.strata(&["ps", "-a"]).lines().skip(1) {
+            if let Some(id) = line.split_whitespace().next() {
+                let _ = Command::new(strata_bin())
+                    .arg("--data-dir")
+                    .arg(self.data.path())
+                    .args(["rm", "-f", id])
+                    .output();
+            }
+        }
+        if let Ok(pods) = std::fs::read_dir(self.data.path().join("pods")) {
+            for pod in pods.flatten() {
+                let _ = strata_runtime::Sandbox::at(pod.path().join("sandbox")).remove();
+            }
+        }
+    }
+}
