@@ -50,7 +50,7 @@ pub async fn serve(
     };
     let response = match handshake(&req) {
         Ok(response) => response,
-        Err(response) => return response,
+        Err(message) => return status_response(StatusCode::BAD_REQUEST, message),
     };
     let path = ctx.containers.log_path(&id);
     let rotation = entry.meta.log_rotation.unwrap_or_default();

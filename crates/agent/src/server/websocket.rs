@@ -290,7 +290,7 @@ mod tests {
         let mask = [1, 2, 3, 4];
         let mut wire = encode_masked(false, BINARY, b"hel", mask);
         wire.extend(encode_masked(true, PING, b"p", mask));
-        wire.extend(encode_masked(true, CONTINUATION, &vec![b'l'; 200], mask));
+        wire.extend(encode_masked(true, CONTINUATION, &[b'l'; 200], mask));
         wire.extend(encode_masked(true, CLOSE, &1000u16.to_be_bytes(), mask));
         let mut reader = MessageReader::new(&wire[..]);
         assert_eq!(reader.next().await.unwrap(), Message::Ping(b"p".to_vec()));
