@@ -176,18 +176,23 @@ async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R, limit: usize) -> Resul
 /// Reads whole messages from a client connection.
 pub struct MessageReader<R> {
     reader: R,
+    /// A fragmented message being assembled: its opcode and bytes so far.
+    partial: Option<(u8, Vec<u8>)>,
 }
 
 impl<R: AsyncRead + Unpin> MessageReader<R> {
     /// Reads from `reader` (the upgraded connection's read half).
     pub fn new(reader: R) -> Self {
-        Self { reader }
+        Self {
+            reader,
+            partial: None,
+        }
     }
 
     /// The next message; control frames come as soon as they arrive, also between the
     /// fragments of a data message. A connection that ends between messages is a `Close`.
     pub async fn next(&mut self) -> Result<Message, WsError> {
-        let mut data: Option<(u8, Vec<u8>)> = None;
+        let data = &mut self.partial;
         loop {
             let frame = match read_frame(&mut self.reader, MAX_MESSAGE).await {
                 Ok(frame) => frame,
@@ -202,7 +207,7 @@ impl<R: AsyncRead + Unpin> MessageReader<R> {
                 PING => return Ok(Message::Ping(frame.payload)),
                 PONG => return Ok(Message::Pong),
                 CLOSE => return Ok(Message::Close),
-                TEXT | BINARY if data.is_none() => data = Some((frame.opcode, frame.payload)),
+                TEXT | BINARY if data.is_none() => *data = Some((frame.opcode, frame.payload)),
                 CONTINUATION => match data.as_mut() {
                     Some((_, bytes)) => {
                         if bytes.len() + frame.payload.len() > MAX_MESSAGE {
