@@ -4,13 +4,12 @@
 //! - `GET /containerLogs/{ns}/{pod}/{container}` ([`logs`]),
 //! - `/exec/{ns}/{pod}/{container}?command=…` ([`exec`]),
 //! - `/attach/{ns}/{pod}/{container}` ([`attach`]),
-//! - `/portForward/{ns}/{pod}` ([`portforward`]).
+//! - `/portForward/{ns}/{pod}` ([`portforward`], refused for now).
 //!
 //! Only the API server may call it: TLS requires a client certificate issued by the
 //! cluster CA, and its CN must be [`API_SERVER_USER`]; any other identity gets 403.
 //! Streams use WebSocket ([`websocket`]) with Kubernetes' channel protocol ([`channels`],
-//! sessions in [`stream`]); port forwarding uses SPDY ([`spdy`]), also tunnelled in
-//! WebSocket as kubectl 1.30+ sends it.
+//! sessions in [`stream`]).
 
 pub mod attach;
 pub mod channels;
@@ -18,7 +17,6 @@ pub mod exec;
 pub mod logs;
 pub mod pods;
 pub mod portforward;
-pub mod spdy;
 pub mod stream;
 pub mod websocket;
 

@@ -1,4 +1,8 @@
-//! `/portForward/{ns}/{pod}`: not served yet.
+//! `/portForward/{ns}/{pod}`: refused with a clear message for now. kubectl (1.30+)
+//! speaks SPDY/3.1 here — tunnelled in WebSocket (`SPDY/3.1+portforward.k8s.io`), or as
+//! a plain SPDY upgrade — with a data and an error stream per connection; serving it
+//! needs a SPDY session (zlib headers with the SPDY/3 dictionary) and connections made
+//! in the pod's network namespace.
 
 use std::sync::Arc;
 
@@ -8,15 +12,15 @@ use hyper::body::Incoming;
 use super::{Body, status_response};
 use crate::Context;
 
-/// Serves one port-forward request.
+/// Answers a port-forward request: not supported yet.
 pub async fn serve(
     _ctx: Arc<Context>,
     _req: Request<Incoming>,
-    _namespace: &str,
-    _pod: &str,
+    namespace: &str,
+    pod: &str,
 ) -> Response<Body> {
-    status_response(
-        StatusCode::BAD_REQUEST,
-        "port forwarding is not supported yet",
-    )
+    let message = format!(
+        "cannot forward ports of pod {namespace}/{pod}: this node agent does not support port forwarding yet"
+    );
+    status_response(StatusCode::BAD_REQUEST, &message)
 }

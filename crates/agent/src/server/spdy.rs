@@ -1,1 +1,0 @@
-//! SPDY/3.1 framing for port forwarding (to come).
