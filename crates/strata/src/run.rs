@@ -18,7 +18,7 @@ use crate::cli::{
 };
 use crate::oci::parse_user;
 use crate::output;
-use strata_agent::containers::logfile::{Stream, parse_record};
+use strata_agent::containers::logfile::{Stream, log_files, parse_record};
 use strata_agent::containers::monitor::{self, MonitorCommand};
 use strata_agent::containers::session;
 use strata_agent::containers::{Entry, ImageUse, Meta, Store};
@@ -542,7 +542,19 @@ fn logs(store: &Store, args: &LogsArgs) -> Result<()> {
         }
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
     };
+    // Rotated files first (oldest first), then the current one.
+    let rotation = store
+        .meta(&id)
+        .ok()
+        .and_then(|m| m.log_rotation)
+        .unwrap_or_default();
     let mut text = Vec::new();
+    for rotated in log_files(&path, rotation) {
+        if rotated != path {
+            text.extend(std::fs::read(&rotated).unwrap_or_default());
+        }
+    }
+    let before = text.len();
     file.read_to_end(&mut text)?;
     let lines: Vec<&[u8]> = text
         .split(|b| *b == b'\n')
@@ -555,7 +567,7 @@ fn logs(store: &Store, args: &LogsArgs) -> Result<()> {
     if !args.follow {
         return Ok(());
     }
-    let mut offset = text.len() as u64;
+    let mut offset = (text.len() - before) as u64;
     let mut pending = Vec::new();
     loop {
         let running = store.entry(&id).map(|e| e.is_running()).unwrap_or(false);
