@@ -190,7 +190,10 @@ fn main() {
         let base = server.url();
         let token = server.tokens().admin_token().unwrap();
         let ca = std::fs::read(server.pki().ca_cert_path()).unwrap();
-        let state = Arc::new(ApiState { store: store.clone() });
+        let state = Arc::new(ApiState {
+            store: store.clone(),
+            kubelet: None,
+        });
         tokio::spawn(server.serve(router(state), std::future::pending()));
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())

@@ -5,18 +5,24 @@
 //!   directories, monitors and logs.
 //! - [`node`]: the Node object and the heartbeat Lease.
 //! - [`pods`]: the pods bound to this node, one worker each.
+//! - [`server`]: the kubelet API (logs, exec, attach, port-forward) that the API server
+//!   proxies to.
 
 pub mod containers;
 pub mod node;
 pub mod pods;
+pub mod server;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use strata_client::Recorder;
 use strata_image::ImageStore;
 
-use crate::containers::{MonitorCommand, Store};
+use crate::containers::logfile::Rotation;
+use crate::containers::{Store, StrataCommand};
+use crate::server::{KubeletServer, KubeletTls};
 
 /// How the agent runs.
 #[derive(Clone, Debug)]
@@ -27,10 +33,16 @@ pub struct AgentOptions {
     pub node_ip: String,
     /// The data dir: containers, images and pods live under it.
     pub data_dir: PathBuf,
-    /// How to start a container monitor.
-    pub monitor: MonitorCommand,
+    /// How to run the strata binary (container monitors, exec sessions).
+    pub strata: StrataCommand,
     /// Most pods the node takes.
     pub max_pods: u32,
+    /// Where the kubelet API listens (port 0: any free port; the Node reports the port).
+    pub kubelet_listen: SocketAddr,
+    /// The kubelet API's certificates.
+    pub kubelet_tls: KubeletTls,
+    /// When container logs rotate.
+    pub log_rotation: Rotation,
 }
 
 /// Errors of the agent.
@@ -45,6 +57,9 @@ pub enum AgentError {
     /// The Node could not be registered.
     #[error("cannot register the node")]
     Register(#[source] kube::Error),
+    /// The kubelet API could not start.
+    #[error("cannot start the kubelet API")]
+    Server(#[source] server::ServerError),
     /// A bug.
     #[error("internal error: {0}")]
     Internal(String),
@@ -62,6 +77,8 @@ pub struct Context {
     pub recorder: Recorder,
     /// The options.
     pub options: AgentOptions,
+    /// The port the kubelet API listens on.
+    pub kubelet_port: u16,
 }
 
 /// Registers the node and runs its pods until the future is dropped.
@@ -69,19 +86,31 @@ pub async fn run(client: kube::Client, options: AgentOptions) -> Result<(), Agen
     let containers = Store::open(&options.data_dir).map_err(AgentError::Containers)?;
     let images = ImageStore::open(options.data_dir.join("images")).map_err(AgentError::Images)?;
     let recorder = Recorder::new(client.clone(), "kubelet", Some(&options.node_name));
+    let kubelet = KubeletServer::bind(options.kubelet_listen, &options.kubelet_tls)
+        .await
+        .map_err(AgentError::Server)?;
     let ctx = Arc::new(Context {
         client,
         containers,
         images,
         recorder,
         options,
+        kubelet_port: kubelet.port(),
     });
-    node::register(&ctx).await?;
-    let heartbeat = {
-        let ctx = ctx.clone();
-        tokio::spawn(async move { node::heartbeat(&ctx).await })
+    let serving = tokio::spawn(kubelet.serve(ctx.clone()));
+    let registered = node::register(&ctx).await;
+    let result = match registered {
+        Ok(()) => {
+            let heartbeat = {
+                let ctx = ctx.clone();
+                tokio::spawn(async move { node::heartbeat(&ctx).await })
+            };
+            let result = pods::run(ctx).await;
+            heartbeat.abort();
+            result
+        }
+        Err(err) => Err(err),
     };
-    let result = pods::run(ctx).await;
-    heartbeat.abort();
+    serving.abort();
     result
 }

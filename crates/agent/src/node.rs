@@ -127,7 +127,7 @@ pub fn node_status(ctx: &Context, machine: &Machine, previous: Option<&Node>) ->
             {"type": "InternalIP", "address": ctx.options.node_ip},
             {"type": "Hostname", "address": ctx.options.node_name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": ctx.kubelet_port}},
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "",
             "kernelVersion": machine.kernel,

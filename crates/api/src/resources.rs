@@ -16,6 +16,10 @@ pub enum Subresource {
     Log,
     /// `pods/exec`.
     Exec,
+    /// `pods/attach`.
+    Attach,
+    /// `pods/portforward`.
+    PortForward,
 }
 
 impl Subresource {
@@ -28,6 +32,8 @@ impl Subresource {
             Subresource::Eviction => "eviction",
             Subresource::Log => "log",
             Subresource::Exec => "exec",
+            Subresource::Attach => "attach",
+            Subresource::PortForward => "portforward",
         }
     }
 
@@ -40,6 +46,8 @@ impl Subresource {
             Subresource::Eviction => "Eviction",
             Subresource::Log => "Pod",
             Subresource::Exec => "PodExecOptions",
+            Subresource::Attach => "PodAttachOptions",
+            Subresource::PortForward => "PodPortForwardOptions",
         }
     }
 
@@ -49,7 +57,9 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Log => &["get"],
-            Subresource::Exec => &["create", "get"],
+            Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
+                &["create", "get"]
+            }
         }
     }
 }
@@ -160,7 +170,7 @@ pub static RESOURCES: &[Resource] = &[
         true,
         ["po"],
         ["all"],
-        [Status, Binding, Eviction, Log, Exec]
+        [Status, Binding, Eviction, Log, Exec, Attach, PortForward]
     ),
     resource!(
         "",

@@ -95,8 +95,16 @@ impl EmbeddedServer {
             tokio::spawn(gc::run(self.store.clone())),
             tokio::spawn(compact_forever(self.store.clone())),
         ];
+        let kubelet = match crate::kubelet::KubeletClient::new(self.server.pki()) {
+            Ok(client) => Some(Arc::new(client)),
+            Err(err) => {
+                tracing::warn!(error = %err, "no kubelet client: pods/log, exec and port-forward are off");
+                None
+            }
+        };
         let state = Arc::new(ApiState {
             store: self.store.clone(),
+            kubelet,
         });
         let served = self.server.serve(router(state), shutdown).await;
         for task in loops {

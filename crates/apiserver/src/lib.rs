@@ -31,6 +31,7 @@ pub mod discovery;
 pub mod embedded;
 mod fsutil;
 pub mod gc;
+pub mod kubelet;
 pub mod namespaces;
 pub mod pki;
 pub mod rest;

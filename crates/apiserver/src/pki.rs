@@ -1,5 +1,6 @@
 //! The server's certificates under `<data-dir>/pki/`: one CA, the serving certificate, the admin
-//! client certificate, further client certificates on demand, and the admin kubeconfig.
+//! client certificate, the API server's client certificate towards node agents (the kubelet
+//! API), further client and node-agent serving certificates on demand, and the admin kubeconfig.
 //!
 //! Behaviour:
 //! - Keys are ECDSA P-256 signed with SHA-256: Go (kubectl), OpenSSL (Python) and rustls all
@@ -43,6 +44,9 @@ pub const KUBECONFIG_CLUSTER: &str = "strata";
 pub const ADMIN_USER: &str = "strata-admin";
 /// Group (certificate O) of the admin: Kubernetes' all-powerful group.
 pub const ADMIN_GROUP: &str = "system:masters";
+/// User name (certificate CN) the API server presents to node agents' kubelet API; the
+/// agents serve only this identity (Kubernetes' `kube-apiserver-kubelet-client`).
+pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// Certificates that expire within this many days are reissued on start.
 pub const RENEW_BEFORE_DAYS: i64 = 30;
 /// SANs every serving certificate carries, besides the hostname and `--tls-san` values.
@@ -64,6 +68,8 @@ const SERVER_CERT: &str = "server.crt";
 const SERVER_KEY: &str = "server.key";
 const ADMIN_CERT: &str = "admin.crt";
 const ADMIN_KEY: &str = "admin.key";
+const KUBELET_CLIENT_CERT: &str = "apiserver-kubelet-client.crt";
+const KUBELET_CLIENT_KEY: &str = "apiserver-kubelet-client.key";
 const CA_VALID_DAYS: i64 = 3650;
 const LEAF_VALID_DAYS: i64 = 365;
 
@@ -199,6 +205,7 @@ pub struct Pki {
     serving: CertAndKey,
     serving_sans: Vec<String>,
     admin: CertAndKey,
+    kubelet_client: CertAndKey,
 }
 
 impl fmt::Debug for Pki {
@@ -251,6 +258,17 @@ impl Pki {
             },
             || issue_client(&ca, ADMIN_USER, Some(ADMIN_GROUP)),
         )?;
+        let kubelet_client = load_or_issue(
+            &dir,
+            KUBELET_CLIENT_CERT,
+            KUBELET_CLIENT_KEY,
+            &ca_facts,
+            |facts| {
+                facts.common_name.as_deref() == Some(KUBELET_CLIENT_USER)
+                    && facts.organizations.is_empty()
+            },
+            || issue_client(&ca, KUBELET_CLIENT_USER, None),
+        )?;
 
         Ok(Pki {
             dir,
@@ -259,6 +277,7 @@ impl Pki {
             serving,
             serving_sans,
             admin,
+            kubelet_client,
         })
     }
 
@@ -290,6 +309,41 @@ impl Pki {
     /// The admin client certificate (CN `strata-admin`, O `system:masters`).
     pub fn admin(&self) -> &CertAndKey {
         &self.admin
+    }
+
+    /// The client certificate the API server presents to node agents (CN
+    /// [`KUBELET_CLIENT_USER`], no group).
+    pub fn kubelet_client(&self) -> &CertAndKey {
+        &self.kubelet_client
+    }
+
+    /// Issues a serving certificate for the kubelet API of node `name`, valid for a year,
+    /// naming the node, `addresses`, `localhost` and the loopback addresses. Nothing is
+    /// written to disk.
+    pub fn issue_kubelet_serving_cert(
+        &self,
+        name: &str,
+        addresses: &[IpAddr],
+    ) -> Result<CertAndKey, PkiError> {
+        let mut sans: BTreeSet<String> = ["localhost", "127.0.0.1", "::1"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        sans.insert(name.to_ascii_lowercase());
+        sans.extend(addresses.iter().map(IpAddr::to_string));
+        let sans: Vec<String> = sans.into_iter().collect();
+        let mut params = leaf_params(&format!("{name}@kubelet"), None)?;
+        let with_sans = CertificateParams::new(sans).map_err(|source| PkiError::Generate {
+            what: "kubelet serving certificate SANs".into(),
+            source,
+        })?;
+        params.subject_alt_names = with_sans.subject_alt_names;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        sign(
+            &self.ca,
+            &params,
+            &format!("kubelet serving certificate for {name}"),
+        )
     }
 
     /// Paths of the admin client certificate and key files.

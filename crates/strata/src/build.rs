@@ -42,6 +42,7 @@ impl ContainerSteps<'_> {
             auto_remove: true,
             memory_limit: None,
             labels: Default::default(),
+            log_rotation: None,
         };
         let id = self
             .containers

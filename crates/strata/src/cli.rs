@@ -74,6 +74,9 @@ pub enum Command {
     /// Internal: supervises a detached container (logs, exit status).
     #[command(name = "__monitor", hide = true)]
     Monitor(MonitorArgs),
+    /// Internal: runs one exec session of the node agent (`kubectl exec`).
+    #[command(name = "__exec", hide = true)]
+    Session(SessionArgs),
 }
 
 /// `strata run`.
@@ -248,6 +251,22 @@ pub struct MonitorArgs {
     pub container: String,
 }
 
+/// `strata __exec`.
+#[derive(Debug, Args)]
+pub struct SessionArgs {
+    /// Run the command on a terminal.
+    #[arg(long)]
+    pub tty: bool,
+    /// FIFO carrying `<cols> <rows>` lines (with `--tty`).
+    #[arg(long, value_name = "FIFO")]
+    pub resize: Option<PathBuf>,
+    /// The running container.
+    pub container: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
 /// `strata image …`.
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -391,6 +410,9 @@ pub struct UpArgs {
     /// IP address the node reports (status.hostIP).
     #[arg(long, default_value = "127.0.0.1")]
     pub node_ip: std::net::IpAddr,
+    /// Port of the node agent's kubelet API (logs, exec, port-forward); 0 picks a free one.
+    #[arg(long, default_value_t = strata_agent::server::DEFAULT_PORT)]
+    pub kubelet_port: u16,
 }
 
 /// How to reach registries (shared by pull, push and login).

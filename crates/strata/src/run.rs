@@ -18,8 +18,10 @@ use crate::cli::{
 };
 use crate::oci::parse_user;
 use crate::output;
-use strata_agent::containers::logfile::{Stream, parse_record};
-use strata_agent::containers::monitor::{self, MonitorCommand};
+use strata_agent::containers::StrataCommand;
+use strata_agent::containers::logfile::{Stream, log_files, parse_record};
+use strata_agent::containers::monitor;
+use strata_agent::containers::session;
 use strata_agent::containers::{Entry, ImageUse, Meta, Store};
 use strata_image::containerfile::set_env;
 use strata_image::users;
@@ -45,6 +47,7 @@ pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
         Command::Login(args) => crate::registry::login(data_dir, &args),
         Command::Logout(args) => crate::registry::logout(data_dir, &args),
         Command::Monitor(args) => Ok(monitor::run(&store()?, &ContainerId::new(args.container)?)?),
+        Command::Session(args) => Ok(exec_session(data_dir, args)),
         Command::Oci(args) => Ok(crate::oci::main(args)),
         Command::Server(args) => crate::server::run(data_dir, &args),
         Command::Up(args) => crate::up::run(data_dir, &args),
@@ -323,6 +326,7 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
             auto_remove: args.rm,
             memory_limit: config.limits.memory_bytes,
             labels: Default::default(),
+            log_rotation: None,
         };
         Ok::<_, anyhow::Error>((meta, spec))
     })?;
@@ -333,7 +337,7 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
 }
 
 fn run_detached(store: &Store, id: &ContainerId) -> Result<u8> {
-    monitor::spawn(store, id, &MonitorCommand::current_exe(store.data_dir())?)?;
+    monitor::spawn(store, id, &StrataCommand::current_exe(store.data_dir())?)?;
     println!("{id}");
     Ok(0)
 }
@@ -539,7 +543,19 @@ fn logs(store: &Store, args: &LogsArgs) -> Result<()> {
         }
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
     };
+    // Rotated files first (oldest first), then the current one.
+    let rotation = store
+        .meta(&id)
+        .ok()
+        .and_then(|m| m.log_rotation)
+        .unwrap_or_default();
     let mut text = Vec::new();
+    for rotated in log_files(&path, rotation) {
+        if rotated != path {
+            text.extend(std::fs::read(&rotated).unwrap_or_default());
+        }
+    }
+    let before = text.len();
     file.read_to_end(&mut text)?;
     let lines: Vec<&[u8]> = text
         .split(|b| *b == b'\n')
@@ -552,7 +568,7 @@ fn logs(store: &Store, args: &LogsArgs) -> Result<()> {
     if !args.follow {
         return Ok(());
     }
-    let mut offset = text.len() as u64;
+    let mut offset = (text.len() - before) as u64;
     let mut pending = Vec::new();
     loop {
         let running = store.entry(&id).map(|e| e.is_running()).unwrap_or(false);
@@ -666,6 +682,28 @@ fn exec(store: &Store, args: ExecArgs) -> Result<u8> {
     )?;
     let exit = wait_for_exit(pid)?;
     Ok(u8::try_from(exit.code()).unwrap_or(255))
+}
+
+/// `strata __exec`: the command's exit code, or [`session::SESSION_FAILED`] with the
+/// reason on stderr (which the session's client sees).
+fn exec_session(data_dir: &Path, args: crate::cli::SessionArgs) -> u8 {
+    let request = session::ExecRequest {
+        container: args.container,
+        command: args.command,
+        tty: args.tty,
+        resize: args.resize,
+    };
+    let ran = Store::open(data_dir).and_then(|store| session::run(&store, &request));
+    match ran {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!(
+                "strata: cannot exec in the container: {}",
+                monitor::one_line(&err)
+            );
+            session::SESSION_FAILED
+        }
+    }
 }
 
 fn stats(store: &Store, args: &StatsArgs) -> Result<()> {

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use strata_agent::AgentOptions;
-use strata_agent::containers::MonitorCommand;
+use strata_agent::containers::StrataCommand;
+use strata_agent::server::KubeletTls;
 use strata_apiserver::pki::Kubeconfig;
 
 use crate::cli::UpArgs;
@@ -28,13 +29,6 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             "node name {node_name:?} is not a DNS subdomain (lower-case letters, digits, '-' and '.'); give --node-name"
         );
     }
-    let options = AgentOptions {
-        node_name: node_name.clone(),
-        node_ip: args.node_ip.to_string(),
-        data_dir: data_dir.to_path_buf(),
-        monitor: MonitorCommand::current_exe(data_dir)?,
-        max_pods: 110,
-    };
     async_runtime()?.block_on(async {
         let embedded = crate::server::start(data_dir, &args.server).await?;
         let server = embedded.server();
@@ -42,6 +36,26 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             .pki()
             .issue_node_cert(&node_name)
             .context("cannot issue the node certificate")?;
+        // The kubelet API serves with a certificate of the cluster CA, for the node's name
+        // and IP, and lets only the API server's kubelet-client identity in.
+        let kubelet_cert = server
+            .pki()
+            .issue_kubelet_serving_cert(&node_name, &[args.node_ip])
+            .context("cannot issue the kubelet serving certificate")?;
+        let options = AgentOptions {
+            node_name: node_name.clone(),
+            node_ip: args.node_ip.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            strata: StrataCommand::current_exe(data_dir)?,
+            max_pods: 110,
+            kubelet_listen: std::net::SocketAddr::new(args.node_ip, args.kubelet_port),
+            kubelet_tls: KubeletTls {
+                cert_pem: kubelet_cert.cert_pem,
+                key_pem: kubelet_cert.key_pem,
+                client_ca_pem: server.pki().ca_cert_pem().to_string(),
+            },
+            log_rotation: Default::default(),
+        };
         let yaml = Kubeconfig::with_client_cert(&server.url(), server.pki().ca_cert_pem(), &node_cert)
             .to_yaml()
             .context("cannot write the node kubeconfig")?;

@@ -1,6 +1,6 @@
 //! Commands run inside a running container with their output captured (exec probes and
-//! lifecycle hooks). Each runs as a `strata exec` child process: the runtime forks and
-//! joins the container's namespaces, which is not safe from a multi-threaded agent.
+//! lifecycle hooks), through an exec session process like `kubectl exec`'s (see
+//! [`super::session`]), never forked from the multi-threaded agent itself.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -8,7 +8,8 @@ use std::time::Duration;
 use strata_runtime::ContainerId;
 use tokio::io::AsyncReadExt;
 
-use super::{ContainerError, MonitorCommand};
+use super::session::{self, ExecRequest};
+use super::{ContainerError, StrataCommand};
 
 /// At most this much of a command's output is kept (Kubernetes keeps 10 KiB of probe
 /// output too).
@@ -31,12 +32,19 @@ pub enum ExecOutcome {
 
 /// Runs `argv` in container `id` and waits for it at most `timeout`.
 pub async fn run_captured(
-    strata: &MonitorCommand,
+    strata: &StrataCommand,
     id: &ContainerId,
     argv: &[String],
     timeout: Duration,
 ) -> Result<ExecOutcome, ContainerError> {
-    let Some((program, args)) = strata.argv.split_first() else {
+    let request = ExecRequest {
+        container: id.to_string(),
+        command: argv.to_vec(),
+        tty: false,
+        resize: None,
+    };
+    let args = session::args(strata, &request);
+    let Some((program, args)) = args.split_first() else {
         return Err(ContainerError::Monitor("empty strata command".into()));
     };
     let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -47,17 +55,13 @@ pub async fn run_captured(
     let mut command = tokio::process::Command::new(program);
     command
         .args(args)
-        .arg("exec")
-        .arg(id.as_str())
-        .arg("--")
-        .args(argv)
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(writer_err)
         .kill_on_drop(true);
     let mut child = command
         .spawn()
-        .map_err(|err| ContainerError::Monitor(format!("cannot run strata exec: {err}")))?;
+        .map_err(|err| ContainerError::Monitor(format!("cannot start an exec session: {err}")))?;
     // The parent's copies of the pipe's write end went with `command`.
     drop(command);
     let mut reader = tokio::net::unix::pipe::Receiver::from_owned_fd(reader)
@@ -87,7 +91,7 @@ pub async fn run_captured(
             Ok(ExecOutcome::Exited { code, output })
         }
         Ok((_, Err(err))) => Err(ContainerError::Monitor(format!(
-            "cannot wait for strata exec: {err}"
+            "cannot wait for the exec session: {err}"
         ))),
         // Dropping the future drops the child, which kill_on_drop kills.
         Err(_) => Ok(ExecOutcome::TimedOut),

@@ -5,7 +5,7 @@
 //! (removing the container if asked to). Because it outlives whoever started it, a
 //! container's exit is recorded even while the agent (or `strata up`) is down.
 
-use std::ffi::OsString;
+use super::StrataCommand;
 use std::io::{BufRead as _, BufReader, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Command, Stdio as ProcessStdio};
@@ -19,34 +19,13 @@ use super::store::{ContainerError, ExitRecord, Store};
 /// The first line the monitor writes when the container started.
 pub const READY: &str = "started";
 
-/// How to reach the `strata` binary for a data directory: a program and its leading
-/// arguments (for Strata: `[/proc/self/exe, --data-dir, D]`). A monitor is its
-/// `__monitor ID` command; an exec into a container its `exec ID -- ARGV` command.
-#[derive(Clone, Debug)]
-pub struct MonitorCommand {
-    /// The program and its leading arguments.
-    pub argv: Vec<OsString>,
-}
-
-impl MonitorCommand {
-    /// The running binary, for `data_dir`.
-    pub fn current_exe(data_dir: &std::path::Path) -> Result<Self, ContainerError> {
-        let exe = std::env::current_exe().map_err(|err| {
-            ContainerError::Monitor(format!("cannot find the strata binary: {err}"))
-        })?;
-        Ok(Self {
-            argv: vec![exe.into(), "--data-dir".into(), data_dir.into()],
-        })
-    }
-}
-
 /// Starts a monitor for the prepared container `id` and waits until it reports that the
 /// container started; when it did not, the container is removed and the monitor's
 /// one-line reason returned.
 pub fn spawn(
     store: &Store,
     id: &ContainerId,
-    command: &MonitorCommand,
+    command: &StrataCommand,
 ) -> Result<(), ContainerError> {
     let Some((program, args)) = command.argv.split_first() else {
         return Err(ContainerError::Monitor("empty monitor command".into()));
@@ -128,13 +107,18 @@ type Copier = std::thread::JoinHandle<()>;
 
 fn start(store: &Store, id: &ContainerId) -> Result<(i32, Vec<Copier>), ContainerError> {
     let log_path = store.log_path(id);
-    let log = Arc::new(Mutex::new(LogWriter::open(&log_path).map_err(
-        |source| ContainerError::Io {
+    let rotation = store
+        .meta(id)
+        .ok()
+        .and_then(|m| m.log_rotation)
+        .unwrap_or_default();
+    let log = Arc::new(Mutex::new(
+        LogWriter::with_rotation(&log_path, rotation).map_err(|source| ContainerError::Io {
             action: "open",
             path: log_path.clone(),
             source,
-        },
-    )?));
+        })?,
+    ));
     let pipe = || {
         nix::unistd::pipe()
             .map_err(|err| ContainerError::Monitor(format!("cannot create a pipe: {err}")))

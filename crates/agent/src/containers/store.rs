@@ -93,6 +93,9 @@ pub struct Meta {
     /// Labels, e.g. the pod a container belongs to (like CRI's container labels).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// When the log rotates (the default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_rotation: Option<super::logfile::Rotation>,
 }
 
 /// The image a container runs.

@@ -13,7 +13,7 @@ use strata_runtime::{ContainerId, Sandbox};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::containers::MonitorCommand;
+use crate::containers::StrataCommand;
 use crate::containers::exec::{self, ExecOutcome};
 
 /// Longest response head an HTTP probe reads.
@@ -154,7 +154,7 @@ fn port(value: &IntOrString, container: &Container) -> Result<u16, Failure> {
 #[derive(Debug, Clone)]
 pub struct Target {
     /// How to run `strata exec`.
-    pub strata: MonitorCommand,
+    pub strata: StrataCommand,
     /// The container.
     pub container: ContainerId,
     /// The pod's network.
@@ -424,7 +424,7 @@ mod tests {
             }
         });
         let target = Target {
-            strata: MonitorCommand { argv: vec![] },
+            strata: StrataCommand { argv: vec![] },
             container: ContainerId::new("probe-test".to_string()).unwrap(),
             network: Network::Host("127.0.0.1".into()),
         };

@@ -761,7 +761,7 @@ async fn event(
 fn target(ctx: &Context, pod: &Pod, sandbox: Sandbox, id: ContainerId) -> Target {
     let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
     Target {
-        strata: ctx.options.monitor.clone(),
+        strata: ctx.options.strata.clone(),
         container: id,
         network: if host_network {
             Network::Host(ctx.options.node_ip.clone())
@@ -945,11 +945,12 @@ fn start_blocking(
             auto_remove: false,
             memory_limit: config.limits.memory_bytes,
             labels,
+            log_rotation: Some(ctx.options.log_rotation),
         };
         Ok((meta, spec))
     });
     let id = prepared.map_err(|err: StartError| err.0)?;
-    monitor::spawn(&ctx.containers, &id, &ctx.options.monitor)
+    monitor::spawn(&ctx.containers, &id, &ctx.options.strata)
         .map_err(|err| ("RunContainerError".to_string(), monitor::one_line(&err)))
 }
 

@@ -183,6 +183,17 @@ pub fn parse_request(method: &http::Method, path: &str, query: Option<&str>) -> 
             Verb::Delete => attrs.verb = Verb::DeleteCollection,
             _ => {}
         }
+    } else if attrs.verb == Verb::Get
+        && attrs.api_group.is_empty()
+        && attrs.resource == "pods"
+        && matches!(
+            attrs.subresource.as_deref(),
+            Some("exec" | "attach" | "portforward")
+        )
+    {
+        // A WebSocket upgrade is a GET, but it runs commands just like the POST of the
+        // SPDY form: Kubernetes (1.31+) asks for `create` on these subresources either way.
+        attrs.verb = Verb::Create;
     } else if attrs.verb == Verb::Get && QueryFacts::parse(query).watch {
         // GET /api/v1/namespaces/ns/pods/p?watch=true is served as a watch of that object.
         attrs.verb = Verb::Watch;
@@ -234,6 +245,24 @@ mod tests {
             RequestAttributes::Resource(r) => r,
             other => panic!("{path}: expected a resource request, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn streaming_subresources_need_create_even_as_get() {
+        let r = res(
+            Method::GET,
+            "/api/v1/namespaces/ns/pods/p/exec",
+            Some("command=ls"),
+        );
+        assert_eq!(r.verb, Verb::Create);
+        let r = res(
+            Method::GET,
+            "/api/v1/namespaces/ns/pods/p/portforward",
+            None,
+        );
+        assert_eq!(r.verb, Verb::Create);
+        let r = res(Method::GET, "/api/v1/namespaces/ns/pods/p/log", None);
+        assert_eq!(r.verb, Verb::Get);
     }
 
     #[test]

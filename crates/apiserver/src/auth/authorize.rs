@@ -8,7 +8,7 @@
 //!   read (`get`/`list`/`watch`) any resource except listing or watching Secrets (a single
 //!   Secret may be read by name); write only their own Node (`nodes/<n>`, `nodes/<n>/status`),
 //!   their own Lease `kube-node-lease/<n>`, Events, and the status of (or delete) Pods bound to
-//!   them. Kubernetes further limits Secret reads to Pods bound to the node; Strata doesn't yet.
+//!   them. They may not use `pods/log`, `exec`, `attach`, `portforward` or `proxy`. Kubernetes further limits Secret reads to Pods bound to the node; Strata doesn't yet.
 //! - Everyone else is denied.
 //!
 //! Some answers depend on data the URL lacks, so [`authorize`] returns them as a
@@ -78,6 +78,19 @@ fn authorize_node(node: &str, r: &ResourceAttributes) -> Decision {
     let resource = r.resource.as_str();
     let sub = r.subresource.as_deref();
     let own = r.name.as_deref() == Some(node);
+    if group.is_empty()
+        && resource == "pods"
+        && matches!(
+            sub,
+            Some("log" | "exec" | "attach" | "portforward" | "proxy")
+        )
+    {
+        // What a node agent serves itself; a node must not reach other nodes' pods.
+        return Decision::Deny(format!(
+            "node {node:?} may not use pods/{}",
+            sub.unwrap_or("")
+        ));
+    }
     if r.verb.is_read() {
         if group.is_empty() && resource == "secrets" && r.verb != Verb::Get {
             return Decision::Deny("nodes may only get secrets by name".into());
@@ -293,6 +306,15 @@ mod tests {
             &n1,
             &attrs(Method::GET, "/api/v1/namespaces/ns/secrets?watch=1")
         )));
+        for p in [
+            "/api/v1/namespaces/ns/pods/p/log",
+            "/api/v1/namespaces/ns/pods/p/exec?command=sh",
+            "/api/v1/namespaces/ns/pods/p/attach",
+            "/api/v1/namespaces/ns/pods/p/portforward",
+        ] {
+            assert!(denied(authorize(&n1, &attrs(Method::GET, p))), "{p}");
+            assert!(denied(authorize(&n1, &attrs(Method::POST, p))), "{p}");
+        }
     }
 
     #[test]

@@ -32,6 +32,9 @@ pub const MAX_BODY: usize = 3 * 1024 * 1024;
 pub struct ApiState {
     /// The object store.
     pub store: Arc<dyn Store>,
+    /// The client of node agents (pods/log, exec, attach, portforward); without one those
+    /// subresources answer 503.
+    pub kubelet: Option<Arc<crate::kubelet::KubeletClient>>,
 }
 
 /// The REST router over `state` (put the auth layer around it).
@@ -112,6 +115,13 @@ async fn serve(
     if matches!(target.verb, Verb::List | Verb::Watch) {
         target.name = None;
     }
+    if matches!(
+        target.subresource,
+        Some(Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::PortForward)
+    ) {
+        let client = state.kubelet.as_deref();
+        return crate::kubelet::serve(state.store.as_ref(), client, &target, request).await;
+    }
     let query = Query::parse(request.uri().query())?;
     let headers = request.headers().clone();
     let method = request.method().clone();
@@ -127,15 +137,9 @@ async fn serve(
         }
         Some(Subresource::Binding) => return write::bind(store, &target, &query, &body).await,
         Some(Subresource::Eviction) => return write::evict(store, &target, &body).await,
-        Some(Subresource::Log | Subresource::Exec) => {
-            return Err(ApiError::Unavailable(format!(
-                "pods/{} is served by the node agent, which has not joined yet",
-                target
-                    .subresource
-                    .map(Subresource::name)
-                    .unwrap_or_default()
-            )));
-        }
+        Some(
+            Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::PortForward,
+        ) => return Err(ApiError::NoRoute),
     }
     match target.verb {
         Verb::Get => read::get(store, &target, &headers).await,

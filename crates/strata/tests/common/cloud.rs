@@ -1,6 +1,6 @@
-//! `strata up` for end-to-end tests: a private data dir with the demo images, a free
-//! loopback port, real kubectl against it, and on drop every pod deleted and whatever a
-//! failed test left (containers, sandboxes) removed.
+//! A running `strata up` driven by real kubectl, for the end-to-end tests: a private
+//! data dir with the demo images, free loopback ports (API server and kubelet API), and
+//! cleanup of pods, containers and sandboxes on drop, also when a test fails.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -72,6 +72,7 @@ impl Cloud {
             .arg("--data-dir")
             .arg(self.data.path())
             .args(["up", "--listen", &self.listen, "--node-name", NODE])
+            .args(["--kubelet-port", "0"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
