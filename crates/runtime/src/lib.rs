@@ -38,7 +38,7 @@ pub use id::{ContainerId, InvalidId};
 pub use lifecycle::{CreateOptions, ExecOptions, Runtime, Stdio};
 pub use process::{Exit, parse_signal, wait_for_exit};
 pub use sandbox::{Sandbox, SandboxError};
-pub use spec::{BindMount, ContainerConfig, NetworkMode, ResourceLimits};
+pub use spec::{BindMount, CPU_PERIOD_US, ContainerConfig, NetworkMode, ResourceLimits};
 pub use state::{ContainerState, Status};
 
 /// Re-exported so callers can name capabilities and signals without extra dependencies.

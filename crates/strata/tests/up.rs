@@ -129,6 +129,15 @@ fn pods_run_restart_and_survive_a_restart_of_strata_up() {
     assert!(!cloud.data.path().join("pods").join(&uid).exists());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&uid), "mounts of the pod remain");
+    for root in ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+        for level in ["", "burstable", "besteffort"] {
+            let dir = std::path::Path::new(root)
+                .join("strata/pods")
+                .join(level)
+                .join(format!("pod{uid}"));
+            assert!(!dir.exists(), "{} remains", dir.display());
+        }
+    }
 }
 
 #[test]
@@ -161,6 +170,20 @@ spec:
     });
     let hog = cloud.status_of("hog", "hog");
     assert_eq!(hog["state"]["terminated"]["reason"], "OOMKilled", "{hog}");
+    // The pod's cgroup (Burstable: a memory limit, no CPU one) bounds the pod too.
+    let uid = cloud.json(&["get", "pod", "hog"])["metadata"]["uid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let group = format!("strata/pods/burstable/pod{uid}");
+    let limit = [
+        format!("/sys/fs/cgroup/memory/{group}/memory.limit_in_bytes"),
+        format!("/sys/fs/cgroup/{group}/memory.max"),
+    ]
+    .iter()
+    .find_map(|file| std::fs::read_to_string(file).ok())
+    .unwrap_or_default();
+    assert_eq!(limit.trim(), (32 << 20).to_string());
     assert_eq!(
         cloud.json(&["get", "pod", "hog"])["status"]["qosClass"],
         "Burstable"

@@ -5,6 +5,7 @@
 //! removed when their pod is gone.
 
 pub mod actions;
+pub mod cgroup;
 mod insecure_tls;
 pub mod prober;
 pub mod status;

@@ -426,9 +426,19 @@ fn caps_names() -> &'static [&'static str] {
     ]
 }
 
-/// Kubernetes resources as cgroup limits: memory limit, CPU limit as CFS quota, CPU
-/// request as shares (1024 per core, at least 2).
-pub fn limits(container: &Container) -> Result<ResourceLimits, ConfigError> {
+/// A container's resource figures that become cgroup settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resources {
+    /// `limits.memory` in bytes.
+    pub memory_limit_bytes: Option<i64>,
+    /// `limits.cpu` in millicores (zero counts as none).
+    pub cpu_limit_milli: Option<i64>,
+    /// `requests.cpu` in millicores, defaulting to the limit like Kubernetes.
+    pub cpu_request_milli: Option<i64>,
+}
+
+/// The resource figures of `container`; a malformed quantity is an error naming it.
+pub fn resources(container: &Container) -> Result<Resources, ConfigError> {
     let resources = container.resources.as_ref();
     let quantity = |map: Option<
         &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
@@ -443,18 +453,28 @@ pub fn limits(container: &Container) -> Result<ResourceLimits, ConfigError> {
     };
     let limits_map = resources.and_then(|r| r.limits.as_ref());
     let requests_map = resources.and_then(|r| r.requests.as_ref());
-    let memory = quantity(limits_map, "memory")?.map(|q| q.value());
     let cpu_limit = quantity(limits_map, "cpu")?
         .map(|q| q.milli_value())
         .filter(|m| *m > 0);
-    let cpus = cpu_limit.map(|milli| milli as f64 / 1000.0);
-    let cpu_request = quantity(requests_map, "cpu")?
-        .map(|q| q.milli_value())
-        .or(cpu_limit);
+    Ok(Resources {
+        memory_limit_bytes: quantity(limits_map, "memory")?.map(|q| q.value()),
+        cpu_limit_milli: cpu_limit,
+        cpu_request_milli: quantity(requests_map, "cpu")?
+            .map(|q| q.milli_value())
+            .or(cpu_limit),
+    })
+}
+
+/// Kubernetes resources as cgroup limits: memory limit, CPU limit as CFS quota, CPU
+/// request as shares (1024 per core, at least 2).
+pub fn limits(container: &Container) -> Result<ResourceLimits, ConfigError> {
+    let figures = resources(container)?;
     Ok(ResourceLimits {
-        memory_bytes: memory,
-        cpus,
-        cpu_shares: cpu_request.map(|milli| (milli.max(0) as u64 * 1024 / 1000).max(2)),
+        memory_bytes: figures.memory_limit_bytes,
+        cpus: figures.cpu_limit_milli.map(|milli| milli as f64 / 1000.0),
+        cpu_shares: figures
+            .cpu_request_milli
+            .map(|milli| (milli.max(0) as u64 * 1024 / 1000).max(2)),
         cpuset_cpus: None,
         pids: None,
     })

@@ -62,6 +62,7 @@ pub struct Worker {
     waiting: BTreeMap<String, (String, String)>,
     image_ids: BTreeMap<String, String>,
     probes: BTreeMap<String, ContainerProbes>,
+    pod_cgroup: Option<PathBuf>,
     reported: Option<serde_json::Value>,
 }
 
@@ -84,6 +85,7 @@ impl Worker {
             waiting: BTreeMap::new(),
             image_ids: BTreeMap::new(),
             probes: BTreeMap::new(),
+            pod_cgroup: None,
             reported: None,
         }
     }
@@ -158,6 +160,21 @@ impl Worker {
                 )));
             }
             Err(err) => return Err(ConfigError(format!("cannot create the pod sandbox: {err}"))),
+        }
+        if self.pod_cgroup.is_none() {
+            let path = super::cgroup::path(pod, &self.uid);
+            let limits = super::cgroup::limits(pod)?;
+            let group = path.clone();
+            tokio::task::spawn_blocking(move || strata_cgroups::group::ensure(&group, &limits))
+                .await
+                .map_err(|err| ConfigError(err.to_string()))?
+                .map_err(|err| {
+                    ConfigError(format!(
+                        "cannot make the pod cgroup: {}",
+                        monitor::one_line(&err)
+                    ))
+                })?;
+            self.pod_cgroup = Some(path);
         }
         let (config_maps, secrets) = self.fetch_sources(pod).await?;
         let pod_dir = self.pod_dir();
@@ -321,6 +338,11 @@ impl Worker {
         let sandbox = self.sandbox();
         let uid = self.uid.clone();
         let started_id = id.clone();
+        let cgroup = self
+            .pod_cgroup
+            .clone()
+            .unwrap_or_else(|| super::cgroup::path(pod, &self.uid))
+            .join(id.as_str());
         let started = tokio::task::spawn_blocking(move || {
             start_blocking(
                 &ctx,
@@ -328,8 +350,11 @@ impl Worker {
                 &container_c,
                 &image,
                 &id,
-                sandbox,
-                &uid,
+                Placement {
+                    sandbox,
+                    cgroup,
+                    uid,
+                },
                 &volumes,
                 &maps,
                 &secrets,
@@ -700,6 +725,11 @@ impl Worker {
         let pod_dir = self.pod_dir();
         let _ = tokio::task::spawn_blocking(move || {
             remove_containers_of(&ctx, &uid);
+            for group in super::cgroup::candidate_paths(&uid) {
+                if let Err(err) = strata_cgroups::group::remove(&group) {
+                    tracing::warn!(pod = %uid, error = %monitor::one_line(&err), "cannot remove the pod cgroup");
+                }
+            }
             volumes::remove(&pod_dir);
             let _ = sandbox.remove();
             let _ = std::fs::remove_dir_all(&pod_dir);
@@ -895,12 +925,16 @@ fn start_blocking(
     container: &Container,
     image: &Image,
     id: &ContainerId,
-    sandbox: Sandbox,
-    uid: &str,
+    placement: Placement,
     volumes: &BTreeMap<String, PathBuf>,
     config_maps: &volumes::Sources,
     secrets: &volumes::Sources,
 ) -> Result<(), (String, String)> {
+    let Placement {
+        sandbox,
+        cgroup,
+        uid,
+    } = placement;
     let config_error = |err: ConfigError| ("CreateContainerConfigError".to_string(), err.0);
     let prepared = ctx.containers.prepare(id.as_str(), |dir| {
         let (rootfs, _) = strata_image::rootfs::prepare_rootfs(&ctx.images, image, dir)
@@ -914,14 +948,14 @@ fn start_blocking(
             volumes,
             node_name: &ctx.options.node_name,
             host_ip: &ctx.options.node_ip,
-            cgroups_path: PathBuf::from(format!("/strata/pods/{id}")),
+            cgroups_path: cgroup.clone(),
         };
         let config = translate::container_config(pod, container, &inputs).map_err(config_error)?;
         let spec = config
             .to_oci()
             .map_err(|err| ("CreateContainerError".to_string(), err.to_string()))?;
         let labels = BTreeMap::from([
-            (POD_UID_LABEL.to_string(), uid.to_string()),
+            (POD_UID_LABEL.to_string(), uid.clone()),
             (
                 POD_NAME_LABEL.to_string(),
                 pod.metadata.name.clone().unwrap_or_default(),
@@ -952,6 +986,13 @@ fn start_blocking(
     let id = prepared.map_err(|err: StartError| err.0)?;
     monitor::spawn(&ctx.containers, &id, &ctx.options.strata)
         .map_err(|err| ("RunContainerError".to_string(), monitor::one_line(&err)))
+}
+
+/// Where a container goes: its pod's sandbox and cgroup.
+struct Placement {
+    sandbox: Sandbox,
+    cgroup: PathBuf,
+    uid: String,
 }
 
 /// A start failure: the waiting reason and its message.
