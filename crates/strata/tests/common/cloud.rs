@@ -182,6 +182,14 @@ impl Cloud {
 impl Drop for Cloud {
     fn drop(&mut self) {
         if self.child.is_some() {
+            // Owners first, so that nothing makes new pods while they go.
+            let _ = self.kubectl(&[
+                "delete",
+                "deployments,replicasets,daemonsets,jobs",
+                "--all",
+                "--cascade=orphan",
+                "--timeout=30s",
+            ]);
             let _ = self.kubectl(&[
                 "delete",
                 "pods",
@@ -191,7 +199,8 @@ impl Drop for Cloud {
             ]);
         }
         self.stop();
-        // Whatever is left (a failed test): remove containers, then sandboxes.
+        // Whatever is left (a failed test): remove containers, then sandboxes and pod
+        // cgroups.
         for line in self.strata(&["ps", "-a"]).lines().skip(1) {
             if let Some(id) = line.split_whitespace().next() {
                 let _ = Command::new(strata_bin())
@@ -204,6 +213,13 @@ impl Drop for Cloud {
         if let Ok(pods) = std::fs::read_dir(self.data.path().join("pods")) {
             for pod in pods.flatten() {
                 let _ = strata_runtime::Sandbox::at(pod.path().join("sandbox")).remove();
+                let uid = pod.file_name().to_string_lossy().into_owned();
+                for level in ["", "burstable", "besteffort"] {
+                    let group = std::path::Path::new("/strata/pods")
+                        .join(level)
+                        .join(format!("pod{uid}"));
+                    let _ = strata_cgroups::group::remove(&group);
+                }
             }
         }
     }
