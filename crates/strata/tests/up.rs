@@ -129,7 +129,11 @@ fn pods_run_restart_and_survive_a_restart_of_strata_up() {
     assert!(!cloud.data.path().join("pods").join(&uid).exists());
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&uid), "mounts of the pod remain");
-    for root in ["/sys/fs/cgroup/memory", "/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
+    for root in [
+        "/sys/fs/cgroup/memory",
+        "/sys/fs/cgroup/pids",
+        "/sys/fs/cgroup",
+    ] {
         for level in ["", "burstable", "besteffort"] {
             let dir = std::path::Path::new(root)
                 .join("strata/pods")
