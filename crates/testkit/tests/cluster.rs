@@ -75,3 +75,61 @@ async fn patches_without_a_resource_version_all_land_under_contention() {
         other => panic!("a stale patch was applied: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_binding_checks_the_pod_uid_and_marks_the_pod_scheduled() {
+    let server = TestApiServer::start().await;
+    let pods: Api<Pod> = Api::namespaced(server.admin_client().await, "default");
+    let created = pods
+        .create(&PostParams::default(), &pod("p", None))
+        .await
+        .unwrap();
+    let uid = created.metadata.uid.unwrap();
+    let binding = |uid: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": "p", "uid": uid, "annotations": {"why": "test"}},
+            "target": {"kind": "Node", "name": "n1"}
+        }))
+        .unwrap()
+    };
+    // A binding meant for an earlier pod of the same name is refused.
+    match pods
+        .create_subresource::<serde_json::Value>(
+            "binding",
+            "p",
+            &PostParams::default(),
+            binding("old-uid"),
+        )
+        .await
+    {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 409),
+        other => panic!("a stale binding was accepted: {other:?}"),
+    }
+    pods.create_subresource::<serde_json::Value>(
+        "binding",
+        "p",
+        &PostParams::default(),
+        binding(&uid),
+    )
+    .await
+    .unwrap();
+    let bound = pods.get("p").await.unwrap();
+    assert_eq!(bound.spec.unwrap().node_name.as_deref(), Some("n1"));
+    assert_eq!(
+        bound
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .get("why")
+            .map(String::as_str),
+        Some("test")
+    );
+    let conditions = bound.status.unwrap().conditions.unwrap_or_default();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "PodScheduled" && c.status == "True"),
+        "{conditions:?}"
+    );
+}
