@@ -335,6 +335,67 @@ mod tests {
     }
 
     #[test]
+    fn deployment_strategies_are_validated_like_kubernetes() {
+        let deploy = find("apps", "v1", "deployments").unwrap();
+        let with_strategy = |strategy: serde_json::Value, extra: serde_json::Value| {
+            let mut spec = json!({
+                "selector": {"matchLabels": {"app": "a"}},
+                "strategy": strategy,
+                "template": {"metadata": {"labels": {"app": "a"}},
+                             "spec": {"containers": [{"name": "c", "image": "x"}]}}
+            });
+            for (k, v) in extra.as_object().unwrap() {
+                spec[k] = v.clone();
+            }
+            admit(
+                deploy,
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": spec}),
+                Operation::Create,
+                FieldValidation::Strict,
+            )
+        };
+        let frozen = with_strategy(
+            json!({"rollingUpdate": {"maxSurge": 0, "maxUnavailable": "0%"}}),
+            json!({}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            frozen.contains("spec.strategy.rollingUpdate.maxUnavailable")
+                && frozen.contains("may not be 0 when `maxSurge` is 0"),
+            "{frozen}"
+        );
+        let bad = with_strategy(
+            json!({"rollingUpdate": {"maxSurge": "lots", "maxUnavailable": "150%"}}),
+            json!({}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(bad.contains("spec.strategy.rollingUpdate.maxSurge"), "{bad}");
+        assert!(bad.contains("must not be greater than 100%"), "{bad}");
+        let recreate = with_strategy(
+            json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}),
+            json!({}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(recreate.contains("spec.strategy.rollingUpdate"), "{recreate}");
+        let unknown = with_strategy(json!({"type": "BlueGreen"}), json!({}))
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("spec.strategy.type"), "{unknown}");
+        let deadline = with_strategy(
+            json!({}),
+            json!({"minReadySeconds": 30, "progressDeadlineSeconds": 10}),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(deadline.contains("spec.progressDeadlineSeconds"), "{deadline}");
+        assert!(with_strategy(json!({"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}), json!({})).is_ok());
+        assert!(with_strategy(json!({"type": "Recreate"}), json!({})).is_ok());
+    }
+
+    #[test]
     fn invalid_objects_list_every_field_error() {
         let err = admit(
             pods(),

@@ -342,6 +342,7 @@ impl Kind for Deployment {
             Some(pod) => validate_pod_spec(pod, "spec.template.spec", &["Always"], errors),
             None => errors.push(FieldError::required("spec.template.spec", "")),
         }
+        validate_deployment_strategy(spec, errors);
     }
     fn validate_update(&self, old: &Self, errors: &mut Vec<FieldError>) {
         selector_immutable(
@@ -349,6 +350,110 @@ impl Kind for Deployment {
             old.spec.as_ref().map(|s| &s.selector),
             errors,
         );
+    }
+}
+
+/// An IntOrString that must be a non-negative count or a percentage (at most 100%
+/// when `at_most_all`); returns whether it is zero.
+fn validate_int_or_percent(
+    value: Option<&IntOrString>,
+    path: &str,
+    at_most_all: bool,
+    errors: &mut Vec<FieldError>,
+) -> bool {
+    match value {
+        None => true,
+        Some(IntOrString::Int(n)) => {
+            if *n < 0 {
+                errors.push(FieldError::invalid(path, n, "must be greater than or equal to 0"));
+            }
+            *n == 0
+        }
+        Some(IntOrString::String(text)) => {
+            let Some(number) = text
+                .strip_suffix('%')
+                .and_then(|n| n.parse::<i64>().ok())
+            else {
+                errors.push(FieldError::invalid(
+                    path,
+                    text,
+                    "a valid percent string must be a numeric string followed by an ending '%' (e.g. '1%',  or '93%', regex used for validation is '[0-9]+%')",
+                ));
+                return false;
+            };
+            if number < 0 {
+                errors.push(FieldError::invalid(path, text, "must be greater than or equal to 0"));
+            } else if at_most_all && number > 100 {
+                errors.push(FieldError::invalid(path, text, "must not be greater than 100%"));
+            }
+            number == 0
+        }
+    }
+}
+
+/// A Deployment's strategy, as Kubernetes validates it: a known type, no rollingUpdate
+/// with Recreate, counts or percentages, not both maxSurge and maxUnavailable zero, and a
+/// progress deadline beyond minReadySeconds.
+fn validate_deployment_strategy(
+    spec: &k8s_openapi::api::apps::v1::DeploymentSpec,
+    errors: &mut Vec<FieldError>,
+) {
+    let strategy = spec.strategy.clone().unwrap_or_default();
+    match strategy.type_.as_deref() {
+        Some("Recreate") => {
+            if strategy.rolling_update.is_some() {
+                errors.push(FieldError::forbidden(
+                    "spec.strategy.rollingUpdate",
+                    "may not be specified when strategy `type` is 'Recreate'",
+                ));
+            }
+        }
+        Some("RollingUpdate") | None => {
+            if let Some(rolling) = &strategy.rolling_update {
+                let unavailable_path = "spec.strategy.rollingUpdate.maxUnavailable";
+                let surge_zero = validate_int_or_percent(
+                    rolling.max_surge.as_ref(),
+                    "spec.strategy.rollingUpdate.maxSurge",
+                    false,
+                    errors,
+                );
+                let unavailable_zero = validate_int_or_percent(
+                    rolling.max_unavailable.as_ref(),
+                    unavailable_path,
+                    true,
+                    errors,
+                );
+                if surge_zero && unavailable_zero {
+                    errors.push(FieldError::invalid(
+                        unavailable_path,
+                        0,
+                        "may not be 0 when `maxSurge` is 0",
+                    ));
+                }
+            }
+        }
+        Some(other) => errors.push(FieldError::not_supported(
+            "spec.strategy.type",
+            other,
+            &["Recreate", "RollingUpdate"],
+        )),
+    }
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    if min_ready < 0 {
+        errors.push(FieldError::invalid(
+            "spec.minReadySeconds",
+            min_ready,
+            "must be greater than or equal to 0",
+        ));
+    }
+    if let Some(deadline) = spec.progress_deadline_seconds
+        && deadline <= min_ready
+    {
+        errors.push(FieldError::invalid(
+            "spec.progressDeadlineSeconds",
+            deadline,
+            "must be greater than minReadySeconds",
+        ));
     }
 }
 
