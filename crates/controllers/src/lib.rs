@@ -4,9 +4,12 @@
 //! through the API. [`run`] runs them all; each module also has its own `run`.
 
 pub mod backoff;
+pub mod cache;
 pub mod deployment;
 pub mod expectations;
+pub mod pod_control;
 pub mod pods;
+pub mod rank;
 pub mod replicaset;
 
 /// How the controllers run.
@@ -54,9 +57,34 @@ fn is_not_found(err: &kube::Error) -> bool {
 }
 
 /// True for a 409 AlreadyExists from the API.
-#[allow(dead_code)] // for the deployment controller, in progress
 fn is_already_exists(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.is_already_exists())
+}
+
+/// `namespace/name` of an object: its key for expectations, back-off and logs.
+fn key<K: kube::Resource>(object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The error policy every controller shares: log the failure and retry the object
+/// after its next back-off delay.
+fn retry<K>(
+    backoff: &backoff::Backoff,
+    object: &K,
+    err: &dyn std::error::Error,
+) -> kube::runtime::controller::Action
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let key = key(object);
+    let delay = backoff.failed(&key);
+    tracing::warn!(kind = %K::kind(&()), object = %key, error = %chain(err), retry_in = ?delay, "sync failed");
+    kube::runtime::controller::Action::requeue(delay)
 }
 
 /// An error with its causes, `: `-separated, for logs.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use strata_api::selector::Selector;
@@ -84,6 +84,30 @@ pub fn controller_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -> Owne
     }
 }
 
+/// A pod from `template` for the owner `owner` (whose controller reference is
+/// `reference`): in the owner's namespace, named `<owner>-<random>` by the API server,
+/// with the template's labels, annotations and finalizers.
+pub fn from_template(
+    template: PodTemplateSpec,
+    owner: &ObjectMeta,
+    reference: OwnerReference,
+) -> Pod {
+    let meta = template.metadata.unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", owner.name.as_deref().unwrap_or_default())),
+            namespace: owner.namespace.clone(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![reference]),
+            ..Default::default()
+        },
+        spec: template.spec,
+        status: None,
+    }
+}
+
 /// A parsed label selector. `None` for an empty selector or one with an unknown
 /// operator: like Kubernetes, such an owner selects nothing rather than everything.
 pub fn selector(selector: &LabelSelector) -> Option<Selector> {
@@ -130,6 +154,40 @@ pub fn claim(
         None if selected && !owner_deleting && !is_terminating(meta) => Claim::Adopt,
         None => Claim::Ignore,
     }
+}
+
+/// An owner's share of its namespace's pods, as [`claim`] decides it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Claimed<'a> {
+    /// The owner's pods, adopted ones included (also terminating and finished ones).
+    pub owned: Vec<&'a Pod>,
+    /// Orphans to adopt (also in `owned`).
+    pub adopt: Vec<&'a Pod>,
+    /// Owned pods the selector no longer selects, to release.
+    pub release: Vec<&'a Pod>,
+}
+
+/// Claims `pods` for the owner `owner` whose parsed selector is `selector`.
+pub fn claim_pods<'a>(
+    owner: &ObjectMeta,
+    selector: Option<&Selector>,
+    pods: &[&'a Pod],
+) -> Claimed<'a> {
+    let uid = owner.uid.as_deref().unwrap_or_default();
+    let deleting = is_terminating(owner);
+    let mut claimed = Claimed::default();
+    for &pod in pods {
+        match claim(uid, selector, deleting, &pod.metadata) {
+            Claim::Owned => claimed.owned.push(pod),
+            Claim::Adopt => {
+                claimed.adopt.push(pod);
+                claimed.owned.push(pod);
+            }
+            Claim::Release => claimed.release.push(pod),
+            Claim::Ignore => {}
+        }
+    }
+    claimed
 }
 
 #[cfg(test)]

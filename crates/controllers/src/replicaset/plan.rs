@@ -9,8 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::rank;
-use crate::pods::{self, Claim};
+use crate::{pods, rank};
 
 /// The most pods one sync creates or deletes (Kubernetes' `BurstReplicas`).
 pub const BURST_REPLICAS: usize = 500;
@@ -39,28 +38,19 @@ pub struct Plan<'a> {
 /// `expectations_met` is false while earlier creates or deletes are not yet in the
 /// cache: then the set claims pods and reports status but neither creates nor deletes.
 pub fn plan<'a>(rs: &ReplicaSet, pods: &[&'a Pod], expectations_met: bool) -> Plan<'a> {
-    let uid = rs.metadata.uid.as_deref().unwrap_or_default();
     let deleting = pods::is_terminating(&rs.metadata);
     let selector = rs.spec.as_ref().and_then(|s| pods::selector(&s.selector));
-    let mut plan = Plan::default();
-    for &pod in pods {
-        match pods::claim(uid, selector.as_ref(), deleting, &pod.metadata) {
-            Claim::Owned | Claim::Adopt if pods::is_terminating(&pod.metadata) => {
-                plan.terminating += 1;
-            }
-            Claim::Owned => {
-                if pods::is_active(pod) {
-                    plan.active.push(pod);
-                }
-            }
-            Claim::Adopt => {
-                plan.adopt.push(pod);
-                if pods::is_active(pod) {
-                    plan.active.push(pod);
-                }
-            }
-            Claim::Release => plan.release.push(pod),
-            Claim::Ignore => {}
+    let claimed = pods::claim_pods(&rs.metadata, selector.as_ref(), pods);
+    let mut plan = Plan {
+        adopt: claimed.adopt,
+        release: claimed.release,
+        ..Plan::default()
+    };
+    for pod in claimed.owned {
+        if pods::is_terminating(&pod.metadata) {
+            plan.terminating += 1;
+        } else if pods::is_active(pod) {
+            plan.active.push(pod);
         }
     }
     if !expectations_met || deleting {
@@ -82,21 +72,6 @@ pub fn plan<'a>(rs: &ReplicaSet, pods: &[&'a Pod], expectations_met: bool) -> Pl
 /// `spec.replicas`, defaulting to 1 like the API.
 pub fn desired_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-}
-
-/// Batch sizes for creating `count` pods: 1, 2, 4, … so that a failing create (quota,
-/// validation) fails once instead of `count` times (Kubernetes' `slowStartBatch`).
-pub fn slow_start_batches(count: usize) -> Vec<usize> {
-    let mut batches = Vec::new();
-    let mut left = count;
-    let mut size = 1;
-    while left > 0 {
-        let batch = size.min(left);
-        batches.push(batch);
-        left -= batch;
-        size *= 2;
-    }
-    batches
 }
 
 /// Why pods could not be created or deleted, for the `ReplicaFailure` condition.
@@ -314,14 +289,6 @@ mod tests {
         let pending = pod("pending", Some("rs-uid"), "web");
         let plan = plan(&rs(1), &[&ready, &pending], true);
         assert_eq!(names(&plan.delete), ["pending"]);
-    }
-
-    #[test]
-    fn batches_grow_exponentially() {
-        assert_eq!(slow_start_batches(0), Vec::<usize>::new());
-        assert_eq!(slow_start_batches(1), [1]);
-        assert_eq!(slow_start_batches(10), [1, 2, 4, 3]);
-        assert_eq!(slow_start_batches(15), [1, 2, 4, 8]);
     }
 
     #[test]
