@@ -358,4 +358,67 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn a_job_gets_its_selector_and_defaults() {
+        let jobs = find("batch", "v1", "jobs").unwrap();
+        let body = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "pi", "uid": "u-1"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "x"}]}}}});
+        let admitted = admit(
+            jobs,
+            body.clone(),
+            Operation::Create,
+            FieldValidation::Strict,
+        )
+        .unwrap();
+        let spec = &admitted.object["spec"];
+        assert_eq!(
+            spec["selector"]["matchLabels"][crate::job::CONTROLLER_UID_LABEL],
+            "u-1"
+        );
+        assert_eq!(spec["template"]["metadata"]["labels"]["job-name"], "pi");
+        assert_eq!(
+            (spec["completions"].clone(), spec["parallelism"].clone()),
+            (json!(1), json!(1))
+        );
+        assert_eq!(spec["backoffLimit"], 6);
+        assert_eq!(spec["completionMode"], "NonIndexed");
+        assert_eq!(spec["podReplacementPolicy"], "TerminatingOrFailed");
+
+        let mut indexed = body.clone();
+        indexed["spec"]["completionMode"] = json!("Indexed");
+        indexed["spec"]["parallelism"] = json!(2);
+        let err = admit(jobs, indexed, Operation::Create, FieldValidation::Strict).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.completions: Required value: when completion mode is Indexed"
+        );
+
+        let mut changed = admitted.object.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("y");
+        let err = admit(
+            jobs,
+            changed,
+            Operation::Update {
+                old: &admitted.object,
+            },
+            FieldValidation::Strict,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("spec.template: Invalid value"),
+            "{err}"
+        );
+        let same = admit(
+            jobs,
+            body,
+            Operation::Update {
+                old: &admitted.object,
+            },
+            FieldValidation::Strict,
+        );
+        assert!(same.is_ok(), "{same:?}");
+    }
 }

@@ -432,27 +432,85 @@ impl Kind for StatefulSet {
 
 impl Kind for Job {
     fn default(&mut self) {
+        crate::job::generate_selector(self);
         let spec = self.spec.get_or_insert_with(Default::default);
+        // Both unset means one pod that must succeed once.
+        if spec.completions.is_none() && spec.parallelism.is_none() {
+            spec.completions = Some(1);
+        }
         set(&mut spec.parallelism, 1);
         set(&mut spec.backoff_limit, 6);
         set(&mut spec.completion_mode, "NonIndexed".into());
         set(&mut spec.suspend, false);
-        let pod = template_spec(&mut spec.template);
-        // A Job's pods must not restart forever; Kubernetes requires the field.
-        default_pod_spec(pod);
+        let replacement = if spec.pod_failure_policy.is_some() {
+            "Failed"
+        } else {
+            "TerminatingOrFailed"
+        };
+        set(&mut spec.pod_replacement_policy, replacement.into());
+        // Pod templates default `restartPolicy: Always`, which validation refuses for
+        // Jobs: Kubernetes requires the field to be set, and so does Strata.
+        default_pod_spec(template_spec(&mut spec.template));
     }
     fn validate(&self, errors: &mut Vec<FieldError>) {
         let Some(spec) = &self.spec else {
             return errors.push(FieldError::required("spec", ""));
         };
+        validate_selector(spec.selector.as_ref(), &spec.template, errors);
         if let Some(pod) = &spec.template.spec {
             validate_pod_spec(pod, "spec.template.spec", &["OnFailure", "Never"], errors);
         }
         for (field, value) in [
             ("spec.parallelism", spec.parallelism),
             ("spec.completions", spec.completions),
+            ("spec.backoffLimit", spec.backoff_limit),
+            (
+                "spec.ttlSecondsAfterFinished",
+                spec.ttl_seconds_after_finished,
+            ),
         ] {
             validate_replicas(value, field, errors);
+        }
+        if let Some(deadline) = spec.active_deadline_seconds
+            && deadline <= 0
+        {
+            errors.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                deadline,
+                "must be greater than 0",
+            ));
+        }
+        match spec.completion_mode.as_deref() {
+            None | Some("NonIndexed") => {}
+            Some("Indexed") if spec.completions.is_none() => errors.push(FieldError::required(
+                "spec.completions",
+                "when completion mode is Indexed",
+            )),
+            Some("Indexed") => {}
+            Some(other) => errors.push(FieldError::not_supported(
+                "spec.completionMode",
+                other,
+                &["NonIndexed", "Indexed"],
+            )),
+        }
+    }
+    fn validate_update(&self, old: &Self, errors: &mut Vec<FieldError>) {
+        let spec = |job: &Job| job.spec.clone().unwrap_or_default();
+        let (new, old) = (spec(self), spec(old));
+        selector_immutable(new.selector.as_ref(), old.selector.as_ref(), errors);
+        if new.template != old.template {
+            errors.push(FieldError::invalid(
+                "spec.template",
+                "…",
+                "field is immutable",
+            ));
+        }
+        if new.completion_mode != old.completion_mode {
+            errors.push(FieldError::invalid(
+                "spec.completionMode",
+                new.completion_mode.unwrap_or_default(),
+                "field is immutable",
+            ));
         }
     }
 }
