@@ -7,6 +7,7 @@ pub mod backoff;
 pub mod cache;
 pub mod deployment;
 pub mod expectations;
+pub mod job;
 pub mod pod_control;
 pub mod pods;
 pub mod rank;
@@ -17,11 +18,16 @@ pub mod replicaset;
 pub struct ControllerOptions {
     /// Reconciles of one controller that may run at once (0: unbounded).
     pub concurrency: u16,
+    /// How long the Job controller waits before replacing failed pods.
+    pub job_failure_backoff: job::FailureBackoff,
 }
 
 impl Default for ControllerOptions {
     fn default() -> Self {
-        Self { concurrency: 8 }
+        Self {
+            concurrency: 8,
+            job_failure_backoff: job::FailureBackoff::default(),
+        }
     }
 }
 
@@ -47,7 +53,8 @@ pub enum ControllerError {
 pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(), ControllerError> {
     tokio::select! {
         result = replicaset::run(client.clone(), options.clone()) => result,
-        result = deployment::run(client, options) => result,
+        result = deployment::run(client.clone(), options.clone()) => result,
+        result = job::run(client, options) => result,
     }
 }
 

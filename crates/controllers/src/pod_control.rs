@@ -12,6 +12,10 @@ use strata_client::events::{EventType, Recorder};
 
 use crate::expectations::Expectations;
 
+/// The most pods one sync of an owner creates or deletes (Kubernetes' `BurstReplicas`,
+/// `MaxPodCreateDeletePerSync`).
+pub const BURST: usize = 500;
+
 /// Why adopting or releasing a pod failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClaimError {

@@ -52,6 +52,39 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
     }
 }
 
+/// When the pod finished: the latest `finishedAt` of its terminated containers, else
+/// the latest transition of its conditions, else its creation.
+pub fn finished_at(pod: &Pod) -> Option<Timestamp> {
+    let status = pod.status.as_ref();
+    let containers = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0)
+        .max();
+    let conditions = || {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0)
+            .max()
+    };
+    containers
+        .or_else(conditions)
+        .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// The pod's phase (`Pending` when unset).
+pub fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
 /// The highest restart count of the pod's containers.
 pub fn restarts(pod: &Pod) -> i32 {
     pod.status

@@ -9,10 +9,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use crate::{pods, rank};
-
-/// The most pods one sync creates or deletes (Kubernetes' `BurstReplicas`).
-pub const BURST_REPLICAS: usize = 500;
+use crate::{pod_control, pods, rank};
 
 /// Condition type set while pods cannot be created or deleted.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
@@ -59,11 +56,11 @@ pub fn plan<'a>(rs: &ReplicaSet, pods: &[&'a Pod], expectations_met: bool) -> Pl
     let desired = usize::try_from(desired_replicas(rs)).unwrap_or(0);
     let current = plan.active.len();
     if current < desired {
-        plan.create = (desired - current).min(BURST_REPLICAS);
+        plan.create = (desired - current).min(pod_control::BURST);
     } else if current > desired {
         let mut candidates = plan.active.clone();
         rank::deletion_order(&mut candidates);
-        candidates.truncate((current - desired).min(BURST_REPLICAS));
+        candidates.truncate((current - desired).min(pod_control::BURST));
         plan.delete = candidates;
     }
     plan
