@@ -421,16 +421,38 @@ pub(super) async fn patch(
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type:?})"
         ))
     })?;
-    let (old, old_rv) = load(store, target).await?;
-    let mut new = apply_patch(target.resource, &old, patch_type, body).map_err(patch_error)?;
-    // The patched object carries the version it was based on: a concurrent write
-    // between load and replace is a conflict, retried by the client.
-    storage::set_resource_version(&mut new, old_rv);
     let status_only = target.subresource == Some(Subresource::Status);
-    let (object, warnings, code) =
-        replace(store, target, query, &old, old_rv, new, status_only).await?;
-    Ok(object_response(code, &object, &warnings))
+    let mut attempt = 1;
+    loop {
+        let (old, old_rv) = load(store, target).await?;
+        // The patch applies to the object without its version, so that a version in
+        // the patch shows: such a patch is a precondition and conflicts when stale.
+        let mut bare = old.clone();
+        if let Some(meta) = bare["metadata"].as_object_mut() {
+            meta.remove("resourceVersion");
+        }
+        let mut new = apply_patch(target.resource, &bare, patch_type, body).map_err(patch_error)?;
+        let pinned = new["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|rv| !rv.is_empty());
+        if !pinned {
+            storage::set_resource_version(&mut new, old_rv);
+        }
+        match replace(store, target, query, &old, old_rv, new, status_only).await {
+            Ok((object, warnings, code)) => return Ok(object_response(code, &object, &warnings)),
+            // A write that came between load and replace: like Kubernetes'
+            // GuaranteedUpdate, apply the patch again to the fresh object.
+            Err(ApiError::Conflict { .. }) if !pinned && attempt < PATCH_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
+
+/// How often a patch without a resourceVersion is applied before a concurrent
+/// writer's conflict reaches the client.
+const PATCH_ATTEMPTS: u32 = 5;
 
 /// `DeleteOptions` from the body (or the query).
 pub(crate) struct DeleteOptions {
