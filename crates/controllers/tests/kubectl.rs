@@ -1,27 +1,10 @@
-//! Real `kubectl rollout status/history/undo` against the controllers. Skipped (with a
+//! Real `kubectl rollout status/history/undo` and `kubectl wait` against the controllers. Skipped (with a
 //! SKIP line) when kubectl is not on PATH.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::process::Command;
-
-use common::{cluster, eventually, mark_all_ready};
-
-fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use common::{cluster, eventually, kubectl, kubectl_missing, mark_all_ready};
 
 const MANIFEST: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -42,13 +25,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_rollout_status_history_and_undo() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: kubectl is not on PATH");
+    if kubectl_missing("kubectl_rollout_status_history_and_undo") {
         return;
     }
     let c = cluster().await;
@@ -122,4 +99,54 @@ async fn kubectl_rollout_status_history_and_undo() {
     assert_eq!(image, "localhost/busybox:1");
     let (ok, history) = kubectl(&config, &["rollout", "history", "deployment/kc"]);
     assert!(ok && history.contains('3'), "{history}");
+}
+
+const JOB: &str = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: kw
+spec:
+  completions: 2
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: localhost/busybox:latest
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_waits_for_a_job_to_complete() {
+    if kubectl_missing("kubectl_waits_for_a_job_to_complete") {
+        return;
+    }
+    let c = cluster().await;
+    let config = c.server.kubeconfig_path().to_path_buf();
+    let manifest = c.server.data_dir().join("kw.yaml");
+    std::fs::write(&manifest, JOB).unwrap();
+    let (ok, text) = kubectl(&config, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let waiting = tokio::task::spawn_blocking(move || {
+        kubectl(
+            &config,
+            &[
+                "wait",
+                "--for=condition=complete",
+                "job/kw",
+                "--timeout=60s",
+            ],
+        )
+    });
+    eventually("kubectl wait to return", || async {
+        for pod in common::live_pods(&c.client, "job-name=kw").await {
+            if strata_controllers::pods::is_active(&pod) {
+                common::finish(&c.client, &pod, "Succeeded").await;
+            }
+        }
+        waiting.is_finished().then_some(())
+    })
+    .await;
+    let (ok, text) = waiting.await.unwrap();
+    assert!(ok && text.contains("job.batch/kw condition met"), "{text}");
 }
