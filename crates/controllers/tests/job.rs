@@ -41,7 +41,7 @@ async fn running_pods(client: &kube::Client, name: &str) -> Vec<Pod> {
     live_pods(client, &format!("batch.kubernetes.io/job-name={name}"))
         .await
         .into_iter()
-        .filter(|p| strata_controllers::pods::is_active(p))
+        .filter(strata_controllers::pods::is_active)
         .collect()
 }
 
