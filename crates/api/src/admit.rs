@@ -261,6 +261,51 @@ mod tests {
         assert_eq!(spec["containers"][0]["ports"][0]["protocol"], "TCP");
         assert_eq!(admitted.object["status"]["phase"], "Pending");
         assert_eq!(admitted.object["status"]["qosClass"], "BestEffort");
+        assert_eq!(
+            spec["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+    }
+
+    #[test]
+    fn a_pod_that_tolerates_node_failure_keeps_its_own_tolerations() {
+        let body = pod(
+            json!({"containers": [{"name": "c", "image": "x"}], "tolerations": [
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5},
+                {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"},
+            ]}),
+        );
+        let admitted = admit(pods(), body, Operation::Create, FieldValidation::Strict).unwrap();
+        let tolerations = admitted.object["spec"]["tolerations"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let keys: Vec<(&str, Option<i64>)> = tolerations
+            .iter()
+            .map(|t| (t["key"].as_str().unwrap(), t["tolerationSeconds"].as_i64()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("node.kubernetes.io/unreachable", Some(5)),
+                ("dedicated", None),
+                ("node.kubernetes.io/not-ready", Some(300)),
+            ]
+        );
+        // Tolerating every key and effect covers both.
+        let all = pod(json!({"containers": [{"name": "c", "image": "x"}],
+            "tolerations": [{"operator": "Exists"}]}));
+        let admitted = admit(pods(), all, Operation::Create, FieldValidation::Strict).unwrap();
+        assert_eq!(
+            admitted.object["spec"]["tolerations"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

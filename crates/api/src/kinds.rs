@@ -8,7 +8,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodSpec, PodTemplateSpec, Secret, Service,
-    ServiceAccount,
+    ServiceAccount, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -248,10 +248,42 @@ fn template_spec(template: &mut PodTemplateSpec) -> &mut PodSpec {
     template.spec.get_or_insert_with(Default::default)
 }
 
+/// How long a pod stays on a not-ready or unreachable node by default.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Kubernetes' `DefaultTolerationSeconds` admission: a pod that does not already
+/// tolerate the `node.kubernetes.io/not-ready` or `node.kubernetes.io/unreachable`
+/// `NoExecute` taint tolerates it for [`DEFAULT_TOLERATION_SECONDS`], so a node
+/// that stops reporting loses its pods after five minutes, not at once.
+pub fn add_default_tolerations(spec: &mut PodSpec) {
+    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerated = tolerations.iter().any(|t| {
+            t.key.as_deref().is_none_or(|k| k.is_empty() || k == key)
+                && t.effect
+                    .as_deref()
+                    .is_none_or(|e| e.is_empty() || e == "NoExecute")
+        });
+        if !tolerated {
+            tolerations.push(Toleration {
+                key: Some(key.to_string()),
+                operator: Some("Exists".to_string()),
+                effect: Some("NoExecute".to_string()),
+                toleration_seconds: Some(DEFAULT_TOLERATION_SECONDS),
+                value: None,
+            });
+        }
+    }
+}
+
 impl Kind for Pod {
     fn default(&mut self) {
         let spec = self.spec.get_or_insert_with(Default::default);
         default_pod_spec(spec);
+        add_default_tolerations(spec);
         let qos = qos_class(spec);
         let status = self.status.get_or_insert_with(Default::default);
         set(&mut status.phase, "Pending".into());
