@@ -8,6 +8,7 @@ pub mod cache;
 pub mod deployment;
 pub mod expectations;
 pub mod job;
+pub mod node_lifecycle;
 pub mod pod_control;
 pub mod pods;
 pub mod rank;
@@ -20,6 +21,9 @@ pub struct ControllerOptions {
     pub concurrency: u16,
     /// How long the Job controller waits before replacing failed pods.
     pub job_failure_backoff: job::FailureBackoff,
+    /// How long a node may go without a heartbeat before it counts as unreachable
+    /// (Kubernetes' `--node-monitor-grace-period`).
+    pub node_grace_period: std::time::Duration,
 }
 
 impl Default for ControllerOptions {
@@ -27,6 +31,7 @@ impl Default for ControllerOptions {
         Self {
             concurrency: 8,
             job_failure_backoff: job::FailureBackoff::default(),
+            node_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
         }
     }
 }
@@ -54,7 +59,8 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
     tokio::select! {
         result = replicaset::run(client.clone(), options.clone()) => result,
         result = deployment::run(client.clone(), options.clone()) => result,
-        result = job::run(client, options) => result,
+        result = job::run(client.clone(), options.clone()) => result,
+        result = node_lifecycle::run(client, options) => result,
     }
 }
 
