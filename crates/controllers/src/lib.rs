@@ -5,6 +5,7 @@
 
 pub mod backoff;
 pub mod cache;
+pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
 pub mod job;
@@ -60,6 +61,7 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
         result = replicaset::run(client.clone(), options.clone()) => result,
         result = deployment::run(client.clone(), options.clone()) => result,
         result = job::run(client.clone(), options.clone()) => result,
+        result = daemonset::run(client.clone(), options.clone()) => result,
         result = node_lifecycle::run(client, options) => result,
     }
 }

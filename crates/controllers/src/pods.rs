@@ -85,6 +85,25 @@ pub fn phase(pod: &Pod) -> &str {
         .unwrap_or("Pending")
 }
 
+/// How long until the first of `pods` that is ready but not yet available (ready for
+/// less than `min_ready_seconds`) becomes available at `now`; `None` if none will.
+pub fn becomes_available_in<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    min_ready_seconds: i32,
+    now: Timestamp,
+) -> Option<std::time::Duration> {
+    if min_ready_seconds <= 0 {
+        return None;
+    }
+    let window = SignedDuration::from_secs(i64::from(min_ready_seconds));
+    pods.into_iter()
+        .filter_map(ready_since)
+        .map(|since| since + window)
+        .filter(|at| *at > now)
+        .min()
+        .and_then(|at| std::time::Duration::try_from(at.duration_since(now)).ok())
+}
+
 /// The highest restart count of the pod's containers.
 pub fn restarts(pod: &Pod) -> i32 {
     pod.status

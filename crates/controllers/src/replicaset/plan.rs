@@ -7,7 +7,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
 use crate::{pod_control, pods, rank};
 
@@ -143,17 +143,7 @@ pub fn recheck_after(rs: &ReplicaSet, active: &[&Pod], now: Timestamp) -> Option
         .as_ref()
         .and_then(|s| s.min_ready_seconds)
         .unwrap_or(0);
-    if min_ready <= 0 {
-        return None;
-    }
-    let window = SignedDuration::from_secs(i64::from(min_ready));
-    active
-        .iter()
-        .filter_map(|p| pods::ready_since(p))
-        .map(|since| since + window)
-        .filter(|at| *at > now)
-        .min()
-        .and_then(|at| Duration::try_from(at.duration_since(now)).ok())
+    pods::becomes_available_in(active.iter().copied(), min_ready, now)
         .map(|d| d + Duration::from_millis(100))
 }
 
@@ -166,6 +156,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
         LabelSelector, ObjectMeta, OwnerReference,
     };
+    use k8s_openapi::jiff::SignedDuration;
 
     fn rs(replicas: i32) -> ReplicaSet {
         let labels: std::collections::BTreeMap<String, String> =
