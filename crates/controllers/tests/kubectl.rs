@@ -150,3 +150,59 @@ async fn kubectl_waits_for_a_job_to_complete() {
     let (ok, text) = waiting.await.unwrap();
     assert!(ok && text.contains("job.batch/kw condition met"), "{text}");
 }
+
+const DAEMON_SET: &str = "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kd
+spec:
+  selector:
+    matchLabels: {app: kd}
+  template:
+    metadata:
+      labels: {app: kd}
+    spec:
+      containers:
+      - name: main
+        image: localhost/busybox:1
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_rollout_status_of_a_daemon_set() {
+    if kubectl_missing("kubectl_rollout_status_of_a_daemon_set") {
+        return;
+    }
+    let c = cluster().await;
+    for name in ["n1", "n2"] {
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .unwrap();
+        kube::Api::<k8s_openapi::api::core::v1::Node>::all(c.client.clone())
+            .create(&Default::default(), &node)
+            .await
+            .unwrap();
+    }
+    let config = c.server.kubeconfig_path().to_path_buf();
+    let manifest = c.server.data_dir().join("kd.yaml");
+    std::fs::write(&manifest, DAEMON_SET).unwrap();
+    let (ok, text) = kubectl(&config, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let waiting = tokio::task::spawn_blocking(move || {
+        kubectl(
+            &config,
+            &["rollout", "status", "daemonset/kd", "--timeout=60s"],
+        )
+    });
+    eventually("kubectl rollout status to return", || async {
+        mark_all_ready(&c.client, "app=kd").await;
+        waiting.is_finished().then_some(())
+    })
+    .await;
+    let (ok, text) = waiting.await.unwrap();
+    assert!(
+        ok && text.contains("daemon set \"kd\" successfully rolled out"),
+        "{text}"
+    );
+}
