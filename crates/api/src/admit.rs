@@ -261,6 +261,51 @@ mod tests {
         assert_eq!(spec["containers"][0]["ports"][0]["protocol"], "TCP");
         assert_eq!(admitted.object["status"]["phase"], "Pending");
         assert_eq!(admitted.object["status"]["qosClass"], "BestEffort");
+        assert_eq!(
+            spec["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+    }
+
+    #[test]
+    fn a_pod_that_tolerates_node_failure_keeps_its_own_tolerations() {
+        let body = pod(
+            json!({"containers": [{"name": "c", "image": "x"}], "tolerations": [
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5},
+                {"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"},
+            ]}),
+        );
+        let admitted = admit(pods(), body, Operation::Create, FieldValidation::Strict).unwrap();
+        let tolerations = admitted.object["spec"]["tolerations"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let keys: Vec<(&str, Option<i64>)> = tolerations
+            .iter()
+            .map(|t| (t["key"].as_str().unwrap(), t["tolerationSeconds"].as_i64()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("node.kubernetes.io/unreachable", Some(5)),
+                ("dedicated", None),
+                ("node.kubernetes.io/not-ready", Some(300)),
+            ]
+        );
+        // Tolerating every key and effect covers both.
+        let all = pod(json!({"containers": [{"name": "c", "image": "x"}],
+            "tolerations": [{"operator": "Exists"}]}));
+        let admitted = admit(pods(), all, Operation::Create, FieldValidation::Strict).unwrap();
+        assert_eq!(
+            admitted.object["spec"]["tolerations"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]
@@ -418,5 +463,68 @@ mod tests {
                 "spec.containers[1].name"
             ]
         );
+    }
+
+    #[test]
+    fn a_job_gets_its_selector_and_defaults() {
+        let jobs = find("batch", "v1", "jobs").unwrap();
+        let body = json!({"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "pi", "uid": "u-1"},
+            "spec": {"template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "x"}]}}}});
+        let admitted = admit(
+            jobs,
+            body.clone(),
+            Operation::Create,
+            FieldValidation::Strict,
+        )
+        .unwrap();
+        let spec = &admitted.object["spec"];
+        assert_eq!(
+            spec["selector"]["matchLabels"][crate::job::CONTROLLER_UID_LABEL],
+            "u-1"
+        );
+        assert_eq!(spec["template"]["metadata"]["labels"]["job-name"], "pi");
+        assert_eq!(
+            (spec["completions"].clone(), spec["parallelism"].clone()),
+            (json!(1), json!(1))
+        );
+        assert_eq!(spec["backoffLimit"], 6);
+        assert_eq!(spec["completionMode"], "NonIndexed");
+        assert_eq!(spec["podReplacementPolicy"], "TerminatingOrFailed");
+
+        let mut indexed = body.clone();
+        indexed["spec"]["completionMode"] = json!("Indexed");
+        indexed["spec"]["parallelism"] = json!(2);
+        let err = admit(jobs, indexed, Operation::Create, FieldValidation::Strict).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "spec.completions: Required value: when completion mode is Indexed"
+        );
+
+        let mut changed = admitted.object.clone();
+        changed["spec"]["template"]["spec"]["containers"][0]["image"] = json!("y");
+        let err = admit(
+            jobs,
+            changed,
+            Operation::Update {
+                old: &admitted.object,
+            },
+            FieldValidation::Strict,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("spec.template: Invalid value"),
+            "{err}"
+        );
+        let same = admit(
+            jobs,
+            body,
+            Operation::Update {
+                old: &admitted.object,
+            },
+            FieldValidation::Strict,
+        );
+        assert!(same.is_ok(), "{same:?}");
     }
 }

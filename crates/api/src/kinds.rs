@@ -8,7 +8,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, Namespace, Node, Pod, PodSpec, PodTemplateSpec, Secret, Service,
-    ServiceAccount,
+    ServiceAccount, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -248,10 +248,42 @@ fn template_spec(template: &mut PodTemplateSpec) -> &mut PodSpec {
     template.spec.get_or_insert_with(Default::default)
 }
 
+/// How long a pod stays on a not-ready or unreachable node by default.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 300;
+
+/// Kubernetes' `DefaultTolerationSeconds` admission: a pod that does not already
+/// tolerate the `node.kubernetes.io/not-ready` or `node.kubernetes.io/unreachable`
+/// `NoExecute` taint tolerates it for [`DEFAULT_TOLERATION_SECONDS`], so a node
+/// that stops reporting loses its pods after five minutes, not at once.
+pub fn add_default_tolerations(spec: &mut PodSpec) {
+    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+    for key in [
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+    ] {
+        let tolerated = tolerations.iter().any(|t| {
+            t.key.as_deref().is_none_or(|k| k.is_empty() || k == key)
+                && t.effect
+                    .as_deref()
+                    .is_none_or(|e| e.is_empty() || e == "NoExecute")
+        });
+        if !tolerated {
+            tolerations.push(Toleration {
+                key: Some(key.to_string()),
+                operator: Some("Exists".to_string()),
+                effect: Some("NoExecute".to_string()),
+                toleration_seconds: Some(DEFAULT_TOLERATION_SECONDS),
+                value: None,
+            });
+        }
+    }
+}
+
 impl Kind for Pod {
     fn default(&mut self) {
         let spec = self.spec.get_or_insert_with(Default::default);
         default_pod_spec(spec);
+        add_default_tolerations(spec);
         let qos = qos_class(spec);
         let status = self.status.get_or_insert_with(Default::default);
         set(&mut status.phase, "Pending".into());
@@ -537,27 +569,85 @@ impl Kind for StatefulSet {
 
 impl Kind for Job {
     fn default(&mut self) {
+        crate::job::generate_selector(self);
         let spec = self.spec.get_or_insert_with(Default::default);
+        // Both unset means one pod that must succeed once.
+        if spec.completions.is_none() && spec.parallelism.is_none() {
+            spec.completions = Some(1);
+        }
         set(&mut spec.parallelism, 1);
         set(&mut spec.backoff_limit, 6);
         set(&mut spec.completion_mode, "NonIndexed".into());
         set(&mut spec.suspend, false);
-        let pod = template_spec(&mut spec.template);
-        // A Job's pods must not restart forever; Kubernetes requires the field.
-        default_pod_spec(pod);
+        let replacement = if spec.pod_failure_policy.is_some() {
+            "Failed"
+        } else {
+            "TerminatingOrFailed"
+        };
+        set(&mut spec.pod_replacement_policy, replacement.into());
+        // Pod templates default `restartPolicy: Always`, which validation refuses for
+        // Jobs: Kubernetes requires the field to be set, and so does Strata.
+        default_pod_spec(template_spec(&mut spec.template));
     }
     fn validate(&self, errors: &mut Vec<FieldError>) {
         let Some(spec) = &self.spec else {
             return errors.push(FieldError::required("spec", ""));
         };
+        validate_selector(spec.selector.as_ref(), &spec.template, errors);
         if let Some(pod) = &spec.template.spec {
             validate_pod_spec(pod, "spec.template.spec", &["OnFailure", "Never"], errors);
         }
         for (field, value) in [
             ("spec.parallelism", spec.parallelism),
             ("spec.completions", spec.completions),
+            ("spec.backoffLimit", spec.backoff_limit),
+            (
+                "spec.ttlSecondsAfterFinished",
+                spec.ttl_seconds_after_finished,
+            ),
         ] {
             validate_replicas(value, field, errors);
+        }
+        if let Some(deadline) = spec.active_deadline_seconds
+            && deadline <= 0
+        {
+            errors.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                deadline,
+                "must be greater than 0",
+            ));
+        }
+        match spec.completion_mode.as_deref() {
+            None | Some("NonIndexed") => {}
+            Some("Indexed") if spec.completions.is_none() => errors.push(FieldError::required(
+                "spec.completions",
+                "when completion mode is Indexed",
+            )),
+            Some("Indexed") => {}
+            Some(other) => errors.push(FieldError::not_supported(
+                "spec.completionMode",
+                other,
+                &["NonIndexed", "Indexed"],
+            )),
+        }
+    }
+    fn validate_update(&self, old: &Self, errors: &mut Vec<FieldError>) {
+        let spec = |job: &Job| job.spec.clone().unwrap_or_default();
+        let (new, old) = (spec(self), spec(old));
+        selector_immutable(new.selector.as_ref(), old.selector.as_ref(), errors);
+        if new.template != old.template {
+            errors.push(FieldError::invalid(
+                "spec.template",
+                "…",
+                "field is immutable",
+            ));
+        }
+        if new.completion_mode != old.completion_mode {
+            errors.push(FieldError::invalid(
+                "spec.completionMode",
+                new.completion_mode.unwrap_or_default(),
+                "field is immutable",
+            ));
         }
     }
 }

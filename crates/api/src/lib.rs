@@ -4,6 +4,7 @@
 
 pub mod admit;
 pub mod field;
+pub mod job;
 pub mod kinds;
 pub mod names;
 pub mod patch;

@@ -8,6 +8,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::Pod;
+
 /// How long an unmet expectation holds an owner back.
 pub const EXPECTATION_TTL: Duration = Duration::from_secs(5 * 60);
 
@@ -85,6 +87,26 @@ impl Expectations {
             return true;
         }
         false
+    }
+
+    /// [`satisfied`](Self::satisfied) with children looked up in `pods`, the cached
+    /// pods of the owner's namespace.
+    pub fn satisfied_by(&self, owner: &str, pods: &[&Pod]) -> bool {
+        let seen = |found: Option<&&Pod>| match found {
+            None => Seen::Absent,
+            Some(p) if p.metadata.deletion_timestamp.is_some() => Seen::Terminating,
+            Some(_) => Seen::Live,
+        };
+        self.satisfied(
+            owner,
+            |name| {
+                seen(
+                    pods.iter()
+                        .find(|p| p.metadata.name.as_deref() == Some(name)),
+                )
+            },
+            |uid| seen(pods.iter().find(|p| p.metadata.uid.as_deref() == Some(uid))),
+        )
     }
 
     fn with(&self, owner: &str, f: impl FnOnce(&mut Pending)) {

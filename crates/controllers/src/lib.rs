@@ -4,9 +4,15 @@
 //! through the API. [`run`] runs them all; each module also has its own `run`.
 
 pub mod backoff;
+pub mod cache;
+pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
+pub mod job;
+pub mod node_lifecycle;
+pub mod pod_control;
 pub mod pods;
+pub mod rank;
 pub mod replicaset;
 
 /// How the controllers run.
@@ -14,11 +20,20 @@ pub mod replicaset;
 pub struct ControllerOptions {
     /// Reconciles of one controller that may run at once (0: unbounded).
     pub concurrency: u16,
+    /// How long the Job controller waits before replacing failed pods.
+    pub job_failure_backoff: job::FailureBackoff,
+    /// How long a node may go without a heartbeat before it counts as unreachable
+    /// (Kubernetes' `--node-monitor-grace-period`).
+    pub node_grace_period: std::time::Duration,
 }
 
 impl Default for ControllerOptions {
     fn default() -> Self {
-        Self { concurrency: 8 }
+        Self {
+            concurrency: 8,
+            job_failure_backoff: job::FailureBackoff::default(),
+            node_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
+        }
     }
 }
 
@@ -44,7 +59,10 @@ pub enum ControllerError {
 pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(), ControllerError> {
     tokio::select! {
         result = replicaset::run(client.clone(), options.clone()) => result,
-        result = deployment::run(client, options) => result,
+        result = deployment::run(client.clone(), options.clone()) => result,
+        result = job::run(client.clone(), options.clone()) => result,
+        result = daemonset::run(client.clone(), options.clone()) => result,
+        result = node_lifecycle::run(client, options) => result,
     }
 }
 
@@ -54,9 +72,34 @@ fn is_not_found(err: &kube::Error) -> bool {
 }
 
 /// True for a 409 AlreadyExists from the API.
-#[allow(dead_code)] // for the deployment controller, in progress
 fn is_already_exists(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(status) if status.is_already_exists())
+}
+
+/// `namespace/name` of an object: its key for expectations, back-off and logs.
+fn key<K: kube::Resource>(object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// The error policy every controller shares: log the failure and retry the object
+/// after its next back-off delay.
+fn retry<K>(
+    backoff: &backoff::Backoff,
+    object: &K,
+    err: &dyn std::error::Error,
+) -> kube::runtime::controller::Action
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let key = key(object);
+    let delay = backoff.failed(&key);
+    tracing::warn!(kind = %K::kind(&()), object = %key, error = %chain(err), retry_in = ?delay, "sync failed");
+    kube::runtime::controller::Action::requeue(delay)
 }
 
 /// An error with its causes, `: `-separated, for logs.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use strata_api::selector::Selector;
@@ -52,6 +52,58 @@ pub fn is_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
     }
 }
 
+/// When the pod finished: the latest `finishedAt` of its terminated containers, else
+/// the latest transition of its conditions, else its creation.
+pub fn finished_at(pod: &Pod) -> Option<Timestamp> {
+    let status = pod.status.as_ref();
+    let containers = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.terminated.as_ref()?.finished_at.as_ref())
+        .map(|t| t.0)
+        .max();
+    let conditions = || {
+        status
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.last_transition_time.as_ref())
+            .map(|t| t.0)
+            .max()
+    };
+    containers
+        .or_else(conditions)
+        .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
+/// The pod's phase (`Pending` when unset).
+pub fn phase(pod: &Pod) -> &str {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending")
+}
+
+/// How long until the first of `pods` that is ready but not yet available (ready for
+/// less than `min_ready_seconds`) becomes available at `now`; `None` if none will.
+pub fn becomes_available_in<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    min_ready_seconds: i32,
+    now: Timestamp,
+) -> Option<std::time::Duration> {
+    if min_ready_seconds <= 0 {
+        return None;
+    }
+    let window = SignedDuration::from_secs(i64::from(min_ready_seconds));
+    pods.into_iter()
+        .filter_map(ready_since)
+        .map(|since| since + window)
+        .filter(|at| *at > now)
+        .min()
+        .and_then(|at| std::time::Duration::try_from(at.duration_since(now)).ok())
+}
+
 /// The highest restart count of the pod's containers.
 pub fn restarts(pod: &Pod) -> i32 {
     pod.status
@@ -81,6 +133,30 @@ pub fn controller_ref(api_version: &str, kind: &str, owner: &ObjectMeta) -> Owne
         uid: owner.uid.clone().unwrap_or_default(),
         controller: Some(true),
         block_owner_deletion: Some(true),
+    }
+}
+
+/// A pod from `template` for the owner `owner` (whose controller reference is
+/// `reference`): in the owner's namespace, named `<owner>-<random>` by the API server,
+/// with the template's labels, annotations and finalizers.
+pub fn from_template(
+    template: PodTemplateSpec,
+    owner: &ObjectMeta,
+    reference: OwnerReference,
+) -> Pod {
+    let meta = template.metadata.unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{}-", owner.name.as_deref().unwrap_or_default())),
+            namespace: owner.namespace.clone(),
+            labels: meta.labels,
+            annotations: meta.annotations,
+            finalizers: meta.finalizers,
+            owner_references: Some(vec![reference]),
+            ..Default::default()
+        },
+        spec: template.spec,
+        status: None,
     }
 }
 
@@ -130,6 +206,40 @@ pub fn claim(
         None if selected && !owner_deleting && !is_terminating(meta) => Claim::Adopt,
         None => Claim::Ignore,
     }
+}
+
+/// An owner's share of its namespace's pods, as [`claim`] decides it.
+#[derive(Debug, Default, PartialEq)]
+pub struct Claimed<'a> {
+    /// The owner's pods, adopted ones included (also terminating and finished ones).
+    pub owned: Vec<&'a Pod>,
+    /// Orphans to adopt (also in `owned`).
+    pub adopt: Vec<&'a Pod>,
+    /// Owned pods the selector no longer selects, to release.
+    pub release: Vec<&'a Pod>,
+}
+
+/// Claims `pods` for the owner `owner` whose parsed selector is `selector`.
+pub fn claim_pods<'a>(
+    owner: &ObjectMeta,
+    selector: Option<&Selector>,
+    pods: &[&'a Pod],
+) -> Claimed<'a> {
+    let uid = owner.uid.as_deref().unwrap_or_default();
+    let deleting = is_terminating(owner);
+    let mut claimed = Claimed::default();
+    for &pod in pods {
+        match claim(uid, selector, deleting, &pod.metadata) {
+            Claim::Owned => claimed.owned.push(pod),
+            Claim::Adopt => {
+                claimed.adopt.push(pod);
+                claimed.owned.push(pod);
+            }
+            Claim::Release => claimed.release.push(pod),
+            Claim::Ignore => {}
+        }
+    }
+    claimed
 }
 
 #[cfg(test)]

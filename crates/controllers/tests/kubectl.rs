@@ -1,27 +1,10 @@
-//! Real `kubectl rollout status/history/undo` against the controllers. Skipped (with a
+//! Real `kubectl rollout status/history/undo` and `kubectl wait` against the controllers. Skipped (with a
 //! SKIP line) when kubectl is not on PATH.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
-use std::process::Command;
-
-use common::{cluster, eventually, mark_all_ready};
-
-fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
+use common::{cluster, eventually, kubectl, kubectl_missing, mark_all_ready};
 
 const MANIFEST: &str = "apiVersion: apps/v1
 kind: Deployment
@@ -42,13 +25,7 @@ spec:
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kubectl_rollout_status_history_and_undo() {
-    if Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("SKIP: kubectl is not on PATH");
+    if kubectl_missing("kubectl_rollout_status_history_and_undo") {
         return;
     }
     let c = cluster().await;
@@ -122,4 +99,110 @@ async fn kubectl_rollout_status_history_and_undo() {
     assert_eq!(image, "localhost/busybox:1");
     let (ok, history) = kubectl(&config, &["rollout", "history", "deployment/kc"]);
     assert!(ok && history.contains('3'), "{history}");
+}
+
+const JOB: &str = "apiVersion: batch/v1
+kind: Job
+metadata:
+  name: kw
+spec:
+  completions: 2
+  parallelism: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: main
+        image: localhost/busybox:latest
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_waits_for_a_job_to_complete() {
+    if kubectl_missing("kubectl_waits_for_a_job_to_complete") {
+        return;
+    }
+    let c = cluster().await;
+    let config = c.server.kubeconfig_path().to_path_buf();
+    let manifest = c.server.data_dir().join("kw.yaml");
+    std::fs::write(&manifest, JOB).unwrap();
+    let (ok, text) = kubectl(&config, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let waiting = tokio::task::spawn_blocking(move || {
+        kubectl(
+            &config,
+            &[
+                "wait",
+                "--for=condition=complete",
+                "job/kw",
+                "--timeout=60s",
+            ],
+        )
+    });
+    eventually("kubectl wait to return", || async {
+        for pod in common::live_pods(&c.client, "job-name=kw").await {
+            if strata_controllers::pods::is_active(&pod) {
+                common::finish(&c.client, &pod, "Succeeded").await;
+            }
+        }
+        waiting.is_finished().then_some(())
+    })
+    .await;
+    let (ok, text) = waiting.await.unwrap();
+    assert!(ok && text.contains("job.batch/kw condition met"), "{text}");
+}
+
+const DAEMON_SET: &str = "apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: kd
+spec:
+  selector:
+    matchLabels: {app: kd}
+  template:
+    metadata:
+      labels: {app: kd}
+    spec:
+      containers:
+      - name: main
+        image: localhost/busybox:1
+";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_rollout_status_of_a_daemon_set() {
+    if kubectl_missing("kubectl_rollout_status_of_a_daemon_set") {
+        return;
+    }
+    let c = cluster().await;
+    for name in ["n1", "n2"] {
+        let node: k8s_openapi::api::core::v1::Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}]},
+        }))
+        .unwrap();
+        kube::Api::<k8s_openapi::api::core::v1::Node>::all(c.client.clone())
+            .create(&Default::default(), &node)
+            .await
+            .unwrap();
+    }
+    let config = c.server.kubeconfig_path().to_path_buf();
+    let manifest = c.server.data_dir().join("kd.yaml");
+    std::fs::write(&manifest, DAEMON_SET).unwrap();
+    let (ok, text) = kubectl(&config, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(ok, "{text}");
+    let waiting = tokio::task::spawn_blocking(move || {
+        kubectl(
+            &config,
+            &["rollout", "status", "daemonset/kd", "--timeout=60s"],
+        )
+    });
+    eventually("kubectl rollout status to return", || async {
+        mark_all_ready(&c.client, "app=kd").await;
+        waiting.is_finished().then_some(())
+    })
+    .await;
+    let (ok, text) = waiting.await.unwrap();
+    assert!(
+        ok && text.contains("daemon set \"kd\" successfully rolled out"),
+        "{text}"
+    );
 }

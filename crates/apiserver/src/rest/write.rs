@@ -421,30 +421,38 @@ pub(super) async fn patch(
             "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type:?})"
         ))
     })?;
-    // Like Kubernetes, a patch that does not name a resourceVersion is applied to the
-    // latest object, retried when a concurrent write wins the race; one that does name
-    // it is a precondition, and a stale one a Conflict.
-    let precondition = String::from_utf8_lossy(body).contains("resourceVersion");
     let status_only = target.subresource == Some(Subresource::Status);
-    let mut attempts = 0;
+    let mut attempt = 1;
     loop {
-        attempts += 1;
         let (old, old_rv) = load(store, target).await?;
-        let mut new = apply_patch(target.resource, &old, patch_type, body).map_err(patch_error)?;
-        if !precondition {
+        // The patch applies to the object without its version, so that a version in
+        // the patch shows: such a patch is a precondition and conflicts when stale.
+        let mut bare = old.clone();
+        if let Some(meta) = bare["metadata"].as_object_mut() {
+            meta.remove("resourceVersion");
+        }
+        let mut new = apply_patch(target.resource, &bare, patch_type, body).map_err(patch_error)?;
+        let pinned = new["metadata"]["resourceVersion"]
+            .as_str()
+            .is_some_and(|rv| !rv.is_empty());
+        if !pinned {
             storage::set_resource_version(&mut new, old_rv);
         }
         match replace(store, target, query, &old, old_rv, new, status_only).await {
-            Err(ApiError::Conflict { .. }) if !precondition && attempts < PATCH_ATTEMPTS => {
-                continue;
+            Ok((object, warnings, code)) => return Ok(object_response(code, &object, &warnings)),
+            // A write that came between load and replace: like Kubernetes'
+            // GuaranteedUpdate, apply the patch again to the fresh object.
+            Err(ApiError::Conflict { .. }) if !pinned && attempt < PATCH_ATTEMPTS => {
+                attempt += 1;
             }
             Err(err) => return Err(err),
-            Ok((object, warnings, code)) => return Ok(object_response(code, &object, &warnings)),
         }
     }
 }
 
-/// How often a patch without a resourceVersion is tried against a changing object.
+/// How often a patch without a resourceVersion is applied before a concurrent
+/// writer's conflict reaches the client (Kubernetes retries until it lands; a bound
+/// keeps a hot object from holding a request forever).
 const PATCH_ATTEMPTS: u32 = 32;
 
 /// `DeleteOptions` from the body (or the query).
@@ -763,49 +771,8 @@ pub(super) async fn bind(
             ),
         });
     }
-    let name = target.name.as_deref().unwrap_or_default();
-    let conflict = |message: String| ApiError::Conflict {
-        resource: "pods".into(),
-        name: name.to_string(),
-        message,
-    };
-    if let Some(uid) = binding["metadata"]["uid"]
-        .as_str()
-        .filter(|u| !u.is_empty())
-        && pod["metadata"]["uid"].as_str() != Some(uid)
-    {
-        return Err(conflict(format!(
-            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-            pod["metadata"]["uid"].as_str().unwrap_or_default()
-        )));
-    }
-    if pod["metadata"]["deletionTimestamp"].is_string() {
-        return Err(conflict(format!(
-            "pod {name} is being deleted, cannot be assigned to a host"
-        )));
-    }
     let mut bound = pod.clone();
     bound["spec"]["nodeName"] = json!(node);
-    // Like Kubernetes: the binding's annotations land on the pod, and the pod says it
-    // is scheduled.
-    if let Some(annotations) = binding["metadata"]["annotations"].as_object() {
-        for (key, value) in annotations {
-            bound["metadata"]["annotations"][key] = value.clone();
-        }
-    }
-    let scheduled = json!({
-        "type": "PodScheduled", "status": "True", "lastProbeTime": null,
-        "lastTransitionTime": now(),
-    });
-    let mut conditions: Vec<Value> = bound["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c["type"] != "PodScheduled")
-        .collect();
-    conditions.push(scheduled);
-    bound["status"]["conditions"] = json!(conditions);
     let key = storage::key(
         target.resource,
         target.namespace.as_deref(),

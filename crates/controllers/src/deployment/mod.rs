@@ -25,7 +25,7 @@ use serde_json::json;
 use strata_client::events::{EventType, Recorder};
 
 use crate::backoff::Backoff;
-use crate::{ControllerError, ControllerOptions, pods};
+use crate::{ControllerError, ControllerOptions, cache, pods};
 use plan::Step;
 
 /// The component name on events.
@@ -113,7 +113,11 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
         backoff: Backoff::default(),
     });
     controller
-        .watches_stream(set_events, move |rs| deployments_for_set(&deployments, &rs))
+        .watches_stream(set_events, move |rs| {
+            cache::owners_of(&deployments, &rs.metadata, |d: &Deployment| {
+                d.spec.as_ref().map(|s| &s.selector)
+            })
+        })
         .watches_stream(pod_events, move |pod| {
             deployment_for_pod(&sets_for_pods, &pod)
         })
@@ -129,33 +133,6 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
     })
 }
 
-/// The deployment controlling a replica set, or (an orphan) those selecting it.
-fn deployments_for_set(
-    deployments: &Store<Deployment>,
-    rs: &ReplicaSet,
-) -> Vec<ObjectRef<Deployment>> {
-    let namespace = rs.namespace().unwrap_or_default();
-    if let Some(owner) = pods::controller_of(&rs.metadata) {
-        if owner.kind == "Deployment" {
-            return vec![ObjectRef::new(&owner.name).within(&namespace)];
-        }
-        return Vec::new();
-    }
-    let labels = pods::labels(&rs.metadata);
-    deployments
-        .state()
-        .iter()
-        .filter(|d| d.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|d| {
-            d.spec
-                .as_ref()
-                .and_then(|s| pods::selector(&s.selector))
-                .is_some_and(|s| s.matches(&labels))
-        })
-        .map(|d| ObjectRef::from_obj(d.as_ref()))
-        .collect()
-}
-
 /// The deployment whose replica set controls the pod (Recreate waits for old pods).
 fn deployment_for_pod(sets: &Store<ReplicaSet>, pod: &Pod) -> Option<ObjectRef<Deployment>> {
     let owner = pods::controller_of(&pod.metadata).filter(|o| o.kind == "ReplicaSet")?;
@@ -165,14 +142,8 @@ fn deployment_for_pod(sets: &Store<ReplicaSet>, pod: &Pod) -> Option<ObjectRef<D
     Some(ObjectRef::new(&deployment.name).within(&namespace))
 }
 
-fn key(d: &Deployment) -> String {
-    format!("{}/{}", d.namespace().unwrap_or_default(), d.name_any())
-}
-
 fn error_policy(d: Arc<Deployment>, err: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx.backoff.failed(&key(&d));
-    tracing::warn!(deployment = %key(&d), error = %crate::chain(err), retry_in = ?delay, "deployment sync failed");
-    Action::requeue(delay)
+    crate::retry(&ctx.backoff, d.as_ref(), err)
 }
 
 /// One step of one deployment: plan from the caches, then write.
@@ -183,21 +154,12 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
         .await
         .map_err(cache("replicasets"))?;
     ctx.pods.wait_until_ready().await.map_err(cache("pods"))?;
-    let key = key(&d);
+    let key = crate::key(d.as_ref());
     let namespace = d.namespace().unwrap_or_default();
-    let in_namespace = |ns: Option<&str>| ns == Some(namespace.as_str());
     let set_cache = ctx.sets.state();
-    let sets: Vec<&ReplicaSet> = set_cache
-        .iter()
-        .map(Arc::as_ref)
-        .filter(|s| in_namespace(s.metadata.namespace.as_deref()))
-        .collect();
+    let sets = cache::in_namespace(&set_cache, &namespace);
     let pod_cache = ctx.pods.state();
-    let pods: Vec<&Pod> = pod_cache
-        .iter()
-        .map(Arc::as_ref)
-        .filter(|p| in_namespace(p.metadata.namespace.as_deref()))
-        .collect();
+    let pods = cache::in_namespace(&pod_cache, &namespace);
     let reference = d.object_ref(&());
     let plan = match plan::plan(&d, &sets, &pods, Timestamp::now()) {
         Ok(plan) => plan,

@@ -7,13 +7,9 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 
-use super::rank;
-use crate::pods::{self, Claim};
-
-/// The most pods one sync creates or deletes (Kubernetes' `BurstReplicas`).
-pub const BURST_REPLICAS: usize = 500;
+use crate::{pod_control, pods, rank};
 
 /// Condition type set while pods cannot be created or deleted.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
@@ -39,28 +35,19 @@ pub struct Plan<'a> {
 /// `expectations_met` is false while earlier creates or deletes are not yet in the
 /// cache: then the set claims pods and reports status but neither creates nor deletes.
 pub fn plan<'a>(rs: &ReplicaSet, pods: &[&'a Pod], expectations_met: bool) -> Plan<'a> {
-    let uid = rs.metadata.uid.as_deref().unwrap_or_default();
     let deleting = pods::is_terminating(&rs.metadata);
     let selector = rs.spec.as_ref().and_then(|s| pods::selector(&s.selector));
-    let mut plan = Plan::default();
-    for &pod in pods {
-        match pods::claim(uid, selector.as_ref(), deleting, &pod.metadata) {
-            Claim::Owned | Claim::Adopt if pods::is_terminating(&pod.metadata) => {
-                plan.terminating += 1;
-            }
-            Claim::Owned => {
-                if pods::is_active(pod) {
-                    plan.active.push(pod);
-                }
-            }
-            Claim::Adopt => {
-                plan.adopt.push(pod);
-                if pods::is_active(pod) {
-                    plan.active.push(pod);
-                }
-            }
-            Claim::Release => plan.release.push(pod),
-            Claim::Ignore => {}
+    let claimed = pods::claim_pods(&rs.metadata, selector.as_ref(), pods);
+    let mut plan = Plan {
+        adopt: claimed.adopt,
+        release: claimed.release,
+        ..Plan::default()
+    };
+    for pod in claimed.owned {
+        if pods::is_terminating(&pod.metadata) {
+            plan.terminating += 1;
+        } else if pods::is_active(pod) {
+            plan.active.push(pod);
         }
     }
     if !expectations_met || deleting {
@@ -69,11 +56,11 @@ pub fn plan<'a>(rs: &ReplicaSet, pods: &[&'a Pod], expectations_met: bool) -> Pl
     let desired = usize::try_from(desired_replicas(rs)).unwrap_or(0);
     let current = plan.active.len();
     if current < desired {
-        plan.create = (desired - current).min(BURST_REPLICAS);
+        plan.create = (desired - current).min(pod_control::BURST);
     } else if current > desired {
         let mut candidates = plan.active.clone();
         rank::deletion_order(&mut candidates);
-        candidates.truncate((current - desired).min(BURST_REPLICAS));
+        candidates.truncate((current - desired).min(pod_control::BURST));
         plan.delete = candidates;
     }
     plan
@@ -82,21 +69,6 @@ pub fn plan<'a>(rs: &ReplicaSet, pods: &[&'a Pod], expectations_met: bool) -> Pl
 /// `spec.replicas`, defaulting to 1 like the API.
 pub fn desired_replicas(rs: &ReplicaSet) -> i32 {
     rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-}
-
-/// Batch sizes for creating `count` pods: 1, 2, 4, … so that a failing create (quota,
-/// validation) fails once instead of `count` times (Kubernetes' `slowStartBatch`).
-pub fn slow_start_batches(count: usize) -> Vec<usize> {
-    let mut batches = Vec::new();
-    let mut left = count;
-    let mut size = 1;
-    while left > 0 {
-        let batch = size.min(left);
-        batches.push(batch);
-        left -= batch;
-        size *= 2;
-    }
-    batches
 }
 
 /// Why pods could not be created or deleted, for the `ReplicaFailure` condition.
@@ -171,17 +143,7 @@ pub fn recheck_after(rs: &ReplicaSet, active: &[&Pod], now: Timestamp) -> Option
         .as_ref()
         .and_then(|s| s.min_ready_seconds)
         .unwrap_or(0);
-    if min_ready <= 0 {
-        return None;
-    }
-    let window = SignedDuration::from_secs(i64::from(min_ready));
-    active
-        .iter()
-        .filter_map(|p| pods::ready_since(p))
-        .map(|since| since + window)
-        .filter(|at| *at > now)
-        .min()
-        .and_then(|at| Duration::try_from(at.duration_since(now)).ok())
+    pods::becomes_available_in(active.iter().copied(), min_ready, now)
         .map(|d| d + Duration::from_millis(100))
 }
 
@@ -194,6 +156,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
         LabelSelector, ObjectMeta, OwnerReference,
     };
+    use k8s_openapi::jiff::SignedDuration;
 
     fn rs(replicas: i32) -> ReplicaSet {
         let labels: std::collections::BTreeMap<String, String> =
@@ -314,14 +277,6 @@ mod tests {
         let pending = pod("pending", Some("rs-uid"), "web");
         let plan = plan(&rs(1), &[&ready, &pending], true);
         assert_eq!(names(&plan.delete), ["pending"]);
-    }
-
-    #[test]
-    fn batches_grow_exponentially() {
-        assert_eq!(slow_start_batches(0), Vec::<usize>::new());
-        assert_eq!(slow_start_batches(1), [1]);
-        assert_eq!(slow_start_batches(10), [1, 2, 4, 3]);
-        assert_eq!(slow_start_batches(15), [1, 2, 4, 8]);
     }
 
     #[test]

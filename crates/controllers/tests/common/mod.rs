@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
+use strata_controllers::ControllerOptions;
 use strata_testkit::cluster::TestApiServer;
 
 /// A test API server with the controllers of this crate running against it.
@@ -26,11 +27,16 @@ impl Drop for Cluster {
 }
 
 pub async fn cluster() -> Cluster {
+    cluster_with(ControllerOptions::default()).await
+}
+
+/// A test API server with the controllers running with `options`.
+pub async fn cluster_with(options: ControllerOptions) -> Cluster {
     let server = TestApiServer::start().await;
     let client = server.admin_client().await;
     let c = client.clone();
     let controllers = tokio::spawn(async move {
-        let _ = strata_controllers::run(c, Default::default()).await;
+        let _ = strata_controllers::run(c, options).await;
     });
     Cluster {
         server,
@@ -87,6 +93,27 @@ pub async fn mark_ready(client: &kube::Client, pod: &Pod) {
         .await;
 }
 
+/// Plays the kubelet: the pod's container exited and the pod is `phase` (`Succeeded`
+/// or `Failed`).
+pub async fn finish(client: &kube::Client, pod: &Pod, phase: &str) {
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap());
+    let now = Timestamp::now().to_string();
+    let code = if phase == "Succeeded" { 0 } else { 1 };
+    let status = json!({"status": {
+        "phase": phase,
+        "containerStatuses": [{"name": "main", "image": "x", "imageID": "", "ready": false,
+            "restartCount": 0,
+            "state": {"terminated": {"exitCode": code, "finishedAt": now}}}],
+    }});
+    api.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(status),
+    )
+    .await
+    .unwrap();
+}
+
 pub fn is_ready(pod: &Pod) -> bool {
     strata_controllers::pods::is_ready(pod)
 }
@@ -106,4 +133,33 @@ pub fn template(app: &str, image: &str) -> serde_json::Value {
         "metadata": {"labels": {"app": app}},
         "spec": {"containers": [{"name": "main", "image": image}]},
     })
+}
+
+/// True (after printing `SKIP <test>: …`) when kubectl is not installed.
+pub fn kubectl_missing(test: &str) -> bool {
+    let missing = std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err();
+    if missing {
+        println!("SKIP {test}: kubectl is not installed");
+    }
+    missing
+}
+
+/// Runs kubectl with `kubeconfig`: whether it succeeded, and its stdout and stderr.
+pub fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }

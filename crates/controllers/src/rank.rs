@@ -1,4 +1,4 @@
-//! The order in which a replica set deletes pods on scale-down, as Kubernetes'
+//! The order in which an owner (replica set, job) deletes surplus pods, as Kubernetes'
 //! `ActivePodsWithRanks` sorts them: the cheapest pod to lose goes first.
 
 use std::cmp::Ordering;
