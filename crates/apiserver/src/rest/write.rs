@@ -771,8 +771,49 @@ pub(super) async fn bind(
             ),
         });
     }
+    let name = target.name.as_deref().unwrap_or_default();
+    let conflict = |message: String| ApiError::Conflict {
+        resource: "pods".into(),
+        name: name.to_string(),
+        message,
+    };
+    if let Some(uid) = binding["metadata"]["uid"]
+        .as_str()
+        .filter(|u| !u.is_empty())
+        && pod["metadata"]["uid"].as_str() != Some(uid)
+    {
+        return Err(conflict(format!(
+            "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+            pod["metadata"]["uid"].as_str().unwrap_or_default()
+        )));
+    }
+    if pod["metadata"]["deletionTimestamp"].is_string() {
+        return Err(conflict(format!(
+            "pod {name} is being deleted, cannot be assigned to a host"
+        )));
+    }
     let mut bound = pod.clone();
     bound["spec"]["nodeName"] = json!(node);
+    // Like Kubernetes: the binding's annotations land on the pod, and the pod says it
+    // is scheduled.
+    if let Some(annotations) = binding["metadata"]["annotations"].as_object() {
+        for (key, value) in annotations {
+            bound["metadata"]["annotations"][key] = value.clone();
+        }
+    }
+    let scheduled = json!({
+        "type": "PodScheduled", "status": "True", "lastProbeTime": null,
+        "lastTransitionTime": now(),
+    });
+    let mut conditions: Vec<Value> = bound["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["type"] != "PodScheduled")
+        .collect();
+    conditions.push(scheduled);
+    bound["status"]["conditions"] = json!(conditions);
     let key = storage::key(
         target.resource,
         target.namespace.as_deref(),
