@@ -416,7 +416,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(bad.contains("spec.strategy.rollingUpdate.maxSurge"), "{bad}");
+        assert!(
+            bad.contains("spec.strategy.rollingUpdate.maxSurge"),
+            "{bad}"
+        );
         assert!(bad.contains("must not be greater than 100%"), "{bad}");
         let recreate = with_strategy(
             json!({"type": "Recreate", "rollingUpdate": {"maxSurge": 1}}),
@@ -424,7 +427,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(recreate.contains("spec.strategy.rollingUpdate"), "{recreate}");
+        assert!(
+            recreate.contains("spec.strategy.rollingUpdate"),
+            "{recreate}"
+        );
         let unknown = with_strategy(json!({"type": "BlueGreen"}), json!({}))
             .unwrap_err()
             .to_string();
@@ -435,8 +441,17 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(deadline.contains("spec.progressDeadlineSeconds"), "{deadline}");
-        assert!(with_strategy(json!({"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}), json!({})).is_ok());
+        assert!(
+            deadline.contains("spec.progressDeadlineSeconds"),
+            "{deadline}"
+        );
+        assert!(
+            with_strategy(
+                json!({"rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}),
+                json!({})
+            )
+            .is_ok()
+        );
         assert!(with_strategy(json!({"type": "Recreate"}), json!({})).is_ok());
     }
 

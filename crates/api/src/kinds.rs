@@ -397,15 +397,16 @@ fn validate_int_or_percent(
         None => true,
         Some(IntOrString::Int(n)) => {
             if *n < 0 {
-                errors.push(FieldError::invalid(path, n, "must be greater than or equal to 0"));
+                errors.push(FieldError::invalid(
+                    path,
+                    n,
+                    "must be greater than or equal to 0",
+                ));
             }
             *n == 0
         }
         Some(IntOrString::String(text)) => {
-            let Some(number) = text
-                .strip_suffix('%')
-                .and_then(|n| n.parse::<i64>().ok())
-            else {
+            let Some(number) = text.strip_suffix('%').and_then(|n| n.parse::<i64>().ok()) else {
                 errors.push(FieldError::invalid(
                     path,
                     text,
@@ -414,9 +415,17 @@ fn validate_int_or_percent(
                 return false;
             };
             if number < 0 {
-                errors.push(FieldError::invalid(path, text, "must be greater than or equal to 0"));
+                errors.push(FieldError::invalid(
+                    path,
+                    text,
+                    "must be greater than or equal to 0",
+                ));
             } else if at_most_all && number > 100 {
-                errors.push(FieldError::invalid(path, text, "must not be greater than 100%"));
+                errors.push(FieldError::invalid(
+                    path,
+                    text,
+                    "must not be greater than 100%",
+                ));
             }
             number == 0
         }

@@ -86,31 +86,30 @@ async fn a_binding_checks_the_pod_uid_and_marks_the_pod_scheduled() {
         .unwrap();
     let uid = created.metadata.uid.unwrap();
     let binding = |uid: &str| {
-        serde_json::to_vec(&serde_json::json!({
+        serde_json::json!({
             "apiVersion": "v1", "kind": "Binding",
             "metadata": {"name": "p", "uid": uid, "annotations": {"why": "test"}},
             "target": {"kind": "Node", "name": "n1"}
-        }))
-        .unwrap()
+        })
     };
     // A binding meant for an earlier pod of the same name is refused.
     match pods
-        .create_subresource::<serde_json::Value>(
+        .create_subresource::<_, serde_json::Value>(
             "binding",
             "p",
             &PostParams::default(),
-            binding("old-uid"),
+            &binding("old-uid"),
         )
         .await
     {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 409),
         other => panic!("a stale binding was accepted: {other:?}"),
     }
-    pods.create_subresource::<serde_json::Value>(
+    pods.create_subresource::<_, serde_json::Value>(
         "binding",
         "p",
         &PostParams::default(),
-        binding(&uid),
+        &binding(&uid),
     )
     .await
     .unwrap();
