@@ -91,15 +91,35 @@ fn key<K: kube::Resource>(object: &K) -> String {
 fn retry<K>(
     backoff: &backoff::Backoff,
     object: &K,
-    err: &dyn std::error::Error,
+    err: &(dyn std::error::Error + 'static),
 ) -> kube::runtime::controller::Action
 where
     K: kube::Resource<DynamicType = ()>,
 {
     let key = key(object);
     let delay = backoff.failed(&key);
-    tracing::warn!(kind = %K::kind(&()), object = %key, error = %chain(err), retry_in = ?delay, "sync failed");
+    // A conflict only means the controller acted on a stale copy; the retry reads the
+    // fresh one. Routine, so not a warning.
+    if is_conflict(err) {
+        tracing::debug!(kind = %K::kind(&()), object = %key, retry_in = ?delay, "stale object, retrying");
+    } else {
+        tracing::warn!(kind = %K::kind(&()), object = %key, error = %chain(err), retry_in = ?delay, "sync failed");
+    }
     kube::runtime::controller::Action::requeue(delay)
+}
+
+/// True when `err` or one of its causes is the API's 409 Conflict.
+fn is_conflict(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(err);
+    while let Some(e) = current {
+        if let Some(kube::Error::Api(status)) = e.downcast_ref::<kube::Error>()
+            && status.code == 409
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// An error with its causes, `: `-separated, for logs.
@@ -112,4 +132,25 @@ fn chain(err: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot update the status")]
+    struct Wrapped(#[source] kube::Error);
+
+    #[test]
+    fn conflicts_are_found_through_the_cause_chain() {
+        let status = |code| {
+            let mut s = kube::core::Status::failure("x", "Conflict");
+            s.code = code;
+            kube::Error::Api(Box::new(s))
+        };
+        assert!(is_conflict(&Wrapped(status(409))));
+        assert!(!is_conflict(&Wrapped(status(500))));
+        assert!(!is_conflict(&std::io::Error::other("x")));
+    }
 }
