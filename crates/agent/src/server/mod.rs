@@ -9,7 +9,7 @@
 //! Only the API server may call it: TLS requires a client certificate issued by the
 //! cluster CA, and its CN must be [`API_SERVER_USER`]; any other identity gets 403.
 //! Streams use WebSocket ([`websocket`]) with Kubernetes' channel protocol ([`channels`],
-//! sessions in [`stream`]).
+//! sessions in [`stream`]); port forwarding uses SPDY/3.1 ([`spdy`]).
 
 pub mod attach;
 pub mod channels;
