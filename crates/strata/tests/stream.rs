@@ -52,6 +52,19 @@ fn kubectl_input(cloud: &Cloud, args: &[&str], input: &[u8]) -> Output {
     out
 }
 
+/// The lines of `pipe`, read on a thread of their own.
+fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
 /// A kubectl whose stdout lines arrive on a channel; killed on drop.
 struct Streaming {
     child: Child,
@@ -66,15 +79,7 @@ impl Streaming {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = lines_of(child.stdout.take().unwrap());
         Self { child, lines }
     }
 
@@ -429,6 +434,9 @@ struct PortForward {
     child: Child,
     port: u16,
     errors: mpsc::Receiver<String>,
+    /// Its stdout lines; kept to the end so that kubectl (which dies of SIGPIPE on a
+    /// closed stdout) can print "Handling connection for …".
+    output: mpsc::Receiver<String>,
 }
 
 impl PortForward {
@@ -442,30 +450,22 @@ impl PortForward {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let (tx, errors) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let (tx, lines) = mpsc::channel();
-        let stdout = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let errors = lines_of(child.stderr.take().unwrap());
+        let lines = lines_of(child.stdout.take().unwrap());
         let mut forward = Self {
             child,
             port: 0,
             errors,
+            output: lines,
         };
         loop {
-            let line = lines.recv_timeout(LINE_WAIT).unwrap_or_else(|err| {
-                let stderr: Vec<String> = forward.errors.try_iter().collect();
-                panic!("no Forwarding line ({err}): {stderr:?}")
-            });
+            let line = forward
+                .output
+                .recv_timeout(LINE_WAIT)
+                .unwrap_or_else(|err| {
+                    let stderr: Vec<String> = forward.errors.try_iter().collect();
+                    panic!("no Forwarding line ({err}): {stderr:?}")
+                });
             // "Forwarding from 127.0.0.1:NNNN -> 8080"
             if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
                 forward.port = rest.split_whitespace().next().unwrap().parse().unwrap();
@@ -512,6 +512,10 @@ impl Drop for PortForward {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let stderr: Vec<String> = self.errors.try_iter().collect();
+            eprintln!("kubectl port-forward's stderr: {stderr:#?}");
+        }
     }
 }
 

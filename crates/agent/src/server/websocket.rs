@@ -8,6 +8,7 @@ use base64::Engine as _;
 use http::{HeaderMap, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::{Body, full};
 
@@ -287,6 +288,24 @@ pub fn encode_masked(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Ve
     frame
 }
 
+/// Spawns the task that writes queued frames to `write` in order, and shuts it down once
+/// every sender is gone (or stops at the first failure). Returns the queue and the task.
+pub fn spawn_writer<W>(mut write: W) -> (mpsc::Sender<Vec<u8>>, JoinHandle<()>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(32);
+    let task = tokio::spawn(async move {
+        while let Some(frame) = outgoing.recv().await {
+            if write.write_all(&frame).await.is_err() || write.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    (frames, task)
+}
+
 /// Bytes the tunnel reads from its local end per binary message.
 const TUNNEL_CHUNK: usize = 32 << 10;
 
@@ -300,17 +319,9 @@ where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (local, remote) = tokio::io::duplex(2 * TUNNEL_CHUNK);
-    let (ws_read, mut ws_write) = tokio::io::split(io);
+    let (ws_read, ws_write) = tokio::io::split(io);
     let (mut from_local, mut to_local) = tokio::io::split(remote);
-    let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(16);
-    tokio::spawn(async move {
-        while let Some(frame) = outgoing.recv().await {
-            if ws_write.write_all(&frame).await.is_err() || ws_write.flush().await.is_err() {
-                return;
-            }
-        }
-        let _ = ws_write.shutdown().await;
-    });
+    let (frames, _) = spawn_writer(ws_write);
     let out = frames.clone();
     tokio::spawn(async move {
         let mut buf = vec![0u8; TUNNEL_CHUNK];

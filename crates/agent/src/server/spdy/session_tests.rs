@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, DuplexStream, ReadHalf, WriteHalf};
 
 use super::*;
+use crate::server::spdy::compress::HeaderDecompressor;
 use crate::server::spdy::frame::{CANCEL, FLOW_CONTROL_ERROR, PROTOCOL_ERROR};
 
 /// The client end: its own compression streams, as a real peer has.
