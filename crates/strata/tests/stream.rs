@@ -1,13 +1,15 @@
 #![allow(clippy::unwrap_used)]
-//! `kubectl logs`, `exec`, `cp` and `attach` against `strata up`, through the API server's
-//! proxy to the node agent's kubelet API: log flags (`-f`, `--tail`, `--previous`, `-c`,
-//! `--all-containers`, `--limit-bytes`), exit codes, piped stdin, a terminal, copies both
-//! ways, attach until the container exits, and a kubelet API that only lets the API
-//! server in.
+//! `kubectl logs`, `exec`, `cp`, `attach` and `port-forward` against `strata up`, through
+//! the API server's proxy to the node agent's kubelet API: log flags (`-f`, `--tail`,
+//! `--previous`, `-c`, `--all-containers`, `--limit-bytes`), exit codes, piped stdin, a
+//! terminal, copies both ways, attach until the container exits, HTTP through forwarded
+//! ports (SPDY tunnelled in WebSocket and plain SPDY), and a kubelet API that only lets
+//! the API server in.
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -50,6 +52,19 @@ fn kubectl_input(cloud: &Cloud, args: &[&str], input: &[u8]) -> Output {
     out
 }
 
+/// The lines of `pipe`, read on a thread of their own.
+fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
 /// A kubectl whose stdout lines arrive on a channel; killed on drop.
 struct Streaming {
     child: Child,
@@ -64,15 +79,7 @@ impl Streaming {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
+        let lines = lines_of(child.stdout.take().unwrap());
         Self { child, lines }
     }
 
@@ -400,4 +407,183 @@ fn the_kubelet_api_serves_only_the_api_server() {
         let answer = apiserver.get(&url).send().await.unwrap();
         assert_eq!(answer.status(), 404);
     });
+}
+
+const WEB_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      nodeName: test-node
+      securityContext: {runAsUser: 0}
+      containers:
+      - name: httpd
+        image: localhost/httpd:latest
+        imagePullPolicy: IfNotPresent
+        command: [sh, -c, "mkdir -p /tmp/www && echo hello > /tmp/www/index.html && head -c 3000000 /dev/zero | tr '\\0' x > /tmp/www/big && exec httpd -f -h /tmp/www -p 8080"]
+        readinessProbe: {tcpSocket: {port: 8080}, periodSeconds: 1}
+"#;
+
+/// A running `kubectl port-forward`: its local port and its stderr lines; killed on drop.
+struct PortForward {
+    child: Child,
+    port: u16,
+    errors: mpsc::Receiver<String>,
+    /// Its stdout lines; kept to the end so that kubectl (which dies of SIGPIPE on a
+    /// closed stdout) can print "Handling connection for …".
+    output: mpsc::Receiver<String>,
+}
+
+impl PortForward {
+    /// Forwards a random local port to `remote` of `target`, with or without the
+    /// WebSocket tunnel (kubectl falls back to plain SPDY without it).
+    fn start(cloud: &Cloud, target: &str, remote: u16, websockets: bool) -> Self {
+        let mut child = kubectl_command(cloud, &["port-forward", target, &format!(":{remote}")])
+            .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let errors = lines_of(child.stderr.take().unwrap());
+        let lines = lines_of(child.stdout.take().unwrap());
+        let mut forward = Self {
+            child,
+            port: 0,
+            errors,
+            output: lines,
+        };
+        loop {
+            let line = forward
+                .output
+                .recv_timeout(LINE_WAIT)
+                .unwrap_or_else(|err| {
+                    let stderr: Vec<String> = forward.errors.try_iter().collect();
+                    panic!("no Forwarding line ({err}): {stderr:?}")
+                });
+            // "Forwarding from 127.0.0.1:NNNN -> 8080"
+            if let Some(rest) = line.strip_prefix("Forwarding from 127.0.0.1:") {
+                forward.port = rest.split_whitespace().next().unwrap().parse().unwrap();
+                return forward;
+            }
+        }
+    }
+
+    /// Waits for a stderr line containing `wanted`.
+    fn wait_error(&self, wanted: &str) -> String {
+        loop {
+            match self.errors.recv_timeout(LINE_WAIT) {
+                Ok(line) if line.contains(wanted) => return line,
+                Ok(_) => {}
+                Err(err) => panic!("no stderr line with {wanted:?} ({err})"),
+            }
+        }
+    }
+}
+
+/// One HTTP/1.0 GET through a forwarded port: the whole response.
+fn get(port: u16, path: &str) -> std::io::Result<Vec<u8>> {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port))?;
+    tcp.set_read_timeout(Some(LINE_WAIT))?;
+    write!(tcp, "GET {path} HTTP/1.0\r\nHost: web\r\n\r\n")?;
+    let mut response = Vec::new();
+    tcp.read_to_end(&mut response)?;
+    Ok(response)
+}
+
+/// The body of a successful GET through a forwarded port.
+fn body(port: u16, path: &str) -> Vec<u8> {
+    let response = get(port, path).unwrap();
+    let text = String::from_utf8_lossy(&response[..response.len().min(200)]).into_owned();
+    assert!(
+        text.starts_with("HTTP/1.") && text.contains(" 200 "),
+        "{text}"
+    );
+    let end = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    response[end + 4..].to_vec()
+}
+
+impl Drop for PortForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let stderr: Vec<String> = self.errors.try_iter().collect();
+            eprintln!("kubectl port-forward's stderr: {stderr:#?}");
+        }
+    }
+}
+
+#[test]
+fn port_forward_carries_http_over_both_transports() {
+    let Some(cloud) = Cloud::start("port_forward_carries_http_over_both_transports") else {
+        return;
+    };
+    cloud.apply(WEB_DEPLOYMENT);
+    let mut pod = String::new();
+    cloud.wait_for("the web pod to run", || {
+        pod = cloud.ok(&[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ]);
+        !pod.is_empty() && cloud.status_of(&pod, "httpd")["ready"] == true
+    });
+    let by_pod = format!("pod/{pod}");
+    for (target, websockets) in [(by_pod.as_str(), true), ("deploy/web", false)] {
+        let forward = PortForward::start(&cloud, target, 8080, websockets);
+        let port = forward.port;
+        // Requests one after the other, then several at once, and one larger than every
+        // flow-control window.
+        for _ in 0..3 {
+            assert_eq!(body(port, "/"), b"hello\n", "{target}");
+        }
+        std::thread::scope(|scope| {
+            let requests: Vec<_> = (0..8)
+                .map(|_| scope.spawn(move || body(port, "/")))
+                .collect();
+            for request in requests {
+                assert_eq!(request.join().unwrap(), b"hello\n");
+            }
+        });
+        let big = body(port, "/big");
+        assert_eq!(big.len(), 3_000_000, "{target}");
+        assert!(big.iter().all(|&b| b == b'x'));
+        // The forwarded port goes with kubectl.
+        drop(forward);
+        assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+
+    // A port nothing listens on: kubectl reports the agent's error for the connection.
+    // kubectl 1.32 then closes the whole session by itself ("lost connection to pod"), as
+    // it does against a kubelet; the agent never ends a session over one connection.
+    for websockets in [true, false] {
+        let mut forward = PortForward::start(&cloud, &by_pod, 9, websockets);
+        let response = get(forward.port, "/").unwrap_or_default();
+        assert!(
+            response.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&response)
+        );
+        let line = forward.wait_error("error forwarding port 9");
+        assert!(line.contains("refused"), "{line}");
+        forward.wait_error("lost connection to pod");
+        assert_eq!(forward.child.wait().unwrap().code(), Some(1));
+    }
+
+    // A pod that does not exist.
+    let missing = cloud.kubectl(&["port-forward", "pod/nope", ":8080"]);
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("not found"),
+        "{missing:?}"
+    );
 }

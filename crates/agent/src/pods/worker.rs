@@ -95,7 +95,7 @@ impl Worker {
     }
 
     fn sandbox(&self) -> Sandbox {
-        Sandbox::at(self.pod_dir().join("sandbox"))
+        sandbox_of(&self.ctx, &self.uid)
     }
 
     /// Syncs once against `pod` (`None`: the pod no longer exists).
@@ -789,16 +789,25 @@ async fn event(
 
 /// Where a container's probes and hooks run.
 fn target(ctx: &Context, pod: &Pod, sandbox: Sandbox, id: ContainerId) -> Target {
-    let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
     Target {
         strata: ctx.options.strata.clone(),
         container: id,
-        network: if host_network {
-            Network::Host(ctx.options.node_ip.clone())
-        } else {
-            Network::Sandbox(sandbox)
-        },
+        network: network(ctx, pod, sandbox),
     }
+}
+
+/// The network `pod` lives in: the host's with `hostNetwork`, else its sandbox's.
+pub fn network(ctx: &Context, pod: &Pod, sandbox: Sandbox) -> Network {
+    if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+        Network::Host(ctx.options.node_ip.clone())
+    } else {
+        Network::Sandbox(sandbox)
+    }
+}
+
+/// The sandbox of the pod with `uid` on this node.
+pub fn sandbox_of(ctx: &Context, uid: &str) -> Sandbox {
+    Sandbox::at(ctx.options.data_dir.join("pods").join(uid).join("sandbox"))
 }
 
 /// The grace period of a pod's termination: the deletion's, else the spec's (30 s).

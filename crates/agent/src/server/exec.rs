@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::channels::{self, Outcome, TerminalSize};
 use super::pods::{self, Target};
 use super::stream::{self, Streams};
-use super::{Body, full, query_flag, query_values, status_response, websocket};
+use super::{Body, query_flag, query_values, status_response, websocket};
 use crate::Context;
 use crate::containers::session::{self, ExecRequest};
 
@@ -57,30 +57,7 @@ pub fn handshake<B>(req: &Request<B>) -> Result<Response<Body>, &'static str> {
     let Some(protocol) = websocket::choose_protocol(req.headers(), channels::PROTOCOLS) else {
         return Err("no supported WebSocket subprotocol (v5.channel.k8s.io, v4.channel.k8s.io)");
     };
-    let key = req
-        .headers()
-        .get(http::header::SEC_WEBSOCKET_KEY)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let mut response = Response::new(full(""));
-    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::UPGRADE,
-        http::HeaderValue::from_static("websocket"),
-    );
-    headers.insert(
-        http::header::CONNECTION,
-        http::HeaderValue::from_static("Upgrade"),
-    );
-    headers.insert(
-        http::header::SEC_WEBSOCKET_PROTOCOL,
-        http::HeaderValue::from_static(protocol),
-    );
-    if let Ok(accept) = http::HeaderValue::from_str(&websocket::accept_key(key)) {
-        headers.insert(http::header::SEC_WEBSOCKET_ACCEPT, accept);
-    }
-    Ok(response)
+    Ok(websocket::switching_response(req, protocol))
 }
 
 /// Serves one exec request.

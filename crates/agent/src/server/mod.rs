@@ -4,12 +4,12 @@
 //! - `GET /containerLogs/{ns}/{pod}/{container}` ([`logs`]),
 //! - `/exec/{ns}/{pod}/{container}?command=…` ([`exec`]),
 //! - `/attach/{ns}/{pod}/{container}` ([`attach`]),
-//! - `/portForward/{ns}/{pod}` ([`portforward`], refused for now).
+//! - `/portForward/{ns}/{pod}` ([`portforward`], SPDY/3.1 in [`spdy`]).
 //!
 //! Only the API server may call it: TLS requires a client certificate issued by the
 //! cluster CA, and its CN must be [`API_SERVER_USER`]; any other identity gets 403.
 //! Streams use WebSocket ([`websocket`]) with Kubernetes' channel protocol ([`channels`],
-//! sessions in [`stream`]).
+//! sessions in [`stream`]); port forwarding uses SPDY/3.1 ([`spdy`]).
 
 pub mod attach;
 pub mod channels;
@@ -17,6 +17,7 @@ pub mod exec;
 pub mod logs;
 pub mod pods;
 pub mod portforward;
+pub mod spdy;
 pub mod stream;
 pub mod websocket;
 

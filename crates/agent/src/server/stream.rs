@@ -5,7 +5,7 @@
 //! answered. When the client goes away first, the [`Streams`] output receiver is dropped,
 //! which tells the producer to stop.
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::channels::{self, Incoming, Outcome, TerminalSize};
@@ -29,16 +29,8 @@ pub async fn run<IO>(io: IO, mut streams: Streams)
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
-    let (read, mut write) = tokio::io::split(io);
-    let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(32);
-    let writer = tokio::spawn(async move {
-        while let Some(frame) = outgoing.recv().await {
-            if write.write_all(&frame).await.is_err() || write.flush().await.is_err() {
-                return;
-            }
-        }
-        let _ = write.shutdown().await;
-    });
+    let (read, write) = tokio::io::split(io);
+    let (frames, writer) = websocket::spawn_writer(write);
     let mut reader = tokio::spawn(read_client(
         MessageReader::new(read),
         frames.clone(),
@@ -136,7 +128,7 @@ async fn read_client<R: AsyncRead + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncReadExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     /// Reads server frames (unmasked) from `bytes`: (opcode, payload).
     fn frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {

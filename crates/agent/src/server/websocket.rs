@@ -1,11 +1,16 @@
 //! The server side of WebSocket (RFC 6455) as the kubelet API needs it: the opening
 //! handshake (`Sec-WebSocket-Accept`, subprotocol choice), reading masked client frames
 //! into whole messages, and writing unmasked server frames. No extensions (the
-//! `permessage-deflate` offer is ignored, as the RFC allows).
+//! `permessage-deflate` offer is ignored, as the RFC allows). [`tunnel`] carries a byte
+//! stream in binary messages (how client-go tunnels SPDY through WebSocket).
 
 use base64::Engine as _;
-use http::HeaderMap;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use http::{HeaderMap, Request, Response, StatusCode};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Body, full};
 
 /// The GUID the RFC appends to the client's key.
 const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -78,6 +83,35 @@ pub fn choose_protocol(headers: &HeaderMap, supported: &[&'static str]) -> Optio
         .iter()
         .copied()
         .find(|p| offered.iter().any(|o| o == p))
+}
+
+/// The `101 Switching Protocols` answer to the WebSocket upgrade `req`, speaking
+/// `protocol` (checked beforehand with [`is_upgrade`] and [`choose_protocol`]).
+pub fn switching_response<B>(req: &Request<B>, protocol: &'static str) -> Response<Body> {
+    let key = req
+        .headers()
+        .get(http::header::SEC_WEBSOCKET_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut response = Response::new(full(""));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::UPGRADE,
+        http::HeaderValue::from_static("websocket"),
+    );
+    headers.insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("Upgrade"),
+    );
+    headers.insert(
+        http::header::SEC_WEBSOCKET_PROTOCOL,
+        http::HeaderValue::from_static(protocol),
+    );
+    if let Ok(accept) = http::HeaderValue::from_str(&accept_key(key)) {
+        headers.insert(http::header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
 }
 
 /// One server frame: FIN set, unmasked.
@@ -254,6 +288,71 @@ pub fn encode_masked(fin: bool, opcode: u8, payload: &[u8], mask: [u8; 4]) -> Ve
     frame
 }
 
+/// Spawns the task that writes queued frames to `write` in order, and shuts it down once
+/// every sender is gone (or stops at the first failure). Returns the queue and the task.
+pub fn spawn_writer<W>(mut write: W) -> (mpsc::Sender<Vec<u8>>, JoinHandle<()>)
+where
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (frames, mut outgoing) = mpsc::channel::<Vec<u8>>(32);
+    let task = tokio::spawn(async move {
+        while let Some(frame) = outgoing.recv().await {
+            if write.write_all(&frame).await.is_err() || write.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    (frames, task)
+}
+
+/// Bytes the tunnel reads from its local end per binary message.
+const TUNNEL_CHUNK: usize = 32 << 10;
+
+/// Carries a byte stream over the WebSocket connection `io` and returns its local end:
+/// what is written there goes out in binary messages, and the payloads of the client's
+/// binary messages can be read from it (message boundaries mean nothing). Pings are
+/// answered. The client's close (or a broken connection) is the local end's EOF; the
+/// local end's EOF sends a normal close.
+pub fn tunnel<IO>(io: IO) -> DuplexStream
+where
+    IO: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (local, remote) = tokio::io::duplex(2 * TUNNEL_CHUNK);
+    let (ws_read, ws_write) = tokio::io::split(io);
+    let (mut from_local, mut to_local) = tokio::io::split(remote);
+    let (frames, _) = spawn_writer(ws_write);
+    let out = frames.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; TUNNEL_CHUNK];
+        while let Ok(n @ 1..) = from_local.read(&mut buf).await {
+            if out.send(encode(BINARY, &buf[..n])).await.is_err() {
+                return;
+            }
+        }
+        let _ = out.send(close_frame(1000)).await;
+    });
+    tokio::spawn(async move {
+        let mut reader = MessageReader::new(ws_read);
+        loop {
+            match reader.next().await {
+                Ok(Message::Binary(bytes)) => {
+                    if to_local.write_all(&bytes).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(Message::Ping(payload)) => {
+                    let _ = frames.send(encode(PONG, &payload)).await;
+                }
+                Ok(Message::Text(_) | Message::Pong) => {}
+                Ok(Message::Close) | Err(_) => break,
+            }
+        }
+        let _ = to_local.shutdown().await;
+    });
+    local
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,5 +414,29 @@ mod tests {
         huge.extend_from_slice(&(u64::MAX).to_be_bytes());
         let err = MessageReader::new(&huge[..]).next().await.unwrap_err();
         assert!(matches!(err, WsError::TooLarge));
+    }
+
+    #[tokio::test]
+    async fn the_tunnel_joins_binary_messages_and_answers_pings() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut local = tunnel(server);
+        let (mut client_read, mut client_write) = tokio::io::split(client);
+        let mask = [5, 6, 7, 8];
+        let mut wire = encode_masked(true, BINARY, b"SPDY", mask);
+        wire.extend(encode_masked(true, PING, b"p", mask));
+        wire.extend(encode_masked(true, BINARY, b"/3.1", mask));
+        wire.extend(encode_masked(true, CLOSE, &1000u16.to_be_bytes(), mask));
+        client_write.write_all(&wire).await.unwrap();
+        let mut got = Vec::new();
+        local.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, b"SPDY/3.1");
+        local.write_all(b"reply").await.unwrap();
+        drop(local);
+        let mut frames = Vec::new();
+        client_read.read_to_end(&mut frames).await.unwrap();
+        let mut expected = encode(PONG, b"p");
+        expected.extend(encode(BINARY, b"reply"));
+        expected.extend(close_frame(1000));
+        assert_eq!(frames, expected);
     }
 }
