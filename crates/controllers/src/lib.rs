@@ -122,6 +122,17 @@ fn is_conflict(err: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// How long an owner with nothing to do waits before it is looked at again anyway. Its
+/// watches normally wake it; the resync (informers' resync period in Kubernetes) heals a
+/// missed wake-up, e.g. a pod deleted while the pod watch was re-listing, when the
+/// trigger can arrive before the cache has the new list.
+const RESYNC: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The action of an owner with nothing left to do: wait for a change, or the resync.
+fn idle() -> kube::runtime::controller::Action {
+    kube::runtime::controller::Action::requeue(RESYNC)
+}
+
 /// An error with its causes, `: `-separated, for logs.
 fn chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();

@@ -229,7 +229,7 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, Erro
     if !met {
         return Ok(Action::requeue(EXPECTATION_RECHECK));
     }
-    Ok(plan.requeue_after.map_or_else(Action::await_change, |d| {
+    Ok(plan.requeue_after.map_or_else(crate::idle, |d| {
         Action::requeue(d + Duration::from_millis(100))
     }))
 }

@@ -212,9 +212,7 @@ async fn reconcile(d: Arc<Deployment>, ctx: Arc<Context>) -> Result<Action, Erro
             .map_err(failed)?;
     }
     ctx.backoff.succeeded(&key);
-    Ok(plan
-        .requeue_after
-        .map_or_else(Action::await_change, Action::requeue))
+    Ok(plan.requeue_after.map_or_else(crate::idle, Action::requeue))
 }
 
 /// Writes one step. `Some(count)` when creating hit a name taken by a set with another

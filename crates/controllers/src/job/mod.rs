@@ -186,9 +186,7 @@ async fn reconcile(job: Arc<Job>, ctx: Arc<Context>) -> Result<Action, Error> {
     if !met {
         return Ok(Action::requeue(EXPECTATION_RECHECK));
     }
-    Ok(plan
-        .requeue_after
-        .map_or_else(Action::await_change, Action::requeue))
+    Ok(plan.requeue_after.map_or_else(crate::idle, Action::requeue))
 }
 
 /// Deletes a Job whose TTL after finishing ran out, with its pods in the background.

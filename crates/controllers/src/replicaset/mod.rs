@@ -176,7 +176,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Context>) -> Result<Action, Err
     }
     Ok(match plan::recheck_after(&rs, &plan.active, now) {
         Some(delay) => Action::requeue(delay),
-        None => Action::await_change(),
+        None => crate::idle(),
     })
 }
 
