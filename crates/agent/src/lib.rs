@@ -20,6 +20,7 @@ use std::sync::Arc;
 use strata_client::Recorder;
 use strata_image::ImageStore;
 
+use crate::containers::launcher::Launcher;
 use crate::containers::logfile::Rotation;
 use crate::containers::{Store, StrataCommand};
 use crate::server::{KubeletServer, KubeletTls};
@@ -79,6 +80,8 @@ pub struct Context {
     pub options: AgentOptions,
     /// The port the kubelet API listens on.
     pub kubelet_port: u16,
+    /// Starts container monitors (through a fork server).
+    pub monitors: Launcher,
 }
 
 /// Registers the node and runs its pods until the future is dropped.
@@ -94,6 +97,7 @@ pub async fn run(client: kube::Client, options: AgentOptions) -> Result<(), Agen
         containers,
         images,
         recorder,
+        monitors: Launcher::new(options.strata.clone()),
         options,
         kubelet_port: kubelet.port(),
     });

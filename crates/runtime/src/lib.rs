@@ -23,6 +23,7 @@
 pub mod bundle;
 pub mod console;
 pub mod error;
+pub mod forkserver;
 pub mod id;
 pub mod lifecycle;
 pub mod process;

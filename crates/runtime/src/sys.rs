@@ -84,3 +84,31 @@ pub fn loopback_up() -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Forks the calling process: `Some(child pid)` in the parent, `None` in the child.
+///
+/// Callers must be single-threaded (the fork server checks): only the calling thread
+/// exists in the child, so a lock another thread held would never be released there.
+pub fn fork() -> nix::Result<Option<i32>> {
+    // SAFETY: the callers are single-threaded processes (the fork server verifies it,
+    // its test forks before starting any work in the child), so the child is a complete
+    // copy with no lock held by a vanished thread.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child.as_raw())),
+        nix::unistd::ForkResult::Child => Ok(None),
+    }
+}
+
+/// Ignores SIGCHLD (`true`: the kernel reaps children, no zombies) or restores its
+/// default disposition (`false`).
+pub fn reap_children_automatically(automatic: bool) {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    let handler = if automatic {
+        SigHandler::SigIgn
+    } else {
+        SigHandler::SigDfl
+    };
+    // SAFETY: SIG_IGN and SIG_DFL are dispositions, not handler functions, so no code
+    // runs in signal context and nothing can be reentered.
+    let _ = unsafe { signal(Signal::SIGCHLD, handler) };
+}

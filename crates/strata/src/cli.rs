@@ -74,6 +74,9 @@ pub enum Command {
     /// Internal: supervises a detached container (logs, exit status).
     #[command(name = "__monitor", hide = true)]
     Monitor(MonitorArgs),
+    /// Internal: forks a container monitor for each request of the node agent.
+    #[command(name = "__monitors", hide = true)]
+    Monitors,
     /// Internal: runs one exec session of the node agent (`kubectl exec`).
     #[command(name = "__exec", hide = true)]
     Session(SessionArgs),

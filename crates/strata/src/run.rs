@@ -47,6 +47,7 @@ pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
         Command::Login(args) => crate::registry::login(data_dir, &args),
         Command::Logout(args) => crate::registry::logout(data_dir, &args),
         Command::Monitor(args) => Ok(monitor::run(&store()?, &ContainerId::new(args.container)?)?),
+        Command::Monitors => Ok(strata_agent::containers::launcher::serve(&store()?)?),
         Command::Session(args) => Ok(exec_session(data_dir, args)),
         Command::Oci(args) => Ok(crate::oci::main(args)),
         Command::Server(args) => crate::server::run(data_dir, &args),

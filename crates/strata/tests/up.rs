@@ -96,14 +96,8 @@ fn pods_run_restart_and_survive_a_restart_of_strata_up() {
     );
 
     // Kill httpd's process: it comes back with restartCount 1 and the kill as lastState.
-    let ps = cloud.strata(&["ps"]);
-    let line = ps
-        .lines()
-        .find(|l| l.starts_with(&format!("{uid}-httpd-0")))
-        .unwrap();
-    let pid: i32 = line.split_whitespace().last().unwrap().parse().unwrap();
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
+        nix::unistd::Pid::from_raw(container_pid(&cloud, &format!("{uid}-httpd-0"))),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
@@ -113,6 +107,19 @@ fn pods_run_restart_and_survive_a_restart_of_strata_up() {
     });
     let httpd = cloud.status_of("web", "httpd");
     assert_eq!(httpd["lastState"]["terminated"]["exitCode"], 137, "{httpd}");
+    // Its monitor is a fork of the agent's monitor fork server, not a fresh exec.
+    let pid = container_pid(&cloud, &format!("{uid}-httpd-1"));
+    let monitor = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:").map(|p| p.trim().to_string()))
+        .unwrap();
+    let cmdline = std::fs::read(format!("/proc/{monitor}/cmdline")).unwrap();
+    assert!(
+        cmdline.split(|b| *b == 0).any(|arg| arg == b"__monitors"),
+        "the monitor of httpd is {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
 
     // A restart of strata up adopts the running container: same ID, same count.
     cloud.stop();
@@ -122,6 +129,26 @@ fn pods_run_restart_and_survive_a_restart_of_strata_up() {
     assert_eq!(after["containerID"], httpd["containerID"], "{after}");
     assert_eq!(after["restartCount"], 1);
     assert!(after["state"]["running"].is_object(), "{after}");
+
+    // A container that ends while strata up is down has its exit recorded by its
+    // monitor, and reported (then restarted) when strata up is back.
+    cloud.stop();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(container_pid(&cloud, &format!("{uid}-httpd-1"))),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    cloud.launch();
+    cloud.wait_for("httpd's exit while down to be reported", || {
+        let s = cloud.status_of("web", "httpd");
+        s["restartCount"] == 2 && s["state"]["running"].is_object()
+    });
+    let back = cloud.status_of("web", "httpd");
+    assert_eq!(back["lastState"]["terminated"]["exitCode"], 137, "{back}");
+    assert_eq!(
+        back["lastState"]["terminated"]["containerID"], httpd["containerID"],
+        "{back}"
+    );
 
     // Deleting the pod removes its containers, volumes and sandbox.
     cloud.ok(&["delete", "pod", "web", "--grace-period=1", "--timeout=60s"]);
@@ -142,6 +169,16 @@ fn pods_run_restart_and_survive_a_restart_of_strata_up() {
             assert!(!dir.exists(), "{} remains", dir.display());
         }
     }
+}
+
+/// The host PID of the running container `id`, from `strata ps`.
+fn container_pid(cloud: &Cloud, id: &str) -> i32 {
+    let ps = cloud.strata(&["ps"]);
+    let line = ps
+        .lines()
+        .find(|l| l.starts_with(id))
+        .unwrap_or_else(|| panic!("{id} is not running:\n{ps}"));
+    line.split_whitespace().last().unwrap().parse().unwrap()
 }
 
 #[test]

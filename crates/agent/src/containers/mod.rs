@@ -4,6 +4,7 @@
 //! reading ([`logread`]), and exec sessions in processes of their own ([`session`]).
 
 pub mod exec;
+pub mod launcher;
 pub mod logfile;
 pub mod logread;
 pub mod monitor;

@@ -45,23 +45,31 @@ pub fn spawn(
     if let Some(stdout) = child.stdout.take() {
         let _ = BufReader::new(stdout).read_line(&mut report);
     }
-    let report = report.trim();
-    if report != READY {
+    if report.trim() != READY {
         let _ = child.wait();
-        let _ = store.remove(id, true);
-        if report.is_empty() {
-            return Err(ContainerError::Monitor(format!(
-                "the container monitor exited without starting {id}"
-            )));
-        }
-        return Err(ContainerError::Monitor(report.to_string()));
+    } else {
+        // The monitor lives on as its own session; reap it in the background so it
+        // never lingers as a zombie of a long-running parent.
+        std::thread::spawn(move || {
+            let _ = child.wait();
+        });
     }
-    // The monitor lives on as its own session; reap it in the background so it never
-    // lingers as a zombie of a long-running parent.
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
-    Ok(())
+    check_report(store, id, report.trim())
+}
+
+/// Judges a monitor's first line: [`READY`], or else the container is removed and the
+/// line (the monitor's one-line reason) returned as the error.
+pub fn check_report(store: &Store, id: &ContainerId, report: &str) -> Result<(), ContainerError> {
+    if report == READY {
+        return Ok(());
+    }
+    let _ = store.remove(id, true);
+    if report.is_empty() {
+        return Err(ContainerError::Monitor(format!(
+            "the container monitor exited without starting {id}"
+        )));
+    }
+    Err(ContainerError::Monitor(report.to_string()))
 }
 
 /// Runs the monitor for a prepared container; its stdout is the report pipe. Returns the

@@ -993,7 +993,8 @@ fn start_blocking(
         Ok((meta, spec))
     });
     let id = prepared.map_err(|err: StartError| err.0)?;
-    monitor::spawn(&ctx.containers, &id, &ctx.options.strata)
+    ctx.monitors
+        .spawn(&ctx.containers, &id)
         .map_err(|err| ("RunContainerError".to_string(), monitor::one_line(&err)))
 }
 
