@@ -62,12 +62,11 @@ pub fn authorize(identity: &Identity, attrs: &RequestAttributes) -> Decision {
     }
     match attrs {
         RequestAttributes::NonResource { verb, path } => {
-            if verb == "get" || verb == "head" {
-                Decision::Allow
-            } else if verb == "post"
+            let read = verb == "get" || verb == "head";
+            let node_cert = verb == "post"
                 && path == crate::node_certs::KUBELET_SERVING_CERT_PATH
-                && identity.node_name().is_some()
-            {
+                && identity.node_name().is_some();
+            if read || node_cert {
                 Decision::Allow
             } else {
                 Decision::Deny("only reads of non-resource paths are allowed".into())
