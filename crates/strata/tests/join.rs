@@ -128,16 +128,26 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        if self.child.is_some() {
+        let kubeconfig = self.kubeconfig.clone();
+        let delete_pods = |how: &[&str]| {
             let _ = Command::new("kubectl")
                 .arg("--kubeconfig")
-                .arg(&self.kubeconfig)
-                .args(["delete", "pods", "--all", "--field-selector"])
+                .arg(&kubeconfig)
+                .args(["delete", "pods", "--field-selector"])
                 .arg(format!("spec.nodeName={JOINED}"))
-                .args(["--grace-period=1", "--timeout=30s"])
+                .args(how)
                 .output();
+        };
+        let running = self.child.is_some();
+        if running {
+            delete_pods(&["--grace-period=1", "--timeout=30s"]);
         }
         self.stop();
+        if running {
+            // Objects the agent did not get to delete would hold up the Cloud's cleanup;
+            // their containers go below.
+            delete_pods(&["--force", "--grace-period=0", "--wait=false"]);
+        }
         for line in self.strata(&["ps", "-a"]).lines().skip(1) {
             if let Some(id) = line.split_whitespace().next() {
                 let _ = Command::new(strata_bin())
@@ -200,6 +210,14 @@ fn with_value(args: &[String], flag: &str, value: &str) -> Vec<String> {
     args
 }
 
+/// Drops `flag` and its value.
+fn without(args: &[String], flag: &str) -> Vec<String> {
+    let mut args = args.to_vec();
+    let at = args.iter().position(|a| a == flag).unwrap();
+    args.drain(at..at + 2);
+    args
+}
+
 fn one_line_error(out: &Output) -> String {
     assert_ne!(out.status.code(), Some(0), "the agent should fail");
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
@@ -226,9 +244,7 @@ fn an_agent_joins_runs_a_pod_and_serves_logs_and_exec() {
     let err = one_line_error(&wrong_ca.run_to_end());
     assert!(err.contains("no CA certificate with hash"), "{err}");
     // No way to verify the server at all: refused.
-    let mut unpinned = args.clone();
-    let at = unpinned.iter().position(|a| a == "--ca-cert-hash").unwrap();
-    unpinned.drain(at..at + 2);
+    let unpinned = without(&args, "--ca-cert-hash");
     let err = one_line_error(&Agent::bare(&cloud, unpinned).run_to_end());
     assert!(err.contains("refusing to trust an unknown server"), "{err}");
     assert!(!cloud.kubectl(&["get", "node", JOINED]).status.success());
@@ -274,9 +290,20 @@ fn an_agent_joins_runs_a_pod_and_serves_logs_and_exec() {
     let exec = cloud.ok(&["exec", "far", "--", "sh", "-c", "echo exec-$((6*7))"]);
     assert_eq!(exec.trim(), "exec-42");
 
-    // A restart keeps the certificate and adopts the running pod.
+    // A restart keeps the certificate and adopts the running pod. This time the CA comes
+    // from a file instead of the hash.
     let restart_count = cloud.status_of("far", "main")["restartCount"].clone();
     assert_eq!(agent.stop(), Some(0), "{}", agent.log());
+    agent.args = without(&agent.args, "--ca-cert-hash");
+    agent.args.push("--ca-cert".into());
+    agent.args.push(
+        cloud
+            .data
+            .path()
+            .join("pki/ca.crt")
+            .to_string_lossy()
+            .into_owned(),
+    );
     agent.start();
     wait_for(&agent, "the agent to come back", || {
         agent
