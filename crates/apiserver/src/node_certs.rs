@@ -103,8 +103,30 @@ mod tests {
         .unwrap();
         let cert = sign(&pki, Some(&Identity::node("n1")), &body).unwrap();
         let names = ["n1".to_string(), "10.0.0.7".to_string()];
+        let cert = crate::pki::CertAndKey {
+            cert_pem: cert,
+            key_pem: csr.key_pem.clone(),
+        };
         assert!(crate::pki::kubelet_cert_is_current(
             &cert,
+            pki.ca_cert_pem(),
+            &names
+        ));
+        // Not for another address, nor with another key.
+        let moved = ["n1".to_string(), "10.0.0.8".to_string()];
+        assert!(!crate::pki::kubelet_cert_is_current(
+            &cert,
+            pki.ca_cert_pem(),
+            &moved
+        ));
+        let rekeyed = crate::pki::CertAndKey {
+            key_pem: crate::pki::kubelet_serving_csr("n1", &[ip])
+                .unwrap()
+                .key_pem,
+            ..cert.clone()
+        };
+        assert!(!crate::pki::kubelet_cert_is_current(
+            &rekeyed,
             pki.ca_cert_pem(),
             &names
         ));

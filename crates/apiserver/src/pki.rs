@@ -686,10 +686,14 @@ pub fn kubelet_serving_csr(name: &str, addresses: &[IpAddr]) -> Result<CertAndKe
     })
 }
 
-/// Whether a kubelet serving certificate kept on disk can be used again: it parses, was
-/// issued by the CA `ca_pem`, names every one of `names` (DNS names or IPs) and does not
-/// expire within [`RENEW_BEFORE_DAYS`].
-pub fn kubelet_cert_is_current(cert_pem: &str, ca_pem: &str, names: &[String]) -> bool {
+/// Whether a kubelet serving certificate and key kept on disk can be used again: the
+/// certificate parses, is for the key, was issued by the CA `ca_pem`, names every one of
+/// `names` (DNS names or IPs) and does not expire within [`RENEW_BEFORE_DAYS`].
+pub fn kubelet_cert_is_current(cert: &CertAndKey, ca_pem: &str, names: &[String]) -> bool {
+    let Ok(key) = KeyPair::from_pem(&cert.key_pem) else {
+        return false;
+    };
+    let cert_pem = cert.cert_pem.as_str();
     let path = Path::new("<kubelet certificate>");
     let facts = |pem: &str| {
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
@@ -699,6 +703,7 @@ pub fn kubelet_cert_is_current(cert_pem: &str, ca_pem: &str, names: &[String]) -
         return false;
     };
     cert.issued_by(&ca)
+        && cert.public_key == key.public_key_raw()
         && !cert.expires_soon()
         && names
             .iter()

@@ -334,9 +334,11 @@ async fn kubelet_cert(
     if let (Ok(cert_pem), Ok(key_pem)) = (
         std::fs::read_to_string(&cert_path),
         std::fs::read_to_string(&key_path),
-    ) && pki::kubelet_cert_is_current(&cert_pem, ca_pem, &names)
-    {
-        return Ok(pki::CertAndKey { cert_pem, key_pem });
+    ) {
+        let kept = pki::CertAndKey { cert_pem, key_pem };
+        if pki::kubelet_cert_is_current(&kept, ca_pem, &names) {
+            return Ok(kept);
+        }
     }
     let request = pki::kubelet_serving_csr(node_name, &[node_ip])
         .context("cannot make the kubelet certificate request")?;
@@ -371,7 +373,9 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp: PathBuf = path.with_extension("tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
