@@ -219,7 +219,7 @@ fn without(args: &[String], flag: &str) -> Vec<String> {
 }
 
 fn one_line_error(out: &Output) -> String {
-    assert_ne!(out.status.code(), Some(0), "the agent should fail");
+    assert_ne!(out.status.code(), Some(0), "the command should fail");
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     assert_eq!(stderr.lines().count(), 1, "one line expected: {stderr}");
     stderr
@@ -342,4 +342,27 @@ fn wait_for(agent: &Agent, what: &str, mut done: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
     panic!("timed out waiting for {what}\nagent log:\n{}", agent.log());
+}
+
+#[test]
+fn token_create_needs_a_server_data_dir_and_a_valid_name() {
+    let empty = tempfile::tempdir().unwrap();
+    let run = |node: &str| {
+        Command::new(strata_bin())
+            .arg("--data-dir")
+            .arg(empty.path())
+            .args(["token", "create", "--node", node])
+            .output()
+            .unwrap()
+    };
+    let out = run("n2");
+    let err = one_line_error(&out);
+    assert!(
+        err.contains("has `strata up` or `strata server` run"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    let err = one_line_error(&run("Not_A_Name"));
+    assert!(err.contains("not a DNS subdomain"), "{err}");
+    assert!(!empty.path().join("pki").exists(), "nothing is created");
 }
