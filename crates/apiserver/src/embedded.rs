@@ -106,7 +106,12 @@ impl EmbeddedServer {
             store: self.store.clone(),
             kubelet,
         });
-        let served = self.server.serve(router(state), shutdown).await;
+        // Joining node agents get their kubelet serving certificate here.
+        let app = router(state).route(
+            crate::node_certs::KUBELET_SERVING_CERT_PATH,
+            axum::routing::post(crate::node_certs::handle).with_state(self.server.pki().clone()),
+        );
+        let served = self.server.serve(app, shutdown).await;
         for task in loops {
             task.abort();
         }

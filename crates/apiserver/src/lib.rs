@@ -33,6 +33,7 @@ mod fsutil;
 pub mod gc;
 pub mod kubelet;
 pub mod namespaces;
+pub mod node_certs;
 pub mod pki;
 pub mod rest;
 pub mod server;

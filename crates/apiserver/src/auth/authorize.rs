@@ -9,6 +9,8 @@
 //!   Secret may be read by name); write only their own Node (`nodes/<n>`, `nodes/<n>/status`),
 //!   their own Lease `kube-node-lease/<n>`, Events, and the status of (or delete) Pods bound to
 //!   them. They may not use `pods/log`, `exec`, `attach`, `portforward` or `proxy`. Kubernetes further limits Secret reads to Pods bound to the node; Strata doesn't yet.
+//!   Nodes may also `POST` [`KUBELET_SERVING_CERT_PATH`](crate::node_certs::KUBELET_SERVING_CERT_PATH)
+//!   to get their kubelet serving certificate signed.
 //! - Everyone else is denied.
 //!
 //! Some answers depend on data the URL lacks, so [`authorize`] returns them as a
@@ -59,8 +61,12 @@ pub fn authorize(identity: &Identity, attrs: &RequestAttributes) -> Decision {
         return Decision::Deny("anonymous requests are not allowed".into());
     }
     match attrs {
-        RequestAttributes::NonResource { verb, .. } => {
-            if verb == "get" || verb == "head" {
+        RequestAttributes::NonResource { verb, path } => {
+            let read = verb == "get" || verb == "head";
+            let node_cert = verb == "post"
+                && path == crate::node_certs::KUBELET_SERVING_CERT_PATH
+                && identity.node_name().is_some();
+            if read || node_cert {
                 Decision::Allow
             } else {
                 Decision::Deny("only reads of non-resource paths are allowed".into())
@@ -211,6 +217,25 @@ mod tests {
             &attrs(Method::GET, "/api/v1/pods")
         )));
         assert!(denied(authorize(&anon, &attrs(Method::GET, "/api"))));
+    }
+
+    #[test]
+    fn only_nodes_post_for_a_kubelet_certificate() {
+        let path = crate::node_certs::KUBELET_SERVING_CERT_PATH;
+        assert_eq!(
+            authorize(&node("n1"), &attrs(Method::POST, path)),
+            Decision::Allow
+        );
+        assert!(denied(authorize(
+            &node("n1"),
+            &attrs(Method::POST, "/strata/v1/other")
+        )));
+        let user = Identity::new("alice", [AUTHENTICATED_GROUP]);
+        assert!(denied(authorize(&user, &attrs(Method::POST, path))));
+        assert!(denied(authorize(
+            &Identity::anonymous(),
+            &attrs(Method::POST, path)
+        )));
     }
 
     #[test]
