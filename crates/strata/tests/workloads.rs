@@ -2,7 +2,7 @@
 //! Workloads on `strata up`, driven by real kubectl: the multi-tier example deploys,
 //! scales, heals, rolls out a new image and rolls back; probes gate readiness and restart
 //! a container whose liveness fails (running its preStop hook); an unschedulable pod
-//! says why.
+//! says why; a projected volume shows config and downward API files and follows changes.
 
 mod common;
 
@@ -226,4 +226,120 @@ spec:
         cloud.status_of("picky", "app")["state"].is_object()
             && cloud.json(&["get", "pod", "picky"])["spec"]["nodeName"] == common::cloud::NODE
     });
+}
+
+#[test]
+fn a_projected_volume_shows_config_and_labels_and_follows_their_changes() {
+    let Some(cloud) =
+        Cloud::start("a_projected_volume_shows_config_and_labels_and_follows_their_changes")
+    else {
+        return;
+    };
+    cloud.apply(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hello}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: projected
+  labels: {app: shop, tier: front}
+spec:
+  nodeName: test-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    resources: {limits: {memory: 64Mi}}
+    volumeMounts: [{name: all, mountPath: /etc/all}]
+  volumes:
+  - name: all
+    projected:
+      defaultMode: 0440
+      sources:
+      - configMap:
+          name: settings
+          items: [{key: greeting, path: config/greeting}]
+      - downwardAPI:
+          items:
+          - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+          - {path: name, fieldRef: {fieldPath: metadata.name}}
+          - path: memory_mi
+            resourceFieldRef: {containerName: app, resource: limits.memory, divisor: 1Mi}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: escaping}
+spec:
+  nodeName: test-node
+  containers:
+  - name: app
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    volumeMounts: [{name: info, mountPath: /etc/info}]
+  volumes:
+  - name: info
+    downwardAPI:
+      items: [{path: ../../escape, fieldRef: {fieldPath: metadata.name}}]
+"#,
+    );
+    cloud.wait_for("the projected pod to run", || {
+        cloud.status_of("projected", "app")["state"]["running"].is_object()
+    });
+    let cat = |path: &str| {
+        let out = cloud.kubectl(&["exec", "projected", "--", "cat", path]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(cat("/etc/all/config/greeting"), "hello");
+    assert_eq!(cat("/etc/all/labels"), "app=\"shop\"\ntier=\"front\"");
+    assert_eq!(cat("/etc/all/name"), "projected");
+    assert_eq!(cat("/etc/all/memory_mi"), "64");
+    let mode = cloud.ok(&[
+        "exec",
+        "projected",
+        "--",
+        "stat",
+        "-L",
+        "-c",
+        "%a",
+        "/etc/all/name",
+    ]);
+    assert_eq!(mode.trim(), "440");
+
+    // Changes of the labels and of the ConfigMap reach the running container.
+    cloud.ok(&["label", "pod", "projected", "tier=back", "--overwrite"]);
+    cloud.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"greeting":"bonjour"}}"#,
+    ]);
+    cloud.wait_for("the new labels and greeting in the volume", || {
+        cat("/etc/all/labels") == "app=\"shop\"\ntier=\"back\""
+            && cat("/etc/all/config/greeting") == "bonjour"
+    });
+
+    // A path that climbs out is a FailedMount event, not a started container.
+    cloud.wait_for("the escaping pod's FailedMount event", || {
+        let events = cloud.json(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=escaping",
+        ]);
+        events["items"].as_array().into_iter().flatten().any(|e| {
+            e["reason"] == "FailedMount"
+                && e["message"].as_str().unwrap_or_default().contains("info")
+        })
+    });
+    let waiting = cloud.status_of("escaping", "app");
+    assert!(waiting["state"]["running"].is_null(), "{waiting}");
+    assert!(!cloud.data.path().join("escape").exists());
 }

@@ -5,9 +5,12 @@
 //! removed when their pod is gone.
 
 pub mod actions;
+pub mod atomic_writer;
 pub mod cgroup;
+pub mod downward;
 mod insecure_tls;
 pub mod prober;
+pub mod projected;
 pub mod status;
 pub mod translate;
 pub mod volumes;
