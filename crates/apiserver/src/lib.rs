@@ -36,6 +36,7 @@ pub mod namespaces;
 pub mod pki;
 pub mod rest;
 pub mod server;
+pub mod serviceaccounts;
 pub mod status;
 pub mod storage;
 pub mod table;

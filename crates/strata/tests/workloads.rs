@@ -2,7 +2,8 @@
 //! Workloads on `strata up`, driven by real kubectl: the multi-tier example deploys,
 //! scales, heals, rolls out a new image and rolls back; probes gate readiness and restart
 //! a container whose liveness fails (running its preStop hook); an unschedulable pod
-//! says why; a projected volume shows config and downward API files and follows changes.
+//! says why; a projected volume shows config and downward API files and follows changes;
+//! a pod finds its service account token, the cluster CA and its namespace.
 
 mod common;
 
@@ -342,4 +343,69 @@ spec:
     let waiting = cloud.status_of("escaping", "app");
     assert!(waiting["state"]["running"].is_null(), "{waiting}");
     assert!(!cloud.data.path().join("escape").exists());
+}
+
+#[test]
+fn a_pod_finds_its_service_account_token_ca_and_namespace() {
+    let Some(cloud) = Cloud::start("a_pod_finds_its_service_account_token_ca_and_namespace") else {
+        return;
+    };
+    cloud.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: robot}
+spec:
+  nodeName: test-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+"#,
+    );
+    cloud.wait_for("the robot pod to run", || {
+        cloud.status_of("robot", "app")["state"]["running"].is_object()
+    });
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let cat = |name: &str| cloud.ok(&["exec", "robot", "--", "cat", &format!("{dir}/{name}")]);
+    assert_eq!(cat("namespace"), "default");
+    let ca = std::fs::read_to_string(cloud.data.path().join("pki/ca.crt")).unwrap();
+    assert_eq!(cat("ca.crt"), ca);
+    let token = cat("token");
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    // The token is the pod's service account's, and the API server takes it.
+    let server = cloud.ok(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let as_pod = |args: &[&str]| {
+        std::process::Command::new("kubectl")
+            .env("KUBECONFIG", cloud.data.path().join("none.yaml"))
+            .arg(format!("--server={server}"))
+            .arg(format!(
+                "--certificate-authority={}",
+                cloud.data.path().join("pki/ca.crt").display()
+            ))
+            .arg(format!("--token={token}"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let who = as_pod(&["get", "--raw", "/api"]);
+    assert!(
+        who.status.success(),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
+    let pods = as_pod(&["get", "pods"]);
+    let denied = String::from_utf8_lossy(&pods.stderr);
+    assert!(
+        denied.contains("system:serviceaccount:default:default"),
+        "{denied}"
+    );
 }

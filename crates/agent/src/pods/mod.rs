@@ -12,6 +12,7 @@ mod insecure_tls;
 pub mod prober;
 pub mod projected;
 pub mod status;
+pub mod tokens;
 pub mod translate;
 pub mod volumes;
 pub mod worker;

@@ -27,8 +27,8 @@ pub struct TokenKey {
     pub expiration_seconds: i64,
 }
 
-/// Service account tokens the worker obtained, by what was asked.
-pub type Tokens = BTreeMap<TokenKey, String>;
+/// Service account tokens the worker obtained (or why it could not), by what was asked.
+pub type Tokens = BTreeMap<TokenKey, Result<String, String>>;
 
 /// The least lifetime a projected token may ask for (Kubernetes').
 pub const TOKEN_MIN_SECONDS: i64 = 600;
@@ -46,6 +46,18 @@ pub struct VolumeInputs {
     pub tokens: Tokens,
     /// The node's allocatable resources (for `resourceFieldRef` without a limit).
     pub node: Allocatable,
+}
+
+/// The tokens the projected volumes of `pod` ask for.
+pub fn token_keys(pod: &Pod) -> std::collections::BTreeSet<TokenKey> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter_map(|v| v.projected.as_ref())
+        .flat_map(|p| p.sources.iter().flatten())
+        .filter_map(|s| s.service_account_token.as_ref())
+        .map(|t| token_key(t.audience.as_deref(), t.expiration_seconds))
+        .collect()
 }
 
 /// The token a `serviceAccountToken` projection asks for.
@@ -137,11 +149,19 @@ pub fn projected_payload(
         } else if let Some(token) = &source.service_account_token {
             validate_path(&token.path)?;
             let key = token_key(token.audience.as_deref(), token.expiration_seconds);
-            let Some(value) = inputs.tokens.get(&key) else {
-                return Err(ConfigError(format!(
-                    "no service account token for audience {:?} yet",
-                    key.audience
-                )));
+            let value = match inputs.tokens.get(&key) {
+                Some(Ok(value)) => value,
+                Some(Err(why)) => {
+                    return Err(ConfigError(format!(
+                        "cannot get a service account token: {why}"
+                    )));
+                }
+                None => {
+                    return Err(ConfigError(format!(
+                        "no service account token for audience {:?} yet",
+                        key.audience
+                    )));
+                }
             };
             Payload::from([(
                 PathBuf::from(&token.path),
@@ -176,7 +196,7 @@ mod tests {
                 ]),
             )]),
             secrets: Sources::new(),
-            tokens: Tokens::from([(token_key(None, Some(3600)), "jwt".to_string())]),
+            tokens: Tokens::from([(token_key(None, Some(3600)), Ok("jwt".to_string()))]),
             node: Allocatable {
                 cpu_milli: 1000,
                 memory_bytes: 1 << 30,

@@ -20,6 +20,7 @@ use super::downward::Allocatable;
 use super::prober::{self, ContainerProbes};
 use super::projected::VolumeInputs;
 use super::status::{self, Observed};
+use super::tokens::TokenCache;
 use super::translate::{self, ConfigError, Inputs};
 use super::volumes;
 use crate::Context;
@@ -70,6 +71,8 @@ pub struct Worker {
     mount_error: Option<String>,
     /// The node's allocatable resources, read once.
     allocatable: Option<Allocatable>,
+    /// Service account tokens of the pod's projected volumes.
+    tokens: TokenCache,
 }
 
 /// What the worker does next.
@@ -95,6 +98,7 @@ impl Worker {
             reported: None,
             mount_error: None,
             allocatable: None,
+            tokens: TokenCache::default(),
         }
     }
 
@@ -583,7 +587,7 @@ impl Worker {
         Ok(VolumeInputs {
             config_maps,
             secrets,
-            tokens: Default::default(),
+            tokens: self.tokens.tokens(&self.ctx.client, pod).await,
             node,
         })
     }

@@ -222,6 +222,9 @@ pub(super) async fn create(
             map.remove("status");
         }
     }
+    if resource.group.is_empty() && resource.plural == "pods" {
+        strata_api::serviceaccount::admit_pod(&mut object, &random_suffix());
+    }
     let name = object["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
