@@ -435,4 +435,68 @@ mod tests {
             &attrs(Method::PUT, "/api/v1/nodes/mallory")
         )));
     }
+
+    #[test]
+    fn service_accounts_may_discover_and_read_themselves_only() {
+        let robot = Identity::new(
+            "system:serviceaccount:shop:robot",
+            [
+                "system:serviceaccounts",
+                "system:serviceaccounts:shop",
+                AUTHENTICATED_GROUP,
+            ],
+        );
+        assert_eq!(
+            authorize(&robot, &attrs(Method::GET, "/api")),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize(
+                &robot,
+                &attrs(Method::GET, "/api/v1/namespaces/shop/serviceaccounts/robot")
+            ),
+            Decision::Allow
+        );
+        for (m, p) in [
+            (Method::GET, "/api/v1/namespaces/shop/pods"),
+            (
+                Method::GET,
+                "/api/v1/namespaces/shop/serviceaccounts/default",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/other/serviceaccounts/robot",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/shop/serviceaccounts/robot",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/shop/serviceaccounts/robot/token",
+            ),
+        ] {
+            assert!(denied(authorize(&robot, &attrs(m.clone(), p))), "{m} {p}");
+        }
+        // Without the group the name alone is no service account.
+        let pretender = Identity::new("system:serviceaccount:shop:robot", [AUTHENTICATED_GROUP]);
+        assert!(denied(authorize(
+            &pretender,
+            &attrs(Method::GET, "/api/v1/namespaces/shop/serviceaccounts/robot")
+        )));
+    }
+
+    #[test]
+    fn nodes_request_tokens_under_a_condition() {
+        assert_eq!(
+            authorize(
+                &node("n1"),
+                &attrs(
+                    Method::POST,
+                    "/api/v1/namespaces/shop/serviceaccounts/default/token"
+                )
+            ),
+            Decision::AllowIf(Condition::TokenForPodOnNode("n1".into()))
+        );
+    }
 }

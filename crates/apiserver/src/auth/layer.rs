@@ -517,4 +517,103 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.status(), StatusCode::FORBIDDEN);
     }
+
+    /// A store with ServiceAccount `ns/default` (uid `sa-1`) and Pod `ns/mine` (uid
+    /// `pod-1`, on node n1, running as `default`).
+    struct Objects;
+    impl PodNodeResolver for Objects {
+        fn pod_node<'a>(&'a self, _ns: &'a str, name: &'a str) -> PodNodeFuture<'a> {
+            Box::pin(async move { (name == "mine").then(|| "n1".to_string()) })
+        }
+        fn object<'a>(&'a self, plural: &'a str, _ns: &'a str, name: &'a str) -> ObjectFuture<'a> {
+            Box::pin(async move {
+                match (plural, name) {
+                    ("serviceaccounts", "default") => {
+                        Some(serde_json::json!({"metadata": {"uid": "sa-1"}}))
+                    }
+                    ("pods", "mine") => Some(serde_json::json!({
+                        "metadata": {"uid": "pod-1"},
+                        "spec": {"nodeName": "n1"},
+                    })),
+                    _ => None,
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_request_tokens_only_for_their_pods_service_accounts() {
+        let (_dir, auth, _) = authenticator();
+        let auth = auth.with_pod_node_resolver(Arc::new(Objects));
+        let request = |account: &str, pod: &str| {
+            node_request(
+                http::Method::POST,
+                &format!("/api/v1/namespaces/ns/serviceaccounts/{account}/token"),
+                &format!(r#"{{"spec":{{"boundObjectRef":{{"kind":"Pod","name":"{pod}"}}}}}}"#),
+            )
+        };
+        assert!(auth.check(request("default", "mine")).await.is_ok());
+        for (account, pod) in [("default", "other"), ("robot", "mine")] {
+            let err = auth.check(request(account, pod)).await.unwrap_err();
+            assert_eq!(err.status(), StatusCode::FORBIDDEN);
+        }
+        let unbound = node_request(
+            http::Method::POST,
+            "/api/v1/namespaces/ns/serviceaccounts/default/token",
+            "{}",
+        );
+        let err = auth.check(unbound).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn service_account_tokens_hold_while_their_objects_exist() {
+        use crate::auth::serviceaccount::{Claims, ISSUER, KubernetesClaims, ObjectClaim};
+        let (dir, auth, _) = authenticator();
+        let signer = Arc::new(SaTokens::load_or_create(dir.path()).unwrap());
+        let auth = auth
+            .with_pod_node_resolver(Arc::new(Objects))
+            .with_service_account_tokens(signer.clone());
+        let now = chrono::Utc::now().timestamp();
+        let token = |sa_uid: &str, pod: Option<(&str, &str)>| {
+            let claims = Claims {
+                iss: ISSUER.into(),
+                sub: "system:serviceaccount:ns:default".into(),
+                aud: vec![ISSUER.into()],
+                exp: now + 600,
+                iat: now,
+                nbf: now,
+                jti: "j".into(),
+                kubernetes: KubernetesClaims {
+                    namespace: "ns".into(),
+                    serviceaccount: ObjectClaim {
+                        name: "default".into(),
+                        uid: sa_uid.into(),
+                    },
+                    pod: pod.map(|(name, uid)| ObjectClaim {
+                        name: name.into(),
+                        uid: uid.into(),
+                    }),
+                },
+            };
+            headers(&format!("Bearer {}", signer.issue(&claims).unwrap()))
+        };
+        let who = auth.authenticate(&token("sa-1", None), None).await.unwrap();
+        assert_eq!(who.user, "system:serviceaccount:ns:default");
+        assert!(who.in_group("system:serviceaccounts:ns"));
+        assert!(who.in_group("system:authenticated"));
+        let bound = token("sa-1", Some(("mine", "pod-1")));
+        assert!(auth.authenticate(&bound, None).await.is_ok());
+        // A recreated ServiceAccount, or a pod that is gone or was recreated: refused.
+        for stale in [
+            token("sa-0", None),
+            token("sa-1", Some(("gone", "pod-1"))),
+            token("sa-1", Some(("mine", "pod-0"))),
+        ] {
+            assert_eq!(
+                auth.authenticate(&stale, None).await,
+                Err(InvalidCredentials)
+            );
+        }
+    }
 }
