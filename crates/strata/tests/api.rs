@@ -839,43 +839,57 @@ spec:
     assert!(parts[1].starts_with("kube-api-access-"), "{spec}");
     assert_eq!(parts[2], "/var/run/secrets/kubernetes.io/serviceaccount");
 
-    // TokenRequest, plain and bound to the pod; a too short lifetime is refused. (kubectl
-    // create token sends protobuf, which Strata does not read; --raw sends JSON.)
-    let request_token = |spec: &str| {
-        let file = s.data.path().join("token-request.json");
-        let body = format!(
-            r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{spec}}}"#
-        );
-        std::fs::write(&file, body).unwrap();
-        s.kubectl(&[
-            "create",
-            "--raw",
-            "/api/v1/namespaces/shop/serviceaccounts/default/token",
-            "-f",
-            file.to_str().unwrap(),
-        ])
+    // TokenRequest, plain and bound to the pod (kubectl sends protobuf), and as JSON; a
+    // too short lifetime is refused.
+    let token = s.ok(&["create", "token", "default", "-n", "shop"]);
+    let token = token.trim();
+    let bound = s.ok(&[
+        "create",
+        "token",
+        "default",
+        "-n",
+        "shop",
+        "--duration=20m",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "app",
+    ]);
+    let bound = bound.trim();
+    let claims = |token: &str| -> serde_json::Value {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
     };
-    let token_of = |out: Output| {
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let issued: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(issued["kind"], "TokenRequest", "{issued}");
-        assert!(
-            issued["status"]["expirationTimestamp"].is_string(),
-            "{issued}"
-        );
-        issued["status"]["token"].as_str().unwrap().to_string()
-    };
-    let token = token_of(request_token("{}"));
-    let token = token.as_str();
-    let bound = token_of(request_token(
-        r#"{"boundObjectRef":{"kind":"Pod","apiVersion":"v1","name":"app"}}"#,
-    ));
-    let bound = bound.as_str();
-    let short = request_token(r#"{"expirationSeconds":60}"#);
+    let bound_claims = claims(bound);
+    assert_eq!(bound_claims["sub"], "system:serviceaccount:shop:default");
+    assert_eq!(bound_claims["kubernetes.io"]["pod"]["name"], "app");
+    let lifetime = bound_claims["exp"].as_i64().unwrap() - bound_claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 1200, "{bound_claims}");
+    let elsewhere = s.ok(&[
+        "create",
+        "token",
+        "default",
+        "-n",
+        "shop",
+        "--audience=vault",
+    ]);
+    assert_eq!(
+        claims(elsewhere.trim())["aud"],
+        serde_json::json!(["vault"])
+    );
+    let file = s.data.path().join("token-request.json");
+    std::fs::write(&file, r#"{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","spec":{"expirationSeconds":60}}"#).unwrap();
+    let short = s.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/shop/serviceaccounts/default/token",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
     let short = String::from_utf8_lossy(&short.stderr);
     assert!(short.contains("less than 10 minutes"), "{short}");
 
@@ -908,6 +922,12 @@ spec:
         );
     }
     let garbage = as_token("a.b.c", &["get", "--raw", "/api"]);
+    assert!(
+        stderr(&garbage).contains("Unauthorized"),
+        "{}",
+        stderr(&garbage)
+    );
+    let garbage = as_token(elsewhere.trim(), &["get", "--raw", "/api"]);
     assert!(
         stderr(&garbage).contains("Unauthorized"),
         "{}",

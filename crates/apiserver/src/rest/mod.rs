@@ -5,6 +5,7 @@
 mod query;
 mod read;
 mod token;
+mod token_proto;
 mod watch;
 mod write;
 
@@ -143,7 +144,8 @@ async fn serve(
         Some(Subresource::Binding) => return write::bind(store, &target, &query, &body).await,
         Some(Subresource::Eviction) => return write::evict(store, &target, &body).await,
         Some(Subresource::Token) if target.verb == Verb::Create => {
-            return token::request(store, state.sa_tokens.as_deref(), &target, &body).await;
+            return token::request(store, state.sa_tokens.as_deref(), &target, &headers, &body)
+                .await;
         }
         Some(Subresource::Token) => return Err(ApiError::MethodNotAllowed),
         Some(

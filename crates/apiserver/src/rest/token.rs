@@ -3,12 +3,12 @@
 //! working when the Pod goes.
 
 use axum::response::Response;
-use http::StatusCode;
+use http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 use strata_api::FieldError;
 use strata_store::Store;
 
-use super::{Target, object_response};
+use super::{Target, object_response, token_proto};
 use crate::auth::serviceaccount::{
     Claims, ISSUER, KubernetesClaims, ObjectClaim, SaTokens, USER_PREFIX,
 };
@@ -45,6 +45,7 @@ pub(super) async fn request(
     store: &dyn Store,
     signer: Option<&SaTokens>,
     target: &Target,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let signer = signer
@@ -53,8 +54,16 @@ pub(super) async fn request(
     else {
         return Err(ApiError::NoRoute);
     };
-    let mut request: Value = serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("TokenRequest: {e}")))?;
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut request = if token_proto::is_protobuf(content_type) {
+        token_proto::token_request(body)
+            .ok_or_else(|| ApiError::BadRequest("TokenRequest: invalid protobuf".into()))?
+    } else {
+        super::parse_body(headers, body)?
+    };
     let invalid = |causes: Vec<FieldError>| ApiError::Invalid {
         kind: "TokenRequest".into(),
         group: "authentication.k8s.io".into(),
