@@ -587,7 +587,10 @@ impl Worker {
         Ok(VolumeInputs {
             config_maps,
             secrets,
-            tokens: self.tokens.tokens(&self.ctx.client, pod).await,
+            tokens: self
+                .tokens
+                .tokens(&self.ctx.client, pod, Instant::now())
+                .await,
             node,
         })
     }
