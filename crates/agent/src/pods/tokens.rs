@@ -10,8 +10,6 @@ use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, T
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
 
-#[cfg(test)]
-use super::projected::token_key;
 use super::projected::{TokenKey, Tokens, token_keys};
 
 /// Longest a token is kept before it is requested again, whatever its lifetime.
