@@ -73,6 +73,21 @@ pub struct Worker {
     allocatable: Option<Allocatable>,
     /// Service account tokens of the pod's projected volumes.
     tokens: TokenCache,
+    /// The ConfigMaps and Secrets last read for the pod.
+    fetched: Option<Fetched>,
+}
+
+/// How long the ConfigMaps and Secrets read for a pod are reused before they are read
+/// again (the kubelet's TTL-cache strategy, whose default is a minute): every pod refers
+/// to `kube-root-ca.crt`, and a read per pod per sync would load the API server. A pod
+/// whose setup failed reads them again at once.
+const SOURCES_TTL: Duration = Duration::from_secs(10);
+
+/// ConfigMaps and Secrets read for a pod, and when.
+struct Fetched {
+    at: Instant,
+    names: (Vec<String>, Vec<String>),
+    data: (volumes::Sources, volumes::Sources),
 }
 
 /// What the worker does next.
@@ -99,6 +114,7 @@ impl Worker {
             mount_error: None,
             allocatable: None,
             tokens: TokenCache::default(),
+            fetched: None,
         }
     }
 
@@ -575,7 +591,28 @@ impl Worker {
     /// What the pod's volumes are made of: the ConfigMaps and Secrets it refers to, its
     /// service account tokens and the node's allocatable resources.
     async fn volume_inputs(&mut self, pod: &Pod) -> Result<VolumeInputs, ConfigError> {
-        let (config_maps, secrets) = self.fetch_sources(pod).await?;
+        let names = referenced_sources(pod);
+        let failing = self.mount_error.is_some()
+            || self
+                .waiting
+                .values()
+                .any(|(reason, _)| reason == "CreateContainerConfigError");
+        let cached = self
+            .fetched
+            .as_ref()
+            .filter(|f| !failing && f.names == names && f.at.elapsed() < SOURCES_TTL);
+        let (config_maps, secrets) = match cached {
+            Some(fetched) => fetched.data.clone(),
+            None => {
+                let data = self.fetch_sources(pod, names.clone()).await?;
+                self.fetched = Some(Fetched {
+                    at: Instant::now(),
+                    names,
+                    data: data.clone(),
+                });
+                data
+            }
+        };
         let node = *self.allocatable.get_or_insert_with(|| {
             let machine = crate::node::Machine::read(&self.ctx.options.data_dir);
             Allocatable {
@@ -595,17 +632,18 @@ impl Worker {
         })
     }
 
-    /// Reads the ConfigMaps and Secrets the pod refers to.
+    /// Reads the ConfigMaps and Secrets the pod refers to (`names`: their names).
     async fn fetch_sources(
         &self,
         pod: &Pod,
+        names: (Vec<String>, Vec<String>),
     ) -> Result<(volumes::Sources, volumes::Sources), ConfigError> {
         let namespace = pod
             .metadata
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
-        let (map_names, secret_names) = referenced_sources(pod);
+        let (map_names, secret_names) = names;
         let client = &self.ctx.client;
         let config_maps = read_sources(client, &namespace, map_names, |map: ConfigMap| {
             let mut data = map.data.unwrap_or_default();
