@@ -575,14 +575,14 @@ mod tests {
             .with_pod_node_resolver(Arc::new(Objects))
             .with_service_account_tokens(signer.clone());
         let now = chrono::Utc::now().timestamp();
-        let token = |sa_uid: &str, pod: Option<(&str, &str)>| {
+        let token_at = |issued: i64, sa_uid: &str, pod: Option<(&str, &str)>| {
             let claims = Claims {
                 iss: ISSUER.into(),
                 sub: "system:serviceaccount:ns:default".into(),
                 aud: vec![ISSUER.into()],
-                exp: now + 600,
-                iat: now,
-                nbf: now,
+                exp: issued + 600,
+                iat: issued,
+                nbf: issued,
                 jti: "j".into(),
                 kubernetes: KubernetesClaims {
                     namespace: "ns".into(),
@@ -598,14 +598,17 @@ mod tests {
             };
             headers(&format!("Bearer {}", signer.issue(&claims).unwrap()))
         };
+        let token = |sa_uid: &str, pod: Option<(&str, &str)>| token_at(now, sa_uid, pod);
         let who = auth.authenticate(&token("sa-1", None), None).await.unwrap();
         assert_eq!(who.user, "system:serviceaccount:ns:default");
         assert!(who.in_group("system:serviceaccounts:ns"));
         assert!(who.in_group("system:authenticated"));
         let bound = token("sa-1", Some(("mine", "pod-1")));
         assert!(auth.authenticate(&bound, None).await.is_ok());
-        // A recreated ServiceAccount, or a pod that is gone or was recreated: refused.
+        // Expired, a recreated ServiceAccount, or a pod that is gone or was recreated:
+        // refused.
         for stale in [
+            token_at(now - 3600, "sa-1", None),
             token("sa-0", None),
             token("sa-1", Some(("gone", "pod-1"))),
             token("sa-1", Some(("mine", "pod-0"))),
