@@ -3,9 +3,10 @@
 //! `automountServiceAccountToken: false` every container mounts a `kube-api-access-*`
 //! projected volume (token, cluster CA, namespace) at the well-known path.
 //!
-//! Limitation: Kubernetes also honours `automountServiceAccountToken: false` on the
-//! ServiceAccount object and refuses pods whose service account does not exist; that
-//! needs the store, so it is not done here.
+//! The caller looks up the ServiceAccount and says whether it allows automounting
+//! (`automountServiceAccountToken` on the ServiceAccount; the pod's own field wins).
+//! Limitation: Kubernetes refuses pods whose service account does not exist yet; Strata
+//! admits them (their token volume waits for the account).
 
 use serde_json::{Value, json};
 
@@ -22,26 +23,33 @@ pub const DEFAULT_SERVICE_ACCOUNT: &str = "default";
 /// Lifetime the token source asks for (Kubernetes' 1 h + 7 s, which marks these tokens).
 pub const TOKEN_EXPIRATION_SECONDS: i64 = 3607;
 
+/// The service account a Pod (as JSON) runs as: `spec.serviceAccountName`, else the
+/// deprecated `spec.serviceAccount`, else `default`.
+pub fn account_of(pod: &Value) -> &str {
+    ["serviceAccountName", "serviceAccount"]
+        .iter()
+        .find_map(|field| pod["spec"][field].as_str().filter(|n| !n.is_empty()))
+        .unwrap_or(DEFAULT_SERVICE_ACCOUNT)
+}
+
 /// Admits a Pod being created: sets `spec.serviceAccountName` (and the deprecated
-/// `serviceAccount`) and, unless automounting is off, adds the token volume (named with
-/// `suffix`, or an existing `kube-api-access-*` one) and mounts it read-only in every
-/// container and init container that has nothing at [`TOKEN_MOUNT_PATH`] yet.
-pub fn admit_pod(pod: &mut Value, suffix: &str) {
+/// `serviceAccount`) and, unless automounting is off (the pod's
+/// `automountServiceAccountToken`, else `account_automounts`, the ServiceAccount's),
+/// adds the token volume (named with `suffix`, or an existing `kube-api-access-*` one)
+/// and mounts it read-only in every container and init container that has nothing at
+/// [`TOKEN_MOUNT_PATH`] yet.
+pub fn admit_pod(pod: &mut Value, suffix: &str, account_automounts: bool) {
+    let account = account_of(pod).to_string();
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return;
     };
-    let account = match spec.get("serviceAccountName").and_then(Value::as_str) {
-        Some(name) if !name.is_empty() => name.to_string(),
-        _ => spec
-            .get("serviceAccount")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .unwrap_or(DEFAULT_SERVICE_ACCOUNT)
-            .to_string(),
-    };
     spec.insert("serviceAccountName".into(), json!(account));
     spec.insert("serviceAccount".into(), json!(account));
-    if spec.get("automountServiceAccountToken") == Some(&json!(false)) {
+    let automount = spec
+        .get("automountServiceAccountToken")
+        .and_then(Value::as_bool)
+        .unwrap_or(account_automounts);
+    if !automount {
         return;
     }
     let existing = spec
@@ -109,7 +117,7 @@ mod tests {
                 {"name": "b", "volumeMounts": [{"name": "mine", "mountPath": TOKEN_MOUNT_PATH}]},
             ],
         }});
-        admit_pod(&mut pod, "x2b4z");
+        admit_pod(&mut pod, "x2b4z", true);
         let spec = &pod["spec"];
         assert_eq!(spec["serviceAccountName"], "default");
         assert_eq!(spec["volumes"][0]["name"], "kube-api-access-x2b4z");
@@ -135,10 +143,20 @@ mod tests {
             "automountServiceAccountToken": false,
             "containers": [{"name": "a"}],
         }});
-        admit_pod(&mut pod, "abcde");
+        admit_pod(&mut pod, "abcde", true);
         assert_eq!(pod["spec"]["serviceAccountName"], "robot");
         assert_eq!(pod["spec"]["serviceAccount"], "robot");
         assert!(pod["spec"]["volumes"].is_null());
         assert!(pod["spec"]["containers"][0]["volumeMounts"].is_null());
+        // The ServiceAccount may opt out; the pod's own field wins over it.
+        let mut pod = json!({"spec": {"containers": [{"name": "a"}]}});
+        admit_pod(&mut pod, "abcde", false);
+        assert!(pod["spec"]["volumes"].is_null());
+        let mut pod = json!({"spec": {
+            "automountServiceAccountToken": true,
+            "containers": [{"name": "a"}],
+        }});
+        admit_pod(&mut pod, "abcde", false);
+        assert_eq!(pod["spec"]["volumes"][0]["name"], "kube-api-access-abcde");
     }
 }

@@ -838,6 +838,28 @@ spec:
     assert_eq!(parts[0], "default", "{spec}");
     assert!(parts[1].starts_with("kube-api-access-"), "{spec}");
     assert_eq!(parts[2], "/var/run/secrets/kubernetes.io/serviceaccount");
+    // A ServiceAccount that opts out of automounting: its pods get no token volume.
+    s.apply(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: quiet, namespace: shop}
+automountServiceAccountToken: false
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: quiet, namespace: shop}
+spec:
+  serviceAccountName: quiet
+  containers: [{name: app, image: busybox}]
+"#,
+    );
+    let quiet = jsonpath(
+        &s,
+        &["get", "pod", "quiet", "-n", "shop"],
+        "{.spec.volumes}",
+    );
+    assert_eq!(quiet, "", "{quiet}");
 
     // TokenRequest, plain and bound to the pod (kubectl sends protobuf), and as JSON; a
     // too short lifetime is refused.
