@@ -71,6 +71,9 @@ pub fn admit_pod(pod: &mut Value, suffix: &str, account_automounts: bool) {
         };
         for container in containers.iter_mut().filter_map(Value::as_object_mut) {
             let mounts = container.entry("volumeMounts").or_insert_with(|| json!([]));
+            if mounts.is_null() {
+                *mounts = json!([]);
+            }
             let Some(mounts) = mounts.as_array_mut() else {
                 continue;
             };
@@ -83,6 +86,9 @@ pub fn admit_pod(pod: &mut Value, suffix: &str, account_automounts: bool) {
     }
     if mounted && existing.is_none() {
         let volumes = spec.entry("volumes").or_insert_with(|| json!([]));
+        if volumes.is_null() {
+            *volumes = json!([]);
+        }
         if let Some(volumes) = volumes.as_array_mut() {
             volumes.push(token_volume(&volume_name));
         }
@@ -154,9 +160,12 @@ mod tests {
         assert!(pod["spec"]["volumes"].is_null());
         let mut pod = json!({"spec": {
             "automountServiceAccountToken": true,
-            "containers": [{"name": "a"}],
+            "volumes": null,
+            "containers": [{"name": "a", "volumeMounts": null}],
         }});
         admit_pod(&mut pod, "abcde", false);
         assert_eq!(pod["spec"]["volumes"][0]["name"], "kube-api-access-abcde");
+        let mount = &pod["spec"]["containers"][0]["volumeMounts"][0];
+        assert_eq!(mount["name"], "kube-api-access-abcde");
     }
 }
