@@ -647,6 +647,8 @@ core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1Objec
 w = watch.Watch()
 seen = []
 for event in w.stream(core.list_namespaced_config_map, ns, resource_version=listed.metadata.resource_version, timeout_seconds=5):
+    if event["object"].metadata.name == "kube-root-ca.crt":
+        continue  # the server's own, made for every new namespace
     seen.append((event["type"], event["object"].metadata.name))
     if len(seen) == 2:
         w.stop()
