@@ -37,6 +37,7 @@ pub mod node_certs;
 pub mod pki;
 pub mod rest;
 pub mod server;
+pub mod serviceaccounts;
 pub mod status;
 pub mod storage;
 pub mod table;
