@@ -43,6 +43,7 @@ impl ContainerSteps<'_> {
             memory_limit: None,
             labels: Default::default(),
             log_rotation: None,
+            stdio: Default::default(),
         };
         let id = self
             .containers

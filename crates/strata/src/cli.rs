@@ -423,6 +423,9 @@ pub struct UpArgs {
     /// Port of the node agent's kubelet API (logs, exec, port-forward); 0 picks a free one.
     #[arg(long, default_value_t = strata_agent::server::DEFAULT_PORT)]
     pub kubelet_port: u16,
+    /// Most pods this node runs (its `pods` capacity), as kubelet's --max-pods.
+    #[arg(long, default_value_t = 110, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pods: u32,
 }
 
 /// `strata agent`.
@@ -451,6 +454,9 @@ pub struct AgentArgs {
     /// Port of the node agent's kubelet API (logs, exec, port-forward); 0 picks a free one.
     #[arg(long, default_value_t = strata_agent::server::DEFAULT_PORT)]
     pub kubelet_port: u16,
+    /// Most pods this node runs (its `pods` capacity), as kubelet's --max-pods.
+    #[arg(long, default_value_t = 110, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pods: u32,
 }
 
 /// `strata token …`.

@@ -145,7 +145,7 @@ pub fn run(data_dir: &Path, args: &AgentArgs) -> Result<u8> {
             node_ip: node_ip.to_string(),
             data_dir: data_dir.to_path_buf(),
             strata: StrataCommand::current_exe(data_dir)?,
-            max_pods: 110,
+            max_pods: args.max_pods,
             kubelet_listen: std::net::SocketAddr::new(node_ip, args.kubelet_port),
             kubelet_tls: KubeletTls {
                 cert_pem: kubelet.cert_pem,

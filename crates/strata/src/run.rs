@@ -332,6 +332,7 @@ fn run(store: &Store, data_dir: &Path, args: RunArgs) -> Result<u8> {
             memory_limit: config.limits.memory_bytes,
             labels: Default::default(),
             log_rotation: None,
+            stdio: Default::default(),
         };
         Ok::<_, anyhow::Error>((meta, spec))
     })?;

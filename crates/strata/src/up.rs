@@ -53,7 +53,7 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             node_ip: args.node_ip.to_string(),
             data_dir: data_dir.to_path_buf(),
             strata: StrataCommand::current_exe(data_dir)?,
-            max_pods: 110,
+            max_pods: args.max_pods,
             kubelet_listen: std::net::SocketAddr::new(args.node_ip, args.kubelet_port),
             kubelet_tls: KubeletTls {
                 cert_pem: kubelet_cert.cert_pem,

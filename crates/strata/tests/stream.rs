@@ -363,6 +363,101 @@ fn attach_streams_output_until_the_container_exits() {
 }
 
 #[test]
+fn attach_and_run_with_stdin_and_a_terminal() {
+    let Some(cloud) = Cloud::start("attach_and_run_with_stdin_and_a_terminal") else {
+        return;
+    };
+    // `kubectl run -i --rm`: the pod is made with stdin (stdinOnce), kubectl attaches,
+    // the piped input reaches the process, its answer comes back, the pod is removed.
+    let out = kubectl_input(
+        &cloud,
+        &[
+            "run",
+            "asker",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "--image=localhost/busybox:latest",
+            "--image-pull-policy=Never",
+            "--",
+            "sh",
+            "-c",
+            "read name; echo hello-$name",
+        ],
+        b"strata\n",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("hello-strata"),
+        "{out:?}"
+    );
+    assert!(out.status.success(), "{out:?}");
+    cloud.wait_for("the --rm pod to go", || {
+        !cloud.kubectl(&["get", "pod", "asker"]).status.success()
+    });
+
+    // A shell on a terminal, attached with -it under script(1): what is typed runs.
+    if Command::new("script").arg("--version").output().is_err() {
+        println!("SKIP attach on a terminal: script(1) is not installed");
+        return;
+    }
+    apply(&cloud, "console", CONSOLE_POD);
+    wait_running(&cloud, "console", "main");
+    let inner = format!(
+        "kubectl --kubeconfig {} attach -it console",
+        kubeconfig(&cloud).display()
+    );
+    let mut script = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = script.stdin.take().unwrap();
+    let lines = lines_of(script.stdout.take().unwrap());
+    // Type until the shell answers (it may not be reading yet when the first line goes).
+    let deadline = std::time::Instant::now() + LINE_WAIT;
+    let mut seen = Vec::new();
+    let answered = loop {
+        let _ = stdin.write_all(b"echo $((6*7))-$(tty)\n");
+        let _ = stdin.flush();
+        match lines.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) if line.contains("42-/dev/pts/") => break true,
+            Ok(line) => seen.push(line),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break false,
+        }
+        if std::time::Instant::now() > deadline {
+            break false;
+        }
+    };
+    let _ = stdin.write_all(b"exit 5\n");
+    drop(stdin);
+    let status = script.wait().unwrap();
+    assert!(answered, "no answer from the attached shell: {seen:?}");
+    let _ = status;
+    cloud.wait_for("the shell to exit with 5", || {
+        cloud.status_of("console", "main")["state"]["terminated"]["exitCode"] == 5
+    });
+}
+
+const CONSOLE_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: console}
+spec:
+  nodeName: test-node
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sh]
+    stdin: true
+    tty: true
+"#;
+
+#[test]
 fn the_kubelet_api_serves_only_the_api_server() {
     let Some(cloud) = Cloud::start("the_kubelet_api_serves_only_the_api_server") else {
         return;

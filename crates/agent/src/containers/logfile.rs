@@ -165,6 +165,31 @@ pub fn copy_stream(reader: impl Read, stream: Stream, writer: &Arc<Mutex<LogWrit
     }
 }
 
+/// Copies `reader` into the log as it arrives, without waiting for line ends: each
+/// read's complete lines become full records and a trailing remainder a partial one.
+/// For terminals, whose prompts end without a newline and must reach attached clients.
+pub fn copy_chunks(mut reader: impl Read, stream: Stream, writer: &Arc<Mutex<LogWriter>>) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let read = match reader.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        let Ok(mut log) = writer.lock() else { return };
+        let mut rest = &buffer[..read];
+        while !rest.is_empty() {
+            let (line, complete, next) = match rest.iter().position(|b| *b == b'\n') {
+                Some(end) => (&rest[..end], true, &rest[end + 1..]),
+                None => (rest, false, &rest[rest.len()..]),
+            };
+            if log.write_record(stream, !complete, line).is_err() {
+                return;
+            }
+            rest = next;
+        }
+    }
+}
+
 /// One parsed record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {

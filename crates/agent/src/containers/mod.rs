@@ -3,6 +3,7 @@
 //! records its exit ([`monitor`]), CRI-format logs that rotate ([`logfile`]) and their
 //! reading ([`logread`]), and exec sessions in processes of their own ([`session`]).
 
+pub mod attach;
 pub mod exec;
 pub mod launcher;
 pub mod logfile;

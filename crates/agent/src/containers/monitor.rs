@@ -11,9 +11,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::process::{Command, Stdio as ProcessStdio};
 use std::sync::{Arc, Mutex};
 
+use strata_runtime::console::ConsoleSocket;
 use strata_runtime::{ContainerId, CreateOptions, Exit, Stdio, wait_for_exit};
 
-use super::logfile::{LogWriter, Stream, copy_stream};
+use super::attach::{self, Input, StdioMode};
+use super::logfile::{LogWriter, Stream, copy_chunks, copy_stream};
 use super::store::{ContainerError, ExitRecord, Store};
 
 /// The first line the monitor writes when the container started.
@@ -114,12 +116,9 @@ pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
 type Copier = std::thread::JoinHandle<()>;
 
 fn start(store: &Store, id: &ContainerId) -> Result<(i32, Vec<Copier>), ContainerError> {
+    let meta = store.meta(id)?;
     let log_path = store.log_path(id);
-    let rotation = store
-        .meta(id)
-        .ok()
-        .and_then(|m| m.log_rotation)
-        .unwrap_or_default();
+    let rotation = meta.log_rotation.unwrap_or_default();
     let log = Arc::new(Mutex::new(
         LogWriter::with_rotation(&log_path, rotation).map_err(|source| ContainerError::Io {
             action: "open",
@@ -127,37 +126,114 @@ fn start(store: &Store, id: &ContainerId) -> Result<(i32, Vec<Copier>), Containe
             source,
         })?,
     ));
-    let pipe = || {
-        nix::unistd::pipe()
-            .map_err(|err| ContainerError::Monitor(format!("cannot create a pipe: {err}")))
+    let mode = meta.stdio;
+    let (pid, outputs, input) = if mode.tty {
+        on_terminal(store, id, mode)?
+    } else {
+        on_pipes(store, id, mode)?
     };
+    if let Some(input) = input {
+        let dir = store.dir(id);
+        attach::listen(&dir, input).map_err(|source| ContainerError::Io {
+            action: "listen for attached clients on",
+            path: attach::socket_path(&dir),
+            source,
+        })?;
+    }
+    store.runtime().start(id)?;
+    let copiers = outputs
+        .into_iter()
+        .map(|(fd, stream)| {
+            let log = Arc::clone(&log);
+            let file = std::fs::File::from(fd);
+            if mode.tty {
+                std::thread::spawn(move || copy_chunks(file, stream, &log))
+            } else {
+                std::thread::spawn(move || copy_stream(file, stream, &log))
+            }
+        })
+        .collect();
+    Ok((pid, copiers))
+}
+
+/// The container's init PID, the output streams to copy into the log, and where
+/// attached input goes (when the container takes any).
+type Created = (i32, Vec<(OwnedFd, Stream)>, Option<Input>);
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), ContainerError> {
+    nix::unistd::pipe()
+        .map_err(|err| ContainerError::Monitor(format!("cannot create a pipe: {err}")))
+}
+
+/// Creates the container with pipes for stdout and stderr, and for stdin when it takes
+/// input (else `/dev/null`).
+fn on_pipes(store: &Store, id: &ContainerId, mode: StdioMode) -> Result<Created, ContainerError> {
     let (out_read, out_write) = pipe()?;
     let (err_read, err_write) = pipe()?;
-    let null: OwnedFd = std::fs::File::open("/dev/null")
-        .map_err(|source| ContainerError::Io {
-            action: "open",
-            path: "/dev/null".into(),
-            source,
-        })?
-        .into();
+    let (stdin, input) = if mode.stdin {
+        let (read, write) = pipe()?;
+        let input = Input {
+            stdin: Some(write),
+            terminal: None,
+            once: mode.stdin_once,
+        };
+        (read, Some(input))
+    } else {
+        let null: OwnedFd = std::fs::File::open("/dev/null")
+            .map_err(|source| ContainerError::Io {
+                action: "open",
+                path: "/dev/null".into(),
+                source,
+            })?
+            .into();
+        (null, None)
+    };
     let options = CreateOptions {
         stdio: Stdio {
-            stdin: Some(null),
+            stdin: Some(stdin),
             stdout: Some(out_write),
             stderr: Some(err_write),
         },
         ..Default::default()
     };
     let state = store.runtime().create(id, &store.dir(id), options)?;
-    store.runtime().start(id)?;
-    let copiers = [(out_read, Stream::Stdout), (err_read, Stream::Stderr)]
-        .into_iter()
-        .map(|(fd, stream)| {
-            let log = Arc::clone(&log);
-            std::thread::spawn(move || copy_stream(std::fs::File::from(fd), stream, &log))
-        })
-        .collect();
-    Ok((state.pid, copiers))
+    let outputs = vec![(out_read, Stream::Stdout), (err_read, Stream::Stderr)];
+    Ok((state.pid, outputs, input))
+}
+
+/// Creates the container on a terminal: its output (stdout and stderr alike) is logged
+/// as stdout, and attached clients type into it and size it.
+fn on_terminal(
+    store: &Store,
+    id: &ContainerId,
+    mode: StdioMode,
+) -> Result<Created, ContainerError> {
+    let socket_path = store.dir(id).join("console.sock");
+    let console = ConsoleSocket::bind(&socket_path)
+        .map_err(|err| ContainerError::Monitor(format!("cannot make a console socket: {err}")))?;
+    let options = CreateOptions {
+        console_socket: Some(socket_path),
+        ..Default::default()
+    };
+    let state = store.runtime().create(id, &store.dir(id), options)?;
+    let master = console
+        .receive_master()
+        .map_err(|err| ContainerError::Monitor(format!("cannot receive the terminal: {err}")))?;
+    drop(console);
+    let copy = |fd: &OwnedFd| {
+        fd.try_clone()
+            .map_err(|err| ContainerError::Monitor(format!("cannot share the terminal: {err}")))
+    };
+    let input = Input {
+        stdin: if mode.stdin {
+            Some(copy(&master)?)
+        } else {
+            None
+        },
+        terminal: Some(copy(&master)?),
+        once: mode.stdin_once,
+    };
+    Ok((state.pid, vec![(master, Stream::Stdout)], Some(input)))
 }
 
 /// Points stdin/stdout/stderr at /dev/null so the parent's pipe can close.
@@ -175,6 +251,7 @@ fn detach_stdio() {
 
 /// Records the exit of `id` and removes it when asked to.
 pub fn finish(store: &Store, id: &ContainerId, exit: Exit) -> Result<ExitRecord, ContainerError> {
+    let _ = std::fs::remove_file(attach::socket_path(&store.dir(id)));
     let oom_killed = store
         .runtime()
         .stats(id)

@@ -96,6 +96,13 @@ pub struct Meta {
     /// When the log rotates (the default when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_rotation: Option<super::logfile::Rotation>,
+    /// Standard streams: stdin kept open for attached clients, a terminal.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub stdio: super::attach::StdioMode,
+}
+
+fn is_default(mode: &super::attach::StdioMode) -> bool {
+    *mode == super::attach::StdioMode::default()
 }
 
 /// The image a container runs.

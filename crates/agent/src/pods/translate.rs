@@ -56,6 +56,7 @@ pub fn container_config(
         ));
     }
     let mut config = ContainerConfig::new(inputs.rootfs.clone(), command);
+    config.terminal = container.tty.unwrap_or(false);
     config.sandbox = Some(inputs.sandbox.clone());
     let spec = pod.spec.as_ref();
     config.network = if spec.and_then(|s| s.host_network).unwrap_or(false) {

@@ -24,6 +24,7 @@ use super::tokens::TokenCache;
 use super::translate::{self, ConfigError, Inputs};
 use super::volumes;
 use crate::Context;
+use crate::containers::attach::StdioMode;
 use crate::containers::{Entry, ImageUse, Meta, monitor};
 
 /// Label keys on the containers of pods (CRI's).
@@ -1080,6 +1081,11 @@ fn start_blocking(
             memory_limit: config.limits.memory_bytes,
             labels,
             log_rotation: Some(ctx.options.log_rotation),
+            stdio: StdioMode {
+                stdin: container.stdin.unwrap_or(false),
+                stdin_once: container.stdin_once.unwrap_or(false),
+                tty: container.tty.unwrap_or(false),
+            },
         };
         Ok((meta, spec))
     });
