@@ -193,6 +193,62 @@ spec:
 }
 
 #[test]
+fn a_timed_out_exec_probe_leaves_no_process_behind() {
+    let Some(cloud) = Cloud::start("a_timed_out_exec_probe_leaves_no_process_behind") else {
+        return;
+    };
+    cloud.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: slow-probe}
+spec:
+  nodeName: test-node
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: app
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    readinessProbe:
+      exec: {command: [sleep, "300"]}
+      timeoutSeconds: 1
+      periodSeconds: 2
+"#,
+    );
+    let timed_out = || {
+        let events = cloud.json(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=slow-probe",
+        ]);
+        events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| {
+                e["reason"] == "Unhealthy"
+                    && e["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("timed out")
+            })
+            .map(|e| e["count"].as_i64().unwrap_or(1))
+            .sum::<i64>()
+            >= 3
+    };
+    cloud.wait_for("three probe timeouts", timed_out);
+    // Each timed-out probe command was killed with its session: at most the one of the
+    // probe running now is left, not one per timeout.
+    let ps = cloud.ok(&["exec", "slow-probe", "--", "ps", "-o", "args"]);
+    let probes = ps.lines().filter(|l| l.trim() == "sleep 300").count();
+    assert!(probes <= 1, "probe commands linger:\n{ps}");
+    let status = cloud.status_of("slow-probe", "app");
+    assert_eq!(status["ready"], false, "{status}");
+}
+
+#[test]
 fn an_unschedulable_pod_explains_itself() {
     let Some(cloud) = Cloud::start("an_unschedulable_pod_explains_itself") else {
         return;

@@ -15,6 +15,9 @@ use super::{ContainerError, StrataCommand};
 /// output too).
 pub const MAX_OUTPUT: usize = 10 * 1024;
 
+/// How long a timed-out session gets to kill its command and exit.
+const SESSION_GRACE: Duration = Duration::from_secs(2);
+
 /// How a captured command ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExecOutcome {
@@ -81,7 +84,19 @@ pub async fn run_captured(
         let status = child.wait().await;
         (output, status)
     };
-    match tokio::time::timeout(timeout, collect).await {
+    let finished = tokio::time::timeout(timeout, collect).await;
+    if finished.is_err() {
+        // The session kills its command on SIGTERM (a SIGKILL would orphan the command
+        // inside the container); give it a moment, then kill_on_drop has the last word.
+        if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = tokio::time::timeout(SESSION_GRACE, child.wait()).await;
+        }
+    }
+    match finished {
         Ok((output, Ok(status))) => {
             use std::os::unix::process::ExitStatusExt;
             let code = status
@@ -93,7 +108,6 @@ pub async fn run_captured(
         Ok((_, Err(err))) => Err(ContainerError::Monitor(format!(
             "cannot wait for the exec session: {err}"
         ))),
-        // Dropping the future drops the child, which kill_on_drop kills.
         Err(_) => Ok(ExecOutcome::TimedOut),
     }
 }

@@ -71,8 +71,27 @@ pub fn run(store: &Store, request: &ExecRequest) -> Result<u8, ContainerError> {
             ..Default::default()
         },
     )?;
+    kill_on_terminate(pid);
     let exit = wait_for_exit(pid)?;
     Ok(u8::try_from(exit.code()).unwrap_or(255))
+}
+
+/// Makes SIGTERM to this session kill its command (`pid`, inside the container) rather
+/// than the session alone: the agent sends it when a probe or hook times out, and a
+/// command that outlived its session would linger in the container. (The mask is set
+/// after the command started, so the command does not inherit it.)
+fn kill_on_terminate(pid: i32) {
+    use nix::sys::signal::{SigSet, Signal, kill};
+    let mut terminate = SigSet::empty();
+    terminate.add(Signal::SIGTERM);
+    if terminate.thread_block().is_err() {
+        return;
+    }
+    std::thread::spawn(move || {
+        if terminate.wait().is_ok() {
+            let _ = kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    });
 }
 
 fn run_on_terminal(
