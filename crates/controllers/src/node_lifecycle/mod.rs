@@ -72,9 +72,11 @@ pub struct Context {
     client: kube::Client,
     leases: Store<Lease>,
     pods: Store<Pod>,
+    nodes: Store<Node>,
     recorder: Recorder,
     backoff: Backoff,
     grace: Duration,
+    /// Heartbeats as last seen, per node; entries of deleted nodes are dropped.
     observed: Mutex<HashMap<String, Observed>>,
 }
 
@@ -101,6 +103,7 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
         client,
         leases,
         pods,
+        nodes: nodes.clone(),
         backoff: Backoff::default(),
         grace: options.node_grace_period,
         observed: Mutex::new(HashMap::new()),
@@ -109,7 +112,10 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
         .watches_stream(lease_events, |lease| {
             Some(ObjectRef::new(&lease.name_any()))
         })
-        .watches_stream(pod_events, move |pod| node_to_evict_from(&nodes, &pod))
+        .watches_stream(pod_events, {
+            let nodes = nodes.clone();
+            move |pod| node_to_evict_from(&nodes, &pod)
+        })
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
             if let Err(err) = result {
@@ -165,6 +171,10 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
         Ok(mut map) => {
             let next = Observed::update(map.get(&name), renew, heartbeat, now);
             map.insert(name.clone(), next.clone());
+            // Forget nodes that are gone (a controller is not called for deleted objects).
+            map.retain(|known, _| {
+                *known == name || ctx.nodes.get(&ObjectRef::new(known)).is_some()
+            });
             next
         }
         Err(_) => Observed::update(None, renew, heartbeat, now),
