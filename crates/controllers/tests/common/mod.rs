@@ -45,13 +45,15 @@ pub async fn cluster_with(options: ControllerOptions) -> Cluster {
     }
 }
 
-/// Polls `check` until it returns `Some`, failing after 30 s with `what`.
+/// Polls `check` until it returns `Some`, failing after 60 s with `what` (a bound
+/// against hangs, not a timing assertion: a watch that fell behind under load restarts
+/// with back-off).
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(value) = check().await {
             return value;
