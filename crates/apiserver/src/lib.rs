@@ -30,7 +30,6 @@ pub mod auth;
 pub mod discovery;
 pub mod embedded;
 mod fsutil;
-pub mod gc;
 pub mod kubelet;
 pub mod namespaces;
 pub mod node_certs;

@@ -485,17 +485,6 @@ pub(crate) struct DeleteOptions {
     pub dry_run: bool,
 }
 
-/// Delete at once, dependents in the background (the namespace finalizer's choice).
-pub(crate) fn no_grace() -> DeleteOptions {
-    DeleteOptions {
-        grace_period: Some(0),
-        propagation: None,
-        precondition_uid: None,
-        precondition_rv: None,
-        dry_run: false,
-    }
-}
-
 fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
     let mut options = DeleteOptions {
         grace_period: query.grace_period_seconds,
