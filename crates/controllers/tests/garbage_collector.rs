@@ -152,17 +152,25 @@ async fn deleting_a_namespace_deletes_its_content_first() {
         secrets.get_opt("s").await.unwrap().is_none().then_some(())
     })
     .await;
-    // The namespace stays Terminating while content remains.
     eventually("the held map to be marked", || async {
         let held = maps.get("held").await.unwrap();
         held.metadata.deletion_timestamp.is_some().then_some(())
     })
     .await;
-    let terminating = namespaces.get("doomed").await.unwrap();
-    assert_eq!(
-        terminating.status.unwrap().phase.as_deref(),
-        Some("Terminating")
-    );
+    // The namespace stays Terminating and says what holds it.
+    let status = eventually("the namespace to name the finalizer left", || async {
+        let status = namespaces.get("doomed").await.unwrap().status.unwrap();
+        let held = status.conditions.iter().flatten().any(|c| {
+            c.type_ == "NamespaceFinalizersRemaining"
+                && c.status == "True"
+                && c.message
+                    .as_deref()
+                    .is_some_and(|m| m.contains("test.strata.dev/hold in 1"))
+        });
+        held.then_some(status)
+    })
+    .await;
+    assert_eq!(status.phase.as_deref(), Some("Terminating"));
     drop_finalizers(&maps, "held").await;
     eventually("the namespace to go", || async {
         namespaces

@@ -1,7 +1,10 @@
 //! The namespace controller (kube-controller-manager's `namespace` controller): a
 //! namespace being deleted (`Terminating`) has everything in it deleted, through the
 //! API with background propagation, and once nothing is left loses the `kubernetes`
-//! finalizer of its spec, after which the API server removes it.
+//! finalizer of its spec, after which the API server removes it. While content remains
+//! the namespace's [`conditions`] say what is left and which finalizers hold it.
+
+pub mod conditions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +55,15 @@ pub enum Error {
         namespace: String,
         /// The object.
         name: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing the namespace's status conditions failed.
+    #[error("cannot update the conditions of namespace {namespace}")]
+    Conditions {
+        /// The namespace.
+        namespace: String,
         /// Cause.
         #[source]
         source: kube::Error,
@@ -118,8 +130,9 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Actio
     }
     let name = namespace.name_any();
     let remaining = delete_content(&ctx.client, &name).await?;
-    if remaining > 0 {
-        tracing::debug!(namespace = %name, remaining, "namespace content still going");
+    let version = report(&ctx.client, &namespace, &remaining).await?;
+    if !remaining.is_empty() {
+        tracing::debug!(namespace = %name, remaining = ?remaining.resources, "namespace content still going");
         return Ok(Action::requeue(DRAIN_POLL));
     }
     let kept: Vec<String> = namespace
@@ -131,7 +144,7 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Actio
         .filter(|f| f != FINALIZER)
         .collect();
     // An empty list, not null: defaulting would put the finalizer back on a null.
-    let patch = json!({"metadata": {"resourceVersion": namespace.resource_version()},
+    let patch = json!({"metadata": {"resourceVersion": version},
                        "spec": {"finalizers": kept}});
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     match api
@@ -152,10 +165,42 @@ async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Actio
     Ok(Action::await_change())
 }
 
-/// Deletes every object in `namespace` not already being deleted; returns how many
-/// objects are still there.
-async fn delete_content(client: &kube::Client, namespace: &str) -> Result<usize, Error> {
-    let mut remaining = 0;
+/// Writes the conditions for `remaining` when they differ from the namespace's;
+/// returns the namespace's resourceVersion after that.
+async fn report(
+    client: &kube::Client,
+    namespace: &Namespace,
+    remaining: &conditions::Remaining,
+) -> Result<Option<String>, Error> {
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let Some(merged) = conditions::merged(namespace, conditions::conditions(remaining), &now)
+    else {
+        return Ok(namespace.resource_version());
+    };
+    let name = namespace.name_any();
+    let api: Api<Namespace> = Api::all(client.clone());
+    let patch = json!({"status": {"conditions": merged}});
+    match api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(written) => Ok(written.resource_version()),
+        Err(err) if crate::is_not_found(&err) => Ok(None),
+        Err(source) => Err(Error::Conditions {
+            namespace: name,
+            source,
+        }),
+    }
+}
+
+/// Deletes every object in `namespace` not already being deleted; returns what is
+/// still there.
+async fn delete_content(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<conditions::Remaining, Error> {
+    let mut remaining = conditions::Remaining::default();
     for resource in RESOURCES.iter().filter(|r| r.namespaced) {
         let api: Api<DynamicObject> =
             Api::namespaced_with(client.clone(), namespace, &api_resource(resource));
@@ -169,8 +214,9 @@ async fn delete_content(client: &kube::Client, namespace: &str) -> Result<usize,
             })?
             .items;
         for item in items {
+            let finalizers = item.metadata.finalizers.clone().unwrap_or_default();
             if item.metadata.deletion_timestamp.is_some() {
-                remaining += 1;
+                remaining.count(resource.plural, &finalizers);
                 continue;
             }
             let name = item.name_any();
@@ -183,7 +229,7 @@ async fn delete_content(client: &kube::Client, namespace: &str) -> Result<usize,
             };
             match api.delete(&name, &params).await {
                 // Marked for deletion (finalizers, a graceful pod): not gone yet.
-                Ok(deleted) if deleted.is_left() => remaining += 1,
+                Ok(deleted) if deleted.is_left() => remaining.count(resource.plural, &finalizers),
                 Ok(_) => {}
                 Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
                 Err(source) => {
@@ -198,4 +244,33 @@ async fn delete_content(client: &kube::Client, namespace: &str) -> Result<usize,
         }
     }
     Ok(remaining)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn namespace(deleting: bool, finalizers: &[&str]) -> Namespace {
+        let mut ns: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": "shop"},
+            "spec": {"finalizers": finalizers},
+        }))
+        .unwrap_or_default();
+        if deleting {
+            ns.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::now(),
+                ));
+        }
+        ns
+    }
+
+    #[test]
+    fn only_terminating_namespaces_with_our_finalizer_are_finalized() {
+        assert!(needs_finalizing(&namespace(true, &[FINALIZER])));
+        assert!(needs_finalizing(&namespace(true, &["other", FINALIZER])));
+        assert!(!needs_finalizing(&namespace(false, &[FINALIZER])));
+        assert!(!needs_finalizing(&namespace(true, &["other"])));
+        assert!(!needs_finalizing(&namespace(true, &[])));
+    }
 }
