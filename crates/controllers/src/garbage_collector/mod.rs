@@ -39,7 +39,8 @@ type Tagged = (
     Result<watcher::Event<DynamicObject>, watcher::Error>,
 );
 
-/// Runs the garbage collector until the future is dropped.
+/// Runs the garbage collector until the future is dropped. It has one worker, so
+/// `options.concurrency` does not apply to it.
 pub async fn run(client: kube::Client, _options: ControllerOptions) -> Result<(), ControllerError> {
     let watches = RESOURCES.iter().map(|resource| {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &act::api_resource(resource));
@@ -68,7 +69,12 @@ pub async fn run(client: kube::Client, _options: ControllerOptions) -> Result<()
             collector.queued.remove(&uid);
             if let Err(err) = collector.process(&uid).await {
                 let delay = collector.backoff.failed(&uid);
-                tracing::warn!(error = %crate::chain(&err), uid = %uid, retry_in = ?delay, "garbage collection failed");
+                // A conflict only means the object changed since it was read: routine.
+                if crate::is_conflict(&err) {
+                    tracing::debug!(uid = %uid, retry_in = ?delay, "stale object, retrying");
+                } else {
+                    tracing::warn!(error = %crate::chain(&err), uid = %uid, retry_in = ?delay, "garbage collection failed");
+                }
                 let tx = retry_tx.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
