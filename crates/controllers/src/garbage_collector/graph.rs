@@ -115,12 +115,23 @@ impl Graph {
     }
 
     /// Uids of the known objects of `resource`.
-    pub fn uids_of(&self, resource: &Resource) -> Vec<String> {
+    fn uids_of(&self, resource: &Resource) -> Vec<String> {
         self.nodes
             .values()
             .filter(|n| n.id.resource == resource)
             .map(|n| n.id.uid.clone())
             .collect()
+    }
+
+    /// A watch of `resource` listed again and saw only `seen`: forgets the objects of
+    /// `resource` deleted while it was down; returns the uids to look at again.
+    pub fn relisted(&mut self, resource: &Resource, seen: &HashSet<String>) -> Vec<String> {
+        let gone: Vec<String> = self
+            .uids_of(resource)
+            .into_iter()
+            .filter(|uid| !seen.contains(uid))
+            .collect();
+        gone.iter().flat_map(|uid| self.remove(uid)).collect()
     }
 
     /// Records an added or changed object; returns the uids to look at again.
@@ -316,6 +327,19 @@ mod tests {
         assert_eq!(g.remove("rs"), vec!["pod".to_string()]);
         assert_eq!(g.remove("pod"), vec!["rs".to_string()]);
         assert!(g.get("pod").is_none());
+    }
+
+    #[test]
+    fn a_relist_forgets_what_was_deleted_meanwhile() {
+        let mut g = Graph::default();
+        g.upsert(node("rs", &[]));
+        g.upsert(node("pod", &[("rs", true)]));
+        let seen: HashSet<String> = ["pod".to_string()].into();
+        assert_eq!(
+            g.relisted(&strata_api::resources::RESOURCES[1], &seen),
+            vec!["pod".to_string()]
+        );
+        assert!(g.get("rs").is_none() && g.get("pod").is_some());
     }
 
     #[test]

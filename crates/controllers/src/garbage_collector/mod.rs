@@ -149,12 +149,8 @@ impl Collector {
                 // Objects deleted while the watch was down are gone from the new list.
                 if let Some(i) = self.listing.iter().position(|(r, _)| r == &resource) {
                     let (_, seen) = self.listing.swap_remove(i);
-                    for uid in self.graph.uids_of(resource) {
-                        if !seen.contains(&uid) {
-                            let touched = self.graph.remove(&uid);
-                            self.enqueue(touched);
-                        }
-                    }
+                    let touched = self.graph.relisted(resource, &seen);
+                    self.enqueue(touched);
                 }
                 if !self.synced.contains(&resource) {
                     self.synced.push(resource);
