@@ -185,10 +185,16 @@ impl ManagedFields {
         Value::Array(entries.iter().map(|e| e.to_value()).collect())
     }
 
-    /// Writes these entries into `object`'s metadata.
+    /// Writes these entries into `object`'s metadata; without any, removes
+    /// `managedFields` (Kubernetes omits an empty list).
     pub fn store_in(&self, object: &mut Value) {
+        let value = self.to_value();
         if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.insert("managedFields".into(), self.to_value());
+            if value.as_array().is_some_and(Vec::is_empty) {
+                meta.remove("managedFields");
+            } else {
+                meta.insert("managedFields".into(), value);
+            }
         }
     }
 
