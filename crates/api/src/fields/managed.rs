@@ -90,6 +90,9 @@ impl Entry {
         let operation = match value["operation"].as_str() {
             Some("Apply") => Operation::Apply,
             Some("Update") => Operation::Update,
+            // `[{}]` is how clients clear managedFields (Kubernetes' documented way):
+            // an entry owning nothing, dropped on the way out.
+            None if value.as_object().is_some_and(|m| m.is_empty()) => Operation::Update,
             other => return Err(DecodeError::Operation(format!("{other:?}"))),
         };
         if let Some(kind) = value["fieldsType"].as_str().filter(|t| *t != "FieldsV1") {
