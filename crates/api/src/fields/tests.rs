@@ -126,7 +126,6 @@ fn updates_take_the_fields_they_change() {
     scaled["spec"]["replicas"] = json!(5);
     let scale = Writer {
         subresource: Some("scale"),
-        api_version: "autoscaling/v1",
         ..writer("kubectl", T1)
     };
     let managed = record_update(&created, &scaled, managed, &scale, &shape);

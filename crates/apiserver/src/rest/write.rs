@@ -459,16 +459,22 @@ pub(super) async fn patch(
     let mut attempt = 1;
     loop {
         let (old, old_rv) = load(store, target).await?;
-        // The patch applies to the object without its version, so that a version in
-        // the patch shows: such a patch is a precondition and conflicts when stale.
+        // A merge patch applies to the object without its version, so that a
+        // version in the patch shows: such a patch is a precondition and conflicts
+        // when stale. A JSON patch sees the version, since its operations may
+        // address it (kubectl's managedFields upgrade replaces it, as its
+        // precondition); there a version other than the current one pins it.
         let mut bare = old.clone();
-        if let Some(meta) = bare["metadata"].as_object_mut() {
+        if patch_type != PatchType::Json
+            && let Some(meta) = bare["metadata"].as_object_mut()
+        {
             meta.remove("resourceVersion");
         }
         let mut new = apply_patch(target.resource, &bare, patch_type, body).map_err(patch_error)?;
+        let current = old_rv.to_string();
         let pinned = new["metadata"]["resourceVersion"]
             .as_str()
-            .is_some_and(|rv| !rv.is_empty());
+            .is_some_and(|rv| !rv.is_empty() && (patch_type != PatchType::Json || rv != current));
         if !pinned {
             storage::set_resource_version(&mut new, old_rv);
         }
@@ -775,10 +781,12 @@ pub(super) async fn scale(
         verb: target.verb,
     };
     let manager = managed::manager(query, headers, "UpdateOptions")?;
+    // Kubernetes records scale writes on the parent, in its version, marked as
+    // through the scale subresource (managedfields' ScaleHandler).
     let tracking = Tracking::Update {
         manager: &manager,
         subresource: Some("scale"),
-        api_version: "autoscaling/v1".into(),
+        api_version: target.resource.api_version(),
     };
     let (stored, _, _) = replace(store, &main, query, &object, rv, new, &tracking).await?;
     let rv = stored["metadata"]["resourceVersion"]
