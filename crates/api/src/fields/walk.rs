@@ -11,6 +11,7 @@
 use serde_json::{Map, Value};
 
 use super::path::PathElement;
+use super::set::FieldSet;
 use crate::patch::schema::{ListMerge, TypeSchema};
 
 /// How a list is merged.
@@ -108,15 +109,12 @@ fn keyed(keys: Keys, items: &[Value]) -> Option<Vec<(PathElement, &Value)>> {
     Some(out)
 }
 
-/// A collector of member paths.
-pub(crate) type Paths = super::set::FieldSet;
-
 /// Adds the fields `value` (a map's fields) sets, below `path`.
 pub(crate) fn object_fields(
     value: &Value,
     kind: Kind,
     path: &mut Vec<PathElement>,
-    out: &mut Paths,
+    out: &mut FieldSet,
 ) {
     let Some(map) = value.as_object() else {
         return;
@@ -133,7 +131,7 @@ pub(crate) fn object_fields(
 }
 
 /// Adds the value at `path`: its leaves, and list items themselves.
-fn node(value: &Value, kind: Kind, path: &mut Vec<PathElement>, out: &mut Paths) {
+fn node(value: &Value, kind: Kind, path: &mut Vec<PathElement>, out: &mut FieldSet) {
     match value {
         Value::Object(map) if !map.is_empty() && !kind.atomic_map => {
             object_fields(value, kind, path, out)
@@ -167,11 +165,11 @@ fn node(value: &Value, kind: Kind, path: &mut Vec<PathElement>, out: &mut Paths)
 #[derive(Debug, Default)]
 pub(crate) struct Diff {
     /// Set now, absent before.
-    pub added: Paths,
+    pub added: FieldSet,
     /// Set in both, with different values.
-    pub modified: Paths,
+    pub modified: FieldSet,
     /// Set before, absent now.
-    pub removed: Paths,
+    pub removed: FieldSet,
 }
 
 /// Compares the maps `old` and `new` below `path`.
@@ -375,7 +373,7 @@ fn merge_list(
 
 /// Removes the members of `set` from the map `value`. Maps and lists emptied by
 /// the removal are removed too.
-pub(crate) fn remove(value: &mut Value, set: &Paths, kind: Kind, path: &mut Vec<PathElement>) {
+pub(crate) fn remove(value: &mut Value, set: &FieldSet, kind: Kind, path: &mut Vec<PathElement>) {
     match value {
         Value::Object(map) => {
             for element in set.members() {
