@@ -193,6 +193,7 @@ fn main() {
         let state = Arc::new(ApiState {
             store: store.clone(),
             kubelet: None,
+            sa_tokens: Some(server.sa_tokens().clone()),
         });
         tokio::spawn(server.serve(router(state), std::future::pending()));
         let client = reqwest::Client::builder()

@@ -12,6 +12,7 @@ pub mod patch;
 pub mod quantity;
 pub mod resources;
 pub mod selector;
+pub mod serviceaccount;
 
 pub use admit::{AdmitError, Admitted, FieldValidation, Operation, admit};
 pub use field::{ErrorType, FieldError};

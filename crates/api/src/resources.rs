@@ -20,6 +20,8 @@ pub enum Subresource {
     Attach,
     /// `pods/portforward`.
     PortForward,
+    /// `serviceaccounts/token`: issues a token (`authentication.k8s.io/v1` TokenRequest).
+    Token,
 }
 
 impl Subresource {
@@ -34,6 +36,7 @@ impl Subresource {
             Subresource::Exec => "exec",
             Subresource::Attach => "attach",
             Subresource::PortForward => "portforward",
+            Subresource::Token => "token",
         }
     }
 
@@ -48,6 +51,7 @@ impl Subresource {
             Subresource::Exec => "PodExecOptions",
             Subresource::Attach => "PodAttachOptions",
             Subresource::PortForward => "PodPortForwardOptions",
+            Subresource::Token => "TokenRequest",
         }
     }
 
@@ -55,7 +59,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
             Subresource::Log => &["get"],
             Subresource::Exec | Subresource::Attach | Subresource::PortForward => {
                 &["create", "get"]
@@ -215,7 +219,7 @@ pub static RESOURCES: &[Resource] = &[
         true,
         ["sa"],
         [],
-        []
+        [Token]
     ),
     resource!(
         "",

@@ -113,6 +113,10 @@ fn resource_entry(r: &Resource) -> Vec<Value> {
             entry["group"] = json!("autoscaling");
             entry["version"] = json!("v1");
         }
+        if *sub == Subresource::Token {
+            entry["group"] = json!("authentication.k8s.io");
+            entry["version"] = json!("v1");
+        }
         entries.push(entry);
     }
     entries

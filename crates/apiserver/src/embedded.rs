@@ -1,6 +1,8 @@
 //! The API server as `strata server` and `strata up` run it: on the embedded SQLite store
-//! under the data dir, with the built-in namespaces, the namespace finalizer, the garbage
-//! collector, periodic compaction, and node agents allowed to write their own Pods.
+//! under the data dir, with the built-in namespaces, the namespace finalizer, each
+//! namespace's `default` ServiceAccount and `kube-root-ca.crt`, the garbage collector,
+//! periodic compaction, service account tokens, and node agents allowed to write their
+//! own Pods.
 //! Tests start the same thing in-process on port 0.
 
 use std::future::Future;
@@ -10,10 +12,11 @@ use std::time::Duration;
 
 use strata_store::{SqliteStore, Store, StoreError};
 
-use crate::auth::{PodNodeResolver, layer::PodNodeFuture};
+use crate::auth::PodNodeResolver;
+use crate::auth::layer::{ObjectFuture, PodNodeFuture};
 use crate::rest::{ApiState, router};
 use crate::server::{Server, ServerConfig, ServerError};
-use crate::{gc, namespaces, storage};
+use crate::{gc, namespaces, serviceaccounts, storage};
 
 /// How much history watches can resume from: compaction keeps this much.
 pub const HISTORY: Duration = Duration::from_secs(5 * 60);
@@ -94,6 +97,10 @@ impl EmbeddedServer {
             tokio::spawn(namespaces::run_finalizer(self.store.clone())),
             tokio::spawn(gc::run(self.store.clone())),
             tokio::spawn(compact_forever(self.store.clone())),
+            tokio::spawn(serviceaccounts::run(
+                self.store.clone(),
+                self.server.pki().ca_cert_pem().to_string(),
+            )),
         ];
         let kubelet = match crate::kubelet::KubeletClient::new(self.server.pki()) {
             Ok(client) => Some(Arc::new(client)),
@@ -105,8 +112,14 @@ impl EmbeddedServer {
         let state = Arc::new(ApiState {
             store: self.store.clone(),
             kubelet,
+            sa_tokens: Some(self.server.sa_tokens().clone()),
         });
-        let served = self.server.serve(router(state), shutdown).await;
+        // Joining node agents get their kubelet serving certificate here.
+        let app = router(state).route(
+            crate::node_certs::KUBELET_SERVING_CERT_PATH,
+            axum::routing::post(crate::node_certs::handle).with_state(self.server.pki().clone()),
+        );
+        let served = self.server.serve(app, shutdown).await;
         for task in loops {
             task.abort();
         }
@@ -143,6 +156,19 @@ impl PodNodeResolver for StoredPodNodes {
                 .ok()??;
             let pod = storage::decode(&kv).ok()?;
             pod.pointer("/spec/nodeName")?.as_str().map(str::to_string)
+        })
+    }
+
+    fn object<'a>(
+        &'a self,
+        plural: &'a str,
+        namespace: &'a str,
+        name: &'a str,
+    ) -> ObjectFuture<'a> {
+        Box::pin(async move {
+            crate::rest::stored(self.0.as_ref(), plural, namespace, name)
+                .await
+                .ok()?
         })
     }
 }

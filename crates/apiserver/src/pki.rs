@@ -173,6 +173,14 @@ pub enum PkiError {
         /// The SAN as given.
         san: String,
     },
+    /// A node asked for a kubelet certificate naming something other than itself.
+    #[error("node {node} may not have a certificate for {san}")]
+    ForeignSan {
+        /// The node.
+        node: String,
+        /// The refused SAN.
+        san: String,
+    },
     /// The kubeconfig could not be serialized.
     #[error("cannot serialize the kubeconfig")]
     SerializeKubeconfig(#[source] serde_yaml::Error),
@@ -344,6 +352,64 @@ impl Pki {
             &params,
             &format!("kubelet serving certificate for {name}"),
         )
+    }
+
+    /// Signs a node's certificate signing request (PEM) for its kubelet API, the way the
+    /// `kubernetes.io/kubelet-serving` signer does: CN `system:node:<node>`, O `system:nodes`,
+    /// server auth only, valid for a year. The subject is the caller's node identity whatever
+    /// the request says; of its SANs, IP addresses are kept, and DNS names only if they are the
+    /// node's name or `localhost` (a node gets no certificate for another name). The request's
+    /// signature is checked.
+    pub fn sign_kubelet_serving_csr(&self, node: &str, csr_pem: &str) -> Result<String, PkiError> {
+        let what = format!("kubelet serving certificate for {node}");
+        let mut csr =
+            rcgen::CertificateSigningRequestParams::from_pem(csr_pem).map_err(|source| {
+                PkiError::Generate {
+                    what: "certificate signing request".into(),
+                    source,
+                }
+            })?;
+        let wanted_cn = format!("{}{node}", crate::auth::NODE_USER_PREFIX);
+        let requested_cn = match csr.params.distinguished_name.get(&DnType::CommonName) {
+            Some(rcgen::DnValue::Utf8String(cn)) => Some(cn.clone()),
+            Some(rcgen::DnValue::PrintableString(cn)) => Some(cn.as_str().to_string()),
+            _ => None,
+        };
+        if let Some(cn) = requested_cn
+            && cn != wanted_cn
+        {
+            return Err(PkiError::ForeignSan {
+                node: node.to_string(),
+                san: format!("subject {cn}"),
+            });
+        }
+        let node_lower = node.to_ascii_lowercase();
+        let mut sans = Vec::new();
+        for san in &csr.params.subject_alt_names {
+            match san {
+                rcgen::SanType::IpAddress(_) => sans.push(san.clone()),
+                rcgen::SanType::DnsName(dns)
+                    if dns.as_str().eq_ignore_ascii_case(&node_lower)
+                        || dns.as_str() == "localhost" =>
+                {
+                    sans.push(san.clone())
+                }
+                other => {
+                    return Err(PkiError::ForeignSan {
+                        node: node.to_string(),
+                        san: format!("{other:?}"),
+                    });
+                }
+            }
+        }
+        let mut params = leaf_params(&wanted_cn, Some(crate::auth::NODES_GROUP))?;
+        params.subject_alt_names = sans;
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        csr.params = params;
+        let cert = csr
+            .signed_by(&self.ca)
+            .map_err(|source| PkiError::Generate { what, source })?;
+        Ok(cert.pem())
     }
 
     /// Paths of the admin client certificate and key files.
@@ -578,6 +644,70 @@ pub fn server_url(addr: std::net::SocketAddr) -> String {
         ip => ip,
     };
     format!("https://{}", std::net::SocketAddr::new(ip, addr.port()))
+}
+
+/// The CA fingerprint a joining node pins: `sha256:<hex>` of the first certificate's DER in
+/// `pem` (what `openssl x509 -outform der | sha256sum` prints).
+pub fn cert_sha256(pem: &str) -> Option<String> {
+    let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+    Some(der_sha256(&der))
+}
+
+/// `sha256:<hex>` of DER bytes (see [`cert_sha256`]).
+pub fn der_sha256(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// A key and a certificate signing request (both PEM) for node `name`'s kubelet API: SANs
+/// the node's name, `localhost` and `addresses`; what [`Pki::sign_kubelet_serving_csr`] signs.
+pub fn kubelet_serving_csr(name: &str, addresses: &[IpAddr]) -> Result<CertAndKey, PkiError> {
+    let what = format!("kubelet serving certificate request for {name}");
+    let mut sans = vec![name.to_ascii_lowercase(), "localhost".to_string()];
+    sans.extend(addresses.iter().map(IpAddr::to_string));
+    let mut params = CertificateParams::new(sans).map_err(|source| PkiError::Generate {
+        what: what.clone(),
+        source,
+    })?;
+    params.distinguished_name = DistinguishedName::new();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        format!("{}{name}", crate::auth::NODE_USER_PREFIX),
+    );
+    let key = generate_key(&what)?;
+    let csr = params
+        .serialize_request(&key)
+        .and_then(|csr| csr.pem())
+        .map_err(|source| PkiError::Generate { what, source })?;
+    Ok(CertAndKey {
+        cert_pem: csr,
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Whether a kubelet serving certificate and key kept on disk can be used again: the
+/// certificate parses, is for the key, was issued by the CA `ca_pem`, names every one of
+/// `names` (DNS names or IPs) and does not expire within [`RENEW_BEFORE_DAYS`].
+pub fn kubelet_cert_is_current(cert: &CertAndKey, ca_pem: &str, names: &[String]) -> bool {
+    let Ok(key) = KeyPair::from_pem(&cert.key_pem) else {
+        return false;
+    };
+    let cert_pem = cert.cert_pem.as_str();
+    let path = Path::new("<kubelet certificate>");
+    let facts = |pem: &str| {
+        let der = CertificateDer::from_pem_slice(pem.as_bytes()).ok()?;
+        CertFacts::parse(&der, path).ok()
+    };
+    let (Some(cert), Some(ca)) = (facts(cert_pem), facts(ca_pem)) else {
+        return false;
+    };
+    cert.issued_by(&ca)
+        && cert.public_key == key.public_key_raw()
+        && !cert.expires_soon()
+        && names
+            .iter()
+            .all(|n| cert.sans.contains(&n.to_ascii_lowercase()))
 }
 
 /// The names in a certificate's subject: the CN and every O.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::auth::serviceaccount::{SaTokenError, SaTokens};
 use crate::auth::{AuthLayer, Authenticator, PodNodeResolver, TokenError, TokenStore};
 use crate::pki::{Pki, PkiError, server_url};
 use crate::tls::{self, TlsError};
@@ -60,6 +61,9 @@ pub enum ServerError {
     /// The token store could not be prepared.
     #[error("cannot prepare the token store")]
     Tokens(#[source] TokenError),
+    /// The service account token key could not be prepared.
+    #[error("cannot prepare the service account token key")]
+    SaTokens(#[source] SaTokenError),
     /// The TLS configuration could not be built.
     #[error("cannot configure TLS")]
     Tls(#[source] TlsError),
@@ -92,6 +96,7 @@ pub struct Server {
     config: ServerConfig,
     pki: Arc<Pki>,
     tokens: Arc<TokenStore>,
+    sa_tokens: Arc<SaTokens>,
     tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -112,14 +117,16 @@ impl Server {
     /// Loads or creates the PKI and tokens, binds `config.listen`, and writes
     /// `<data_dir>/kubeconfig.yaml` pointing at the bound address.
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
-        let (pki, tokens) = {
+        let (pki, tokens, sa_tokens) = {
             let data_dir = config.data_dir.clone();
             let sans = config.tls_sans.clone();
             // Key generation and file IO: keep them off the async workers.
             let prepare = tokio::task::spawn_blocking(move || {
                 let pki = Pki::load_or_create(&data_dir, &sans).map_err(ServerError::Pki)?;
                 let tokens = TokenStore::load_or_init(pki.dir()).map_err(ServerError::Tokens)?;
-                Ok::<_, ServerError>((pki, tokens))
+                let sa_tokens =
+                    SaTokens::load_or_create(pki.dir()).map_err(ServerError::SaTokens)?;
+                Ok::<_, ServerError>((pki, tokens, sa_tokens))
             });
             match prepare.await {
                 Ok(prepared) => prepared?,
@@ -147,6 +154,7 @@ impl Server {
             config,
             pki: Arc::new(pki),
             tokens: Arc::new(tokens),
+            sa_tokens: Arc::new(sa_tokens),
             tls,
             listener,
             local_addr,
@@ -182,6 +190,11 @@ impl Server {
         &self.tokens
     }
 
+    /// The signer of service account tokens.
+    pub fn sa_tokens(&self) -> &Arc<SaTokens> {
+        &self.sa_tokens
+    }
+
     /// Path of the admin kubeconfig.
     pub fn kubeconfig_path(&self) -> &Path {
         &self.kubeconfig_path
@@ -194,7 +207,8 @@ impl Server {
         router: Router,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ServerError> {
-        let mut auth = Authenticator::new(self.tokens.clone());
+        let mut auth = Authenticator::new(self.tokens.clone())
+            .with_service_account_tokens(self.sa_tokens.clone());
         if let Some(resolver) = self.pod_nodes {
             auth = auth.with_pod_node_resolver(resolver);
         }

@@ -78,7 +78,7 @@ pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         }
     })?;
     let mut roots = RootCertStore::empty();
-    roots.add(ca).map_err(|source| TlsError::Config {
+    roots.add(ca.clone()).map_err(|source| TlsError::Config {
         what: "client trust roots",
         source,
     })?;
@@ -86,12 +86,15 @@ pub fn server_config(pki: &Pki) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         .allow_unauthenticated()
         .build()
         .map_err(TlsError::Verifier)?;
-    let chain = CertificateDer::pem_slice_iter(pki.serving().cert_pem.as_bytes())
+    let mut chain = CertificateDer::pem_slice_iter(pki.serving().cert_pem.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Pem {
             what: "serving certificate",
             source,
         })?;
+    // The CA goes along (clients ignore a root they already trust): a joining node agent
+    // pins it by hash (`strata agent --ca-cert-hash`) before it trusts anything else.
+    chain.push(ca.clone());
     let key =
         PrivateKeyDer::from_pem_slice(pki.serving().key_pem.as_bytes()).map_err(|source| {
             TlsError::Pem {

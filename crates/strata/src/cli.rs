@@ -59,6 +59,13 @@ pub enum Command {
     /// this machine, in one process (Ctrl-C stops it; pods keep running and are
     /// adopted on the next start).
     Up(UpArgs),
+    /// Join this machine to a running Strata as a further node: a node agent that runs
+    /// the pods bound to it (Ctrl-C stops it; pods keep running and are adopted on the
+    /// next start).
+    Agent(AgentArgs),
+    /// Manage join tokens (on the server's machine, with the server's --data-dir).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print the admin kubeconfig written by `strata server`.
     Kubeconfig,
     /// Download an image from a registry (same as `image pull`).
@@ -416,6 +423,55 @@ pub struct UpArgs {
     /// Port of the node agent's kubelet API (logs, exec, port-forward); 0 picks a free one.
     #[arg(long, default_value_t = strata_agent::server::DEFAULT_PORT)]
     pub kubelet_port: u16,
+}
+
+/// `strata agent`.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// The API server, e.g. https://10.0.0.1:6443.
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+    /// The node's join token (`strata token create --node NAME` prints it).
+    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Trust the server if its CA certificate has this hash (`sha256:<hex>` of the DER,
+    /// printed by `strata token create`).
+    #[arg(long, value_name = "sha256:HEX")]
+    pub ca_cert_hash: Option<String>,
+    /// Trust the server's CA from this PEM file (the server's `<data-dir>/pki/ca.crt`).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Name of this node (default: the host name); the token must be for this name.
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// IP address the node reports (status.hostIP; the API server reaches the kubelet API
+    /// there). Default: this machine's address towards the API server.
+    #[arg(long)]
+    pub node_ip: Option<std::net::IpAddr>,
+    /// Port of the node agent's kubelet API (logs, exec, port-forward); 0 picks a free one.
+    #[arg(long, default_value_t = strata_agent::server::DEFAULT_PORT)]
+    pub kubelet_port: u16,
+}
+
+/// `strata token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Issue a token for node NAME and print the `strata agent` command that joins it.
+    Create(TokenCreateArgs),
+}
+
+/// `strata token create`.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// The node the token is for (it authenticates as `system:node:<NAME>`).
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// The server URL to put in the join command (default: the admin kubeconfig's).
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Print only the token.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 /// How to reach registries (shared by pull, push and login).

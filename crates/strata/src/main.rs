@@ -4,6 +4,7 @@
 mod build;
 mod cli;
 mod images;
+mod join;
 mod oci;
 mod output;
 mod progress;

@@ -53,6 +53,10 @@ pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
         Command::Server(args) => crate::server::run(data_dir, &args),
         Command::Up(args) => crate::up::run(data_dir, &args),
         Command::Kubeconfig => crate::server::kubeconfig(data_dir),
+        Command::Agent(args) => crate::join::run(data_dir, &args),
+        Command::Token(crate::cli::TokenCommand::Create(args)) => {
+            crate::join::create_token(data_dir, &args)
+        }
     }
 }
 

@@ -15,10 +15,10 @@ use strata_apiserver::pki::Kubeconfig;
 use crate::cli::UpArgs;
 use crate::server::{async_runtime, shutdown_signal};
 
-/// Runs the one-node cloud until SIGINT or SIGTERM.
-pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
-    let node_name = match &args.node_name {
-        Some(name) => name.clone(),
+/// The node's name: `given`, else the host name in lower case; it must be a DNS subdomain.
+pub fn node_name(given: Option<&str>) -> Result<String> {
+    let node_name = match given {
+        Some(name) => name.to_string(),
         None => nix::unistd::gethostname()
             .context("cannot read the host name (give --node-name)")?
             .to_string_lossy()
@@ -29,6 +29,12 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             "node name {node_name:?} is not a DNS subdomain (lower-case letters, digits, '-' and '.'); give --node-name"
         );
     }
+    Ok(node_name)
+}
+
+/// Runs the one-node cloud until SIGINT or SIGTERM.
+pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
+    let node_name = node_name(args.node_name.as_deref())?;
     async_runtime()?.block_on(async {
         let embedded = crate::server::start(data_dir, &args.server).await?;
         let server = embedded.server();
@@ -80,6 +86,10 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
         ));
         let mut agent = tokio::spawn(strata_agent::run(node_client, options));
         eprintln!("strata: node {node_name} is up");
+        eprintln!(
+            "strata: to join another node, run `strata --data-dir {} token create --node NAME` and the command it prints on that node",
+            data_dir.display()
+        );
         tokio::select! {
             _ = shutdown_signal() => {}
             ended = &mut agent => match ended {

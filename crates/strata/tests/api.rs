@@ -1,8 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! `strata server` driven by real kubectl: apply (twice), get (json, wide, tables),
 //! label, annotate, the three patch types, server-side apply and managedFields,
-//! scale, edit, diff, watch, errors as
-//! Kubernetes words them, foreground cascading deletion and namespace deletion.
+//! scale, edit, diff, watch, errors as Kubernetes words them, foreground cascading
+//! deletion and namespace deletion, and service account tokens (TokenRequest, what
+//! they may do, when they stop working).
 
 mod common;
 
@@ -824,6 +825,8 @@ core.create_namespaced_config_map(ns, client.V1ConfigMap(metadata=client.V1Objec
 w = watch.Watch()
 seen = []
 for event in w.stream(core.list_namespaced_config_map, ns, resource_version=listed.metadata.resource_version, timeout_seconds=5):
+    if event["object"].metadata.name == "kube-root-ca.crt":
+        continue  # the server's own, made for every new namespace
     seen.append((event["type"], event["object"].metadata.name))
     if len(seen) == 2:
         w.stop()
@@ -963,4 +966,190 @@ fn the_kube_rs_client_works() {
             other => panic!("expected a 404, got {other:?}"),
         }
     });
+}
+
+#[test]
+fn service_account_tokens_are_issued_checked_and_scoped() {
+    let Some(s) = ApiServer::start("service_account_tokens_are_issued_checked_and_scoped") else {
+        return;
+    };
+    // Every namespace gets its default ServiceAccount and the cluster CA.
+    s.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n");
+    let ca = std::fs::read_to_string(s.data.path().join("pki/ca.crt")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let account = s.kubectl(&["get", "sa", "default", "-n", "shop"]);
+        let root = s.kubectl(&[
+            "get",
+            "cm",
+            "kube-root-ca.crt",
+            "-n",
+            "shop",
+            "-o",
+            r"jsonpath={.data.ca\.crt}",
+        ]);
+        if account.status.success() && String::from_utf8_lossy(&root.stdout) == ca {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no namespace defaults: {}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // New pods run as `default` with the token volume mounted.
+    s.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: app, namespace: shop}
+spec:
+  containers: [{name: app, image: busybox}]
+"#,
+    );
+    let spec = jsonpath(
+        &s,
+        &["get", "pod", "app", "-n", "shop"],
+        "{.spec.serviceAccountName} {.spec.volumes[0].name} {.spec.containers[0].volumeMounts[0].mountPath}",
+    );
+    let parts: Vec<&str> = spec.split(' ').collect();
+    assert_eq!(parts[0], "default", "{spec}");
+    assert!(parts[1].starts_with("kube-api-access-"), "{spec}");
+    assert_eq!(parts[2], "/var/run/secrets/kubernetes.io/serviceaccount");
+    // A ServiceAccount that opts out of automounting: its pods get no token volume.
+    s.apply(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: quiet, namespace: shop}
+automountServiceAccountToken: false
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: quiet, namespace: shop}
+spec:
+  serviceAccountName: quiet
+  containers: [{name: app, image: busybox}]
+"#,
+    );
+    let quiet = jsonpath(
+        &s,
+        &["get", "pod", "quiet", "-n", "shop"],
+        "{.spec.volumes}",
+    );
+    assert_eq!(quiet, "", "{quiet}");
+
+    // TokenRequest, plain and bound to the pod (kubectl sends protobuf), and as JSON; a
+    // too short lifetime is refused.
+    let token = s.ok(&["create", "token", "default", "-n", "shop"]);
+    let token = token.trim();
+    let bound = s.ok(&[
+        "create",
+        "token",
+        "default",
+        "-n",
+        "shop",
+        "--duration=20m",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "app",
+    ]);
+    let bound = bound.trim();
+    let claims = |token: &str| -> serde_json::Value {
+        use base64::Engine as _;
+        let payload = token.split('.').nth(1).unwrap();
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    };
+    let bound_claims = claims(bound);
+    assert_eq!(bound_claims["sub"], "system:serviceaccount:shop:default");
+    assert_eq!(bound_claims["kubernetes.io"]["pod"]["name"], "app");
+    let lifetime = bound_claims["exp"].as_i64().unwrap() - bound_claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 1200, "{bound_claims}");
+    let elsewhere = s.ok(&[
+        "create",
+        "token",
+        "default",
+        "-n",
+        "shop",
+        "--audience=vault",
+    ]);
+    assert_eq!(
+        claims(elsewhere.trim())["aud"],
+        serde_json::json!(["vault"])
+    );
+    let file = s.data.path().join("token-request.json");
+    std::fs::write(&file, r#"{"kind":"TokenRequest","apiVersion":"authentication.k8s.io/v1","spec":{"expirationSeconds":60}}"#).unwrap();
+    let short = s.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/shop/serviceaccounts/default/token",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    let short = String::from_utf8_lossy(&short.stderr);
+    assert!(short.contains("less than 10 minutes"), "{short}");
+
+    // The token's holder is the service account: discovery and itself, nothing more.
+    let ca_file = s.data.path().join("pki/ca.crt");
+    let as_token = |token: &str, args: &[&str]| {
+        Command::new("kubectl")
+            .env("KUBECONFIG", s.data.path().join("none.yaml"))
+            .arg(format!("--server={}", s.url))
+            .arg(format!("--certificate-authority={}", ca_file.display()))
+            .arg(format!("--token={token}"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let stderr = |out: &Output| String::from_utf8_lossy(&out.stderr).into_owned();
+    for t in [token, bound] {
+        let api = as_token(t, &["get", "--raw", "/api"]);
+        assert!(api.status.success(), "{}", stderr(&api));
+        let me = as_token(t, &["get", "sa", "default", "-n", "shop"]);
+        assert!(me.status.success(), "{}", stderr(&me));
+        let pods = as_token(t, &["get", "pods", "-n", "shop"]);
+        assert!(!pods.status.success());
+        assert!(
+            stderr(&pods).contains(
+                r#"User "system:serviceaccount:shop:default" cannot list resource "pods""#
+            ),
+            "{}",
+            stderr(&pods)
+        );
+    }
+    let garbage = as_token("a.b.c", &["get", "--raw", "/api"]);
+    assert!(
+        stderr(&garbage).contains("Unauthorized"),
+        "{}",
+        stderr(&garbage)
+    );
+    let garbage = as_token(elsewhere.trim(), &["get", "--raw", "/api"]);
+    assert!(
+        stderr(&garbage).contains("Unauthorized"),
+        "{}",
+        stderr(&garbage)
+    );
+
+    // A bound token dies with its pod; a token dies with its ServiceAccount.
+    s.ok(&[
+        "delete",
+        "pod",
+        "app",
+        "-n",
+        "shop",
+        "--grace-period=0",
+        "--force",
+    ]);
+    let gone = as_token(bound, &["get", "--raw", "/api"]);
+    assert!(stderr(&gone).contains("Unauthorized"), "{}", stderr(&gone));
+    assert!(as_token(token, &["get", "--raw", "/api"]).status.success());
+    s.ok(&["delete", "sa", "default", "-n", "shop"]);
+    let gone = as_token(token, &["get", "--raw", "/api"]);
+    assert!(stderr(&gone).contains("Unauthorized"), "{}", stderr(&gone));
 }

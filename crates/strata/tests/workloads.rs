@@ -2,7 +2,8 @@
 //! Workloads on `strata up`, driven by real kubectl: the multi-tier example deploys,
 //! scales, heals, rolls out a new image and rolls back; probes gate readiness and restart
 //! a container whose liveness fails (running its preStop hook); an unschedulable pod
-//! says why.
+//! says why; a projected volume shows config and downward API files and follows changes;
+//! a pod finds its service account token, the cluster CA and its namespace.
 
 mod common;
 
@@ -226,4 +227,185 @@ spec:
         cloud.status_of("picky", "app")["state"].is_object()
             && cloud.json(&["get", "pod", "picky"])["spec"]["nodeName"] == common::cloud::NODE
     });
+}
+
+#[test]
+fn a_projected_volume_shows_config_and_labels_and_follows_their_changes() {
+    let Some(cloud) =
+        Cloud::start("a_projected_volume_shows_config_and_labels_and_follows_their_changes")
+    else {
+        return;
+    };
+    cloud.apply(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {greeting: hello}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: projected
+  labels: {app: shop, tier: front}
+spec:
+  nodeName: test-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    resources: {limits: {memory: 64Mi}}
+    volumeMounts: [{name: all, mountPath: /etc/all}]
+  volumes:
+  - name: all
+    projected:
+      defaultMode: 0440
+      sources:
+      - configMap:
+          name: settings
+          items: [{key: greeting, path: config/greeting}]
+      - downwardAPI:
+          items:
+          - {path: labels, fieldRef: {fieldPath: metadata.labels}}
+          - {path: name, fieldRef: {fieldPath: metadata.name}}
+          - path: memory_mi
+            resourceFieldRef: {containerName: app, resource: limits.memory, divisor: 1Mi}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: escaping}
+spec:
+  nodeName: test-node
+  containers:
+  - name: app
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+    volumeMounts: [{name: info, mountPath: /etc/info}]
+  volumes:
+  - name: info
+    downwardAPI:
+      items: [{path: ../../escape, fieldRef: {fieldPath: metadata.name}}]
+"#,
+    );
+    cloud.wait_for("the projected pod to run", || {
+        cloud.status_of("projected", "app")["state"]["running"].is_object()
+    });
+    let cat = |path: &str| {
+        let out = cloud.kubectl(&["exec", "projected", "--", "cat", path]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(cat("/etc/all/config/greeting"), "hello");
+    assert_eq!(cat("/etc/all/labels"), "app=\"shop\"\ntier=\"front\"");
+    assert_eq!(cat("/etc/all/name"), "projected");
+    assert_eq!(cat("/etc/all/memory_mi"), "64");
+    let mode = cloud.ok(&[
+        "exec",
+        "projected",
+        "--",
+        "stat",
+        "-L",
+        "-c",
+        "%a",
+        "/etc/all/name",
+    ]);
+    assert_eq!(mode.trim(), "440");
+
+    // Changes of the labels and of the ConfigMap reach the running container.
+    cloud.ok(&["label", "pod", "projected", "tier=back", "--overwrite"]);
+    cloud.ok(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-p",
+        r#"{"data":{"greeting":"bonjour"}}"#,
+    ]);
+    cloud.wait_for("the new labels and greeting in the volume", || {
+        cat("/etc/all/labels") == "app=\"shop\"\ntier=\"back\""
+            && cat("/etc/all/config/greeting") == "bonjour"
+    });
+
+    // A path that climbs out is a FailedMount event, not a started container.
+    cloud.wait_for("the escaping pod's FailedMount event", || {
+        let events = cloud.json(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=escaping",
+        ]);
+        events["items"].as_array().into_iter().flatten().any(|e| {
+            e["reason"] == "FailedMount"
+                && e["message"].as_str().unwrap_or_default().contains("info")
+        })
+    });
+    let waiting = cloud.status_of("escaping", "app");
+    assert!(waiting["state"]["running"].is_null(), "{waiting}");
+    assert!(!cloud.data.path().join("escape").exists());
+}
+
+#[test]
+fn a_pod_finds_its_service_account_token_ca_and_namespace() {
+    let Some(cloud) = Cloud::start("a_pod_finds_its_service_account_token_ca_and_namespace") else {
+        return;
+    };
+    cloud.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: robot}
+spec:
+  nodeName: test-node
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: app
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: [sleep, "3600"]
+"#,
+    );
+    cloud.wait_for("the robot pod to run", || {
+        cloud.status_of("robot", "app")["state"]["running"].is_object()
+    });
+    let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let cat = |name: &str| cloud.ok(&["exec", "robot", "--", "cat", &format!("{dir}/{name}")]);
+    assert_eq!(cat("namespace"), "default");
+    let ca = std::fs::read_to_string(cloud.data.path().join("pki/ca.crt")).unwrap();
+    assert_eq!(cat("ca.crt"), ca);
+    let token = cat("token");
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    // The token is the pod's service account's, and the API server takes it.
+    let server = cloud.ok(&[
+        "config",
+        "view",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]);
+    let as_pod = |args: &[&str]| {
+        std::process::Command::new("kubectl")
+            .env("KUBECONFIG", cloud.data.path().join("none.yaml"))
+            .arg(format!("--server={server}"))
+            .arg(format!(
+                "--certificate-authority={}",
+                cloud.data.path().join("pki/ca.crt").display()
+            ))
+            .arg(format!("--token={token}"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let who = as_pod(&["get", "--raw", "/api"]);
+    assert!(
+        who.status.success(),
+        "{}",
+        String::from_utf8_lossy(&who.stderr)
+    );
+    let pods = as_pod(&["get", "pods"]);
+    let denied = String::from_utf8_lossy(&pods.stderr);
+    assert!(
+        denied.contains("system:serviceaccount:default:default"),
+        "{denied}"
+    );
 }

@@ -5,10 +5,14 @@
 //! removed when their pod is gone.
 
 pub mod actions;
+pub mod atomic_writer;
 pub mod cgroup;
+pub mod downward;
 mod insecure_tls;
 pub mod prober;
+pub mod projected;
 pub mod status;
+pub mod tokens;
 pub mod translate;
 pub mod volumes;
 pub mod worker;

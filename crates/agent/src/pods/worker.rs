@@ -16,8 +16,11 @@ use strata_image::{Image, Reference};
 use strata_runtime::{ContainerId, Sandbox, Signal};
 
 use super::actions::{self, Action, Network, Target};
+use super::downward::Allocatable;
 use super::prober::{self, ContainerProbes};
+use super::projected::VolumeInputs;
 use super::status::{self, Observed};
+use super::tokens::TokenCache;
 use super::translate::{self, ConfigError, Inputs};
 use super::volumes;
 use crate::Context;
@@ -64,6 +67,27 @@ pub struct Worker {
     probes: BTreeMap<String, ContainerProbes>,
     pod_cgroup: Option<PathBuf>,
     reported: Option<serde_json::Value>,
+    /// The last volume setup failure reported as an event.
+    mount_error: Option<String>,
+    /// The node's allocatable resources, read once.
+    allocatable: Option<Allocatable>,
+    /// Service account tokens of the pod's projected volumes.
+    tokens: TokenCache,
+    /// The ConfigMaps and Secrets last read for the pod.
+    fetched: Option<Fetched>,
+}
+
+/// How long the ConfigMaps and Secrets read for a pod are reused before they are read
+/// again (the kubelet's TTL-cache strategy, whose default is a minute): every pod refers
+/// to `kube-root-ca.crt`, and a read per pod per sync would load the API server. A pod
+/// whose setup failed reads them again at once.
+const SOURCES_TTL: Duration = Duration::from_secs(10);
+
+/// ConfigMaps and Secrets read for a pod, and when.
+struct Fetched {
+    at: Instant,
+    names: (Vec<String>, Vec<String>),
+    data: (volumes::Sources, volumes::Sources),
 }
 
 /// What the worker does next.
@@ -87,6 +111,10 @@ impl Worker {
             probes: BTreeMap::new(),
             pod_cgroup: None,
             reported: None,
+            mount_error: None,
+            allocatable: None,
+            tokens: TokenCache::default(),
+            fetched: None,
         }
     }
 
@@ -176,22 +204,40 @@ impl Worker {
                 })?;
             self.pod_cgroup = Some(path);
         }
-        let (config_maps, secrets) = self.fetch_sources(pod).await?;
+        let inputs = self.volume_inputs(pod).await?;
         let pod_dir = self.pod_dir();
-        let volumes = {
-            let pod = pod.clone();
-            let (maps, secrets) = (config_maps.clone(), secrets.clone());
-            tokio::task::spawn_blocking(move || volumes::prepare(&pod, &pod_dir, &maps, &secrets))
+        let prepared = {
+            let (pod, inputs) = (pod.clone(), inputs.clone());
+            tokio::task::spawn_blocking(move || volumes::prepare(&pod, &pod_dir, &inputs))
                 .await
-                .map_err(|err| ConfigError(err.to_string()))??
+                .map_err(|err| ConfigError(err.to_string()))?
         };
+        let volumes = match prepared {
+            Ok(volumes) => {
+                self.mount_error = None;
+                volumes
+            }
+            Err(err) => {
+                // Like the kubelet: the pod waits in ContainerCreating, a FailedMount
+                // event says why (once per distinct reason), and the next sync retries.
+                let message = err.to_string();
+                if self.mount_error.as_ref() != Some(&message) {
+                    tracing::warn!(pod = %pod_key(pod), error = %message, "volume setup failed");
+                    self.event(pod, None, EventType::Warning, "FailedMount", &message)
+                        .await;
+                    self.mount_error = Some(message);
+                }
+                return Ok(());
+            }
+        };
+        let (config_maps, secrets) = (&inputs.config_maps, &inputs.secrets);
         let policy = restart_policy(pod);
         let spec = pod.spec.clone().unwrap_or_default();
         let init_containers = spec.init_containers.clone().unwrap_or_default();
         for container in &init_containers {
             match self.latest(&container.name) {
                 None => {
-                    self.start(pod, container, &volumes, &config_maps, &secrets)
+                    self.start(pod, container, &volumes, config_maps, secrets)
                         .await;
                     return Ok(());
                 }
@@ -200,7 +246,7 @@ impl Worker {
                     Some(0) => continue,
                     Some(_) if policy == "Never" => return Ok(()),
                     Some(_) => {
-                        self.restart(pod, container, &entry, &volumes, &config_maps, &secrets)
+                        self.restart(pod, container, &entry, &volumes, config_maps, secrets)
                             .await;
                         return Ok(());
                     }
@@ -211,7 +257,7 @@ impl Worker {
         for container in &spec.containers {
             match self.latest(&container.name) {
                 None => {
-                    self.start(pod, container, &volumes, &config_maps, &secrets)
+                    self.start(pod, container, &volumes, config_maps, secrets)
                         .await
                 }
                 Some(entry) if entry.is_running() => {}
@@ -223,7 +269,7 @@ impl Worker {
                         _ => false,
                     };
                     if again {
-                        self.restart(pod, container, &entry, &volumes, &config_maps, &secrets)
+                        self.restart(pod, container, &entry, &volumes, config_maps, secrets)
                             .await;
                     }
                 }
@@ -542,17 +588,62 @@ impl Worker {
         }
     }
 
-    /// Reads the ConfigMaps and Secrets the pod refers to.
+    /// What the pod's volumes are made of: the ConfigMaps and Secrets it refers to, its
+    /// service account tokens and the node's allocatable resources.
+    async fn volume_inputs(&mut self, pod: &Pod) -> Result<VolumeInputs, ConfigError> {
+        let names = referenced_sources(pod);
+        let failing = self.mount_error.is_some()
+            || self
+                .waiting
+                .values()
+                .any(|(reason, _)| reason == "CreateContainerConfigError");
+        let cached = self
+            .fetched
+            .as_ref()
+            .filter(|f| !failing && f.names == names && f.at.elapsed() < SOURCES_TTL);
+        let (config_maps, secrets) = match cached {
+            Some(fetched) => fetched.data.clone(),
+            None => {
+                let data = self.fetch_sources(pod, names.clone()).await?;
+                self.fetched = Some(Fetched {
+                    at: Instant::now(),
+                    names,
+                    data: data.clone(),
+                });
+                data
+            }
+        };
+        let node = *self.allocatable.get_or_insert_with(|| {
+            let machine = crate::node::Machine::read(&self.ctx.options.data_dir);
+            Allocatable {
+                cpu_milli: machine.cpus as i64 * 1000,
+                memory_bytes: machine.memory_kib as i64 * 1024,
+                ephemeral_storage_bytes: machine.storage_bytes as i64,
+            }
+        });
+        Ok(VolumeInputs {
+            config_maps,
+            secrets,
+            tokens: self
+                .tokens
+                .tokens(&self.ctx.client, pod, Instant::now())
+                .await,
+            node,
+        })
+    }
+
+    /// Reads the ConfigMaps and Secrets the pod refers to (`names`: their names).
     async fn fetch_sources(
         &self,
         pod: &Pod,
+        names: (Vec<String>, Vec<String>),
     ) -> Result<(volumes::Sources, volumes::Sources), ConfigError> {
         let namespace = pod
             .metadata
             .namespace
             .clone()
             .unwrap_or_else(|| "default".into());
-        let (map_names, secret_names) = referenced_sources(pod);
+        let (map_names, secret_names) = names;
         let client = &self.ctx.client;
         let config_maps = read_sources(client, &namespace, map_names, |map: ConfigMap| {
             let mut data = map.data.unwrap_or_default();
@@ -1089,6 +1180,15 @@ fn referenced_sources(pod: &Pod) -> (Vec<String>, Vec<String>) {
         }
         if let Some(name) = volume.secret.as_ref().and_then(|s| s.secret_name.clone()) {
             secrets.insert(name);
+        }
+        let projected = volume.projected.as_ref().and_then(|p| p.sources.as_ref());
+        for source in projected.into_iter().flatten() {
+            if let Some(m) = &source.config_map {
+                maps.insert(m.name.clone());
+            }
+            if let Some(s) = &source.secret {
+                secrets.insert(s.name.clone());
+            }
         }
     }
     (maps.into_iter().collect(), secrets.into_iter().collect())

@@ -8,7 +8,14 @@
 //!   read (`get`/`list`/`watch`) any resource except listing or watching Secrets (a single
 //!   Secret may be read by name); write only their own Node (`nodes/<n>`, `nodes/<n>/status`),
 //!   their own Lease `kube-node-lease/<n>`, Events, and the status of (or delete) Pods bound to
-//!   them. They may not use `pods/log`, `exec`, `attach`, `portforward` or `proxy`. Kubernetes further limits Secret reads to Pods bound to the node; Strata doesn't yet.
+//!   them, and request service account tokens bound to Pods bound to them (for the service
+//!   account the Pod runs as). They may not use `pods/log`, `exec`, `attach`, `portforward`
+//!   or `proxy`. Kubernetes further limits Secret reads to Pods bound to the node; Strata
+//!   doesn't yet. Nodes may also `POST`
+//!   [`KUBELET_SERVING_CERT_PATH`](crate::node_certs::KUBELET_SERVING_CERT_PATH) to get their
+//!   kubelet serving certificate signed.
+//! - Service accounts (`system:serviceaccount:<ns>:<name>`) may `get` their own
+//!   ServiceAccount, besides discovery. There is no RBAC yet, so nothing grants them more.
 //! - Everyone else is denied.
 //!
 //! Some answers depend on data the URL lacks, so [`authorize`] returns them as a
@@ -17,7 +24,7 @@
 //! the store, asked through [`PodNodeResolver`](super::PodNodeResolver)).
 
 use super::attributes::{RequestAttributes, ResourceAttributes, Verb};
-use super::{Identity, MASTERS_GROUP};
+use super::{Identity, MASTERS_GROUP, serviceaccount};
 
 /// Namespace of node heartbeat Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -42,6 +49,10 @@ pub enum Condition {
     ObjectNameIs(String),
     /// The Pod named in the request must be bound to this node (`spec.nodeName`).
     PodOnNode(String),
+    /// The TokenRequest in the body must be bound (`spec.boundObjectRef`) to a Pod on
+    /// this node that runs as the service account named in the URL (Kubernetes'
+    /// NodeRestriction admission).
+    TokenForPodOnNode(String),
 }
 
 /// Decides whether `identity` may do what `attrs` describe. See the module doc for the policy.
@@ -59,17 +70,53 @@ pub fn authorize(identity: &Identity, attrs: &RequestAttributes) -> Decision {
         return Decision::Deny("anonymous requests are not allowed".into());
     }
     match attrs {
-        RequestAttributes::NonResource { verb, .. } => {
-            if verb == "get" || verb == "head" {
+        RequestAttributes::NonResource { verb, path } => {
+            let read = verb == "get" || verb == "head";
+            let node_cert = verb == "post"
+                && path == crate::node_certs::KUBELET_SERVING_CERT_PATH
+                && identity.node_name().is_some();
+            if read || node_cert {
                 Decision::Allow
             } else {
                 Decision::Deny("only reads of non-resource paths are allowed".into())
             }
         }
-        RequestAttributes::Resource(r) => match identity.node_name() {
-            Some(node) => authorize_node(node, r),
-            None => Decision::Deny("no policy allows this user".into()),
-        },
+        RequestAttributes::Resource(r) => {
+            if let Some(node) = identity.node_name() {
+                authorize_node(node, r)
+            } else if let Some((namespace, name)) = service_account_of(identity) {
+                authorize_service_account(namespace, name, r)
+            } else {
+                Decision::Deny("no policy allows this user".into())
+            }
+        }
+    }
+}
+
+/// The namespace and name of a service account identity
+/// (`system:serviceaccount:<ns>:<name>` in `system:serviceaccounts`).
+fn service_account_of(identity: &Identity) -> Option<(&str, &str)> {
+    let rest = identity.user.strip_prefix(serviceaccount::USER_PREFIX)?;
+    let (namespace, name) = rest.split_once(':')?;
+    let valid = !namespace.is_empty() && !name.is_empty() && !name.contains(':');
+    (valid && identity.in_group(serviceaccount::ALL_GROUP)).then_some((namespace, name))
+}
+
+/// Service accounts may read their own ServiceAccount object, nothing else yet. There
+/// is no RBAC: Kubernetes would grant what RoleBindings say; here a pod's token is good
+/// for discovery (allowed above for every authenticated caller) and for knowing itself.
+fn authorize_service_account(namespace: &str, name: &str, r: &ResourceAttributes) -> Decision {
+    let own = r.api_group.is_empty()
+        && r.resource == "serviceaccounts"
+        && r.subresource.is_none()
+        && r.namespace.as_deref() == Some(namespace)
+        && r.name.as_deref() == Some(name);
+    if own && r.verb == Verb::Get {
+        Decision::Allow
+    } else {
+        Decision::Deny(format!(
+            "service account {namespace}/{name} has no grants (no RBAC yet)"
+        ))
     }
 }
 
@@ -119,6 +166,9 @@ fn authorize_node(node: &str, r: &ResourceAttributes) -> Decision {
                 "node {node:?} may only update the status of, or delete, pods bound to it"
             )),
         },
+        ("", "serviceaccounts") if r.verb == Verb::Create && sub == Some("token") => {
+            Decision::AllowIf(Condition::TokenForPodOnNode(node.into()))
+        }
         ("" | "events.k8s.io", "events")
             if matches!(r.verb, Verb::Create | Verb::Update | Verb::Patch) =>
         {
@@ -211,6 +261,25 @@ mod tests {
             &attrs(Method::GET, "/api/v1/pods")
         )));
         assert!(denied(authorize(&anon, &attrs(Method::GET, "/api"))));
+    }
+
+    #[test]
+    fn only_nodes_post_for_a_kubelet_certificate() {
+        let path = crate::node_certs::KUBELET_SERVING_CERT_PATH;
+        assert_eq!(
+            authorize(&node("n1"), &attrs(Method::POST, path)),
+            Decision::Allow
+        );
+        assert!(denied(authorize(
+            &node("n1"),
+            &attrs(Method::POST, "/strata/v1/other")
+        )));
+        let user = Identity::new("alice", [AUTHENTICATED_GROUP]);
+        assert!(denied(authorize(&user, &attrs(Method::POST, path))));
+        assert!(denied(authorize(
+            &Identity::anonymous(),
+            &attrs(Method::POST, path)
+        )));
     }
 
     #[test]
@@ -390,5 +459,69 @@ mod tests {
             &fake,
             &attrs(Method::PUT, "/api/v1/nodes/mallory")
         )));
+    }
+
+    #[test]
+    fn service_accounts_may_discover_and_read_themselves_only() {
+        let robot = Identity::new(
+            "system:serviceaccount:shop:robot",
+            [
+                "system:serviceaccounts",
+                "system:serviceaccounts:shop",
+                AUTHENTICATED_GROUP,
+            ],
+        );
+        assert_eq!(
+            authorize(&robot, &attrs(Method::GET, "/api")),
+            Decision::Allow
+        );
+        assert_eq!(
+            authorize(
+                &robot,
+                &attrs(Method::GET, "/api/v1/namespaces/shop/serviceaccounts/robot")
+            ),
+            Decision::Allow
+        );
+        for (m, p) in [
+            (Method::GET, "/api/v1/namespaces/shop/pods"),
+            (
+                Method::GET,
+                "/api/v1/namespaces/shop/serviceaccounts/default",
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/other/serviceaccounts/robot",
+            ),
+            (
+                Method::DELETE,
+                "/api/v1/namespaces/shop/serviceaccounts/robot",
+            ),
+            (
+                Method::POST,
+                "/api/v1/namespaces/shop/serviceaccounts/robot/token",
+            ),
+        ] {
+            assert!(denied(authorize(&robot, &attrs(m.clone(), p))), "{m} {p}");
+        }
+        // Without the group the name alone is no service account.
+        let pretender = Identity::new("system:serviceaccount:shop:robot", [AUTHENTICATED_GROUP]);
+        assert!(denied(authorize(
+            &pretender,
+            &attrs(Method::GET, "/api/v1/namespaces/shop/serviceaccounts/robot")
+        )));
+    }
+
+    #[test]
+    fn nodes_request_tokens_under_a_condition() {
+        assert_eq!(
+            authorize(
+                &node("n1"),
+                &attrs(
+                    Method::POST,
+                    "/api/v1/namespaces/shop/serviceaccounts/default/token"
+                )
+            ),
+            Decision::AllowIf(Condition::TokenForPodOnNode("n1".into()))
+        );
     }
 }

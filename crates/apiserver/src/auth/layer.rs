@@ -19,6 +19,7 @@ use tower::{Layer, Service};
 use super::Identity;
 use super::attributes::{RequestAttributes, parse_request};
 use super::authorize::{Condition, Decision, authorize, forbidden_message};
+use super::serviceaccount::{self, SaTokens};
 use super::status::{self, Details};
 use super::tokens::TokenStore;
 
@@ -36,17 +37,34 @@ pub struct ClientCertIdentity(pub Identity);
 /// Boxed future returned by [`PodNodeResolver::pod_node`].
 pub type PodNodeFuture<'a> = Pin<Box<dyn Future<Output = Option<String>> + Send + 'a>>;
 
+/// Boxed future returned by [`PodNodeResolver::object`].
+pub type ObjectFuture<'a> = Pin<Box<dyn Future<Output = Option<serde_json::Value>> + Send + 'a>>;
+
 /// Tells which node a Pod is bound to, so node agents can be allowed to write the status of
 /// (and delete) their own Pods. The storage layer implements it by reading the Pod.
 pub trait PodNodeResolver: Send + Sync + 'static {
     /// `spec.nodeName` of Pod `namespace/name`; `None` if the Pod doesn't exist or is unbound.
     fn pod_node<'a>(&'a self, namespace: &'a str, name: &'a str) -> PodNodeFuture<'a>;
+
+    /// The stored core-group object `plural` `namespace/name`, used to check that a
+    /// service account token's ServiceAccount (and bound Pod) still exist, and which
+    /// service account a Pod runs as. The default knows no object, so service account
+    /// tokens and node token requests are refused.
+    fn object<'a>(
+        &'a self,
+        _plural: &'a str,
+        _namespace: &'a str,
+        _name: &'a str,
+    ) -> ObjectFuture<'a> {
+        Box::pin(async { None })
+    }
 }
 
 /// What the auth layer needs: the token store and, optionally, a [`PodNodeResolver`]. Without
 /// a resolver, node writes to Pods are denied.
 pub struct Authenticator {
     tokens: Arc<TokenStore>,
+    sa_tokens: Option<Arc<SaTokens>>,
     pod_nodes: Option<Arc<dyn PodNodeResolver>>,
 }
 
@@ -69,8 +87,17 @@ impl Authenticator {
     pub fn new(tokens: Arc<TokenStore>) -> Self {
         Authenticator {
             tokens,
+            sa_tokens: None,
             pod_nodes: None,
         }
+    }
+
+    /// Accepts service account tokens signed by `signer` (checked against the store
+    /// through the [`PodNodeResolver`]).
+    #[must_use]
+    pub fn with_service_account_tokens(mut self, signer: Arc<SaTokens>) -> Self {
+        self.sa_tokens = Some(signer);
+        self
     }
 
     /// Uses `resolver` for the [`Condition::PodOnNode`] check.
@@ -80,10 +107,11 @@ impl Authenticator {
         self
     }
 
-    /// Who is calling: the client certificate's identity, else the bearer token's, else
-    /// anonymous. A malformed `Authorization` header or an unknown token is an error, as in
-    /// Kubernetes, even where anonymous callers are let in.
-    pub fn authenticate(
+    /// Who is calling: the client certificate's identity, else the bearer token's (a
+    /// static token, or a service account JWT), else anonymous. A malformed
+    /// `Authorization` header or an unknown token is an error, as in Kubernetes, even
+    /// where anonymous callers are let in.
+    pub async fn authenticate(
         &self,
         headers: &HeaderMap,
         cert: Option<&ClientCertIdentity>,
@@ -100,10 +128,49 @@ impl Authenticator {
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
             return Err(InvalidCredentials);
         }
+        if let Some(signer) = &self.sa_tokens
+            && serviceaccount::looks_like_jwt(token)
+        {
+            return self.service_account(signer, token).await;
+        }
         self.tokens
             .authenticate(token)
             .map(Identity::authenticated)
             .ok_or(InvalidCredentials)
+    }
+
+    /// The identity of a service account JWT: valid signature, audience and time, and
+    /// the ServiceAccount (and the Pod it is bound to) still there with the same uids,
+    /// as Kubernetes' legacy-free token authenticator checks.
+    async fn service_account(
+        &self,
+        signer: &SaTokens,
+        token: &str,
+    ) -> Result<Identity, InvalidCredentials> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = signer
+            .verify(token, &[serviceaccount::ISSUER], now)
+            .map_err(|_| InvalidCredentials)?;
+        let resolver = self.pod_nodes.as_ref().ok_or(InvalidCredentials)?;
+        let ns = claims.kubernetes.namespace.as_str();
+        let uid_matches = |object: Option<serde_json::Value>, uid: &str| {
+            object.is_some_and(|o| o["metadata"]["uid"].as_str() == Some(uid))
+        };
+        let account = &claims.kubernetes.serviceaccount;
+        let found = resolver.object("serviceaccounts", ns, &account.name).await;
+        if !uid_matches(found, &account.uid) {
+            return Err(InvalidCredentials);
+        }
+        if let Some(pod) = &claims.kubernetes.pod {
+            let found = resolver.object("pods", ns, &pod.name).await;
+            let deleting = found
+                .as_ref()
+                .is_some_and(|p| p["metadata"]["deletionTimestamp"].is_string());
+            if deleting || !uid_matches(found, &pod.uid) {
+                return Err(InvalidCredentials);
+            }
+        }
+        Ok(claims.identity().authenticated())
     }
 
     /// Authenticates and authorizes `req`. On success returns the request with [`Identity`]
@@ -111,6 +178,7 @@ impl Authenticator {
     pub async fn check(&self, req: Request<Body>) -> Result<Request<Body>, Response> {
         let identity = self
             .authenticate(req.headers(), req.extensions().get::<ClientCertIdentity>())
+            .await
             .map_err(|_| status::unauthorized())?;
         let attrs = parse_request(req.method(), req.uri().path(), req.uri().query());
         let public = is_public_path(req.uri().path());
@@ -161,6 +229,45 @@ impl Authenticator {
                 if name.as_deref() != Some(wanted.as_str()) {
                     let reason = format!("the object must be named {wanted:?}");
                     return Err(forbidden(identity, attrs, &reason));
+                }
+                Ok(Request::from_parts(parts, Body::from(bytes)))
+            }
+            Condition::TokenForPodOnNode(node) => {
+                let RequestAttributes::Resource(r) = attrs else {
+                    return Err(forbidden(identity, attrs, "not a token request"));
+                };
+                let (parts, body) = req.into_parts();
+                let bytes = axum::body::to_bytes(body, MAX_CHECKED_BODY_BYTES)
+                    .await
+                    .map_err(|_| {
+                        status::failure(
+                            StatusCode::BAD_REQUEST,
+                            "BadRequest",
+                            "the request body could not be read",
+                            None,
+                        )
+                    })?;
+                let request: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                let bound = &request["spec"]["boundObjectRef"];
+                let pod = match (
+                    &self.pod_nodes,
+                    r.namespace.as_deref(),
+                    bound["name"].as_str(),
+                ) {
+                    (Some(resolver), Some(ns), Some(name)) if bound["kind"] == "Pod" => {
+                        resolver.object("pods", ns, name).await
+                    }
+                    _ => None,
+                };
+                let allowed = pod.is_some_and(|pod| {
+                    let spec = &pod["spec"];
+                    spec["nodeName"].as_str() == Some(node.as_str())
+                        && spec["serviceAccountName"].as_str().unwrap_or("default")
+                            == r.name.as_deref().unwrap_or_default()
+                });
+                if !allowed {
+                    let reason = "a node may only request tokens bound to pods on it that run as that service account";
+                    return Err(forbidden(identity, attrs, reason));
                 }
                 Ok(Request::from_parts(parts, Body::from(bytes)))
             }
@@ -307,29 +414,31 @@ mod tests {
         assert!(!is_public_path("/healthz/../api"));
     }
 
-    #[test]
-    fn authentication_order() {
+    #[tokio::test]
+    async fn authentication_order() {
         let (_dir, auth, admin) = authenticator();
         let node = ClientCertIdentity(Identity::node("n1"));
         let id = auth
             .authenticate(&headers("Bearer wrong"), Some(&node))
+            .await
             .unwrap();
         assert_eq!(id.user, "system:node:n1");
         assert!(id.in_group("system:authenticated"));
         let id = auth
             .authenticate(&headers(&format!("bearer {admin}")), None)
+            .await
             .unwrap();
         assert!(id.in_group("system:masters"));
         assert_eq!(
-            auth.authenticate(&headers("Bearer wrong"), None),
+            auth.authenticate(&headers("Bearer wrong"), None).await,
             Err(InvalidCredentials)
         );
         assert_eq!(
-            auth.authenticate(&headers("Basic YTpi"), None),
+            auth.authenticate(&headers("Basic YTpi"), None).await,
             Err(InvalidCredentials)
         );
         assert_eq!(
-            auth.authenticate(&HeaderMap::new(), None),
+            auth.authenticate(&HeaderMap::new(), None).await,
             Ok(Identity::anonymous())
         );
     }
@@ -407,5 +516,107 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.status(), StatusCode::FORBIDDEN);
+    }
+
+    /// A store with ServiceAccount `ns/default` (uid `sa-1`) and Pod `ns/mine` (uid
+    /// `pod-1`, on node n1, running as `default`).
+    struct Objects;
+    impl PodNodeResolver for Objects {
+        fn pod_node<'a>(&'a self, _ns: &'a str, name: &'a str) -> PodNodeFuture<'a> {
+            Box::pin(async move { (name == "mine").then(|| "n1".to_string()) })
+        }
+        fn object<'a>(&'a self, plural: &'a str, _ns: &'a str, name: &'a str) -> ObjectFuture<'a> {
+            Box::pin(async move {
+                match (plural, name) {
+                    ("serviceaccounts", "default") => {
+                        Some(serde_json::json!({"metadata": {"uid": "sa-1"}}))
+                    }
+                    ("pods", "mine") => Some(serde_json::json!({
+                        "metadata": {"uid": "pod-1"},
+                        "spec": {"nodeName": "n1"},
+                    })),
+                    _ => None,
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn nodes_request_tokens_only_for_their_pods_service_accounts() {
+        let (_dir, auth, _) = authenticator();
+        let auth = auth.with_pod_node_resolver(Arc::new(Objects));
+        let request = |account: &str, pod: &str| {
+            node_request(
+                http::Method::POST,
+                &format!("/api/v1/namespaces/ns/serviceaccounts/{account}/token"),
+                &format!(r#"{{"spec":{{"boundObjectRef":{{"kind":"Pod","name":"{pod}"}}}}}}"#),
+            )
+        };
+        assert!(auth.check(request("default", "mine")).await.is_ok());
+        for (account, pod) in [("default", "other"), ("robot", "mine")] {
+            let err = auth.check(request(account, pod)).await.unwrap_err();
+            assert_eq!(err.status(), StatusCode::FORBIDDEN);
+        }
+        let unbound = node_request(
+            http::Method::POST,
+            "/api/v1/namespaces/ns/serviceaccounts/default/token",
+            "{}",
+        );
+        let err = auth.check(unbound).await.unwrap_err();
+        assert_eq!(err.status(), StatusCode::FORBIDDEN);
+    }
+
+    #[tokio::test]
+    async fn service_account_tokens_hold_while_their_objects_exist() {
+        use crate::auth::serviceaccount::{Claims, ISSUER, KubernetesClaims, ObjectClaim};
+        let (dir, auth, _) = authenticator();
+        let signer = Arc::new(SaTokens::load_or_create(dir.path()).unwrap());
+        let auth = auth
+            .with_pod_node_resolver(Arc::new(Objects))
+            .with_service_account_tokens(signer.clone());
+        let now = chrono::Utc::now().timestamp();
+        let token_at = |issued: i64, sa_uid: &str, pod: Option<(&str, &str)>| {
+            let claims = Claims {
+                iss: ISSUER.into(),
+                sub: "system:serviceaccount:ns:default".into(),
+                aud: vec![ISSUER.into()],
+                exp: issued + 600,
+                iat: issued,
+                nbf: issued,
+                jti: "j".into(),
+                kubernetes: KubernetesClaims {
+                    namespace: "ns".into(),
+                    serviceaccount: ObjectClaim {
+                        name: "default".into(),
+                        uid: sa_uid.into(),
+                    },
+                    pod: pod.map(|(name, uid)| ObjectClaim {
+                        name: name.into(),
+                        uid: uid.into(),
+                    }),
+                },
+            };
+            headers(&format!("Bearer {}", signer.issue(&claims).unwrap()))
+        };
+        let token = |sa_uid: &str, pod: Option<(&str, &str)>| token_at(now, sa_uid, pod);
+        let who = auth.authenticate(&token("sa-1", None), None).await.unwrap();
+        assert_eq!(who.user, "system:serviceaccount:ns:default");
+        assert!(who.in_group("system:serviceaccounts:ns"));
+        assert!(who.in_group("system:authenticated"));
+        let bound = token("sa-1", Some(("mine", "pod-1")));
+        assert!(auth.authenticate(&bound, None).await.is_ok());
+        // Expired, a recreated ServiceAccount, or a pod that is gone or was recreated:
+        // refused.
+        for stale in [
+            token_at(now - 3600, "sa-1", None),
+            token("sa-0", None),
+            token("sa-1", Some(("gone", "pod-1"))),
+            token("sa-1", Some(("mine", "pod-0"))),
+        ] {
+            assert_eq!(
+                auth.authenticate(&stale, None).await,
+                Err(InvalidCredentials)
+            );
+        }
     }
 }

@@ -7,6 +7,8 @@ mod apply;
 mod managed;
 mod query;
 mod read;
+mod token;
+mod token_proto;
 mod watch;
 mod write;
 
@@ -26,6 +28,7 @@ use crate::status::{ApiError, json_response};
 
 pub use query::Query;
 pub(crate) use read::list_page;
+pub(crate) use token::stored;
 pub(crate) use write::{delete_object, new_uid, no_grace};
 
 /// Largest request body accepted (Kubernetes' limit).
@@ -38,6 +41,9 @@ pub struct ApiState {
     /// The client of node agents (pods/log, exec, attach, portforward); without one those
     /// subresources answer 503.
     pub kubelet: Option<Arc<crate::kubelet::KubeletClient>>,
+    /// The signer of service account tokens; without one `serviceaccounts/token`
+    /// answers 503.
+    pub sa_tokens: Option<Arc<crate::auth::serviceaccount::SaTokens>>,
 }
 
 /// The REST router over `state` (put the auth layer around it).
@@ -140,6 +146,11 @@ async fn serve(
         }
         Some(Subresource::Binding) => return write::bind(store, &target, &query, &body).await,
         Some(Subresource::Eviction) => return write::evict(store, &target, &body).await,
+        Some(Subresource::Token) if target.verb == Verb::Create => {
+            return token::request(store, state.sa_tokens.as_deref(), &target, &headers, &body)
+                .await;
+        }
+        Some(Subresource::Token) => return Err(ApiError::MethodNotAllowed),
         Some(
             Subresource::Log | Subresource::Exec | Subresource::Attach | Subresource::PortForward,
         ) => return Err(ApiError::NoRoute),

@@ -50,6 +50,24 @@ fn random_suffix() -> String {
         .collect()
 }
 
+/// Kubernetes' ServiceAccount admission for a new Pod, with the ServiceAccount's own
+/// `automountServiceAccountToken` looked up in the store.
+async fn admit_service_account(
+    store: &dyn Store,
+    target: &Target,
+    pod: &mut Value,
+) -> Result<(), ApiError> {
+    use strata_api::serviceaccount::{account_of, admit_pod};
+    let namespace = target.namespace.as_deref().unwrap_or("default");
+    let account = super::stored(store, "serviceaccounts", namespace, account_of(pod)).await?;
+    let automounts = account
+        .as_ref()
+        .and_then(|a| a["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true);
+    admit_pod(pod, &random_suffix(), automounts);
+    Ok(())
+}
+
 fn admit_error(resource: &Resource, name: &str, err: AdmitError) -> ApiError {
     match err {
         AdmitError::Invalid { errors } => ApiError::Invalid {
@@ -243,6 +261,9 @@ pub(crate) async fn insert(
         if let Some(map) = object.as_object_mut() {
             map.remove("status");
         }
+    }
+    if resource.group.is_empty() && resource.plural == "pods" {
+        admit_service_account(store, target, &mut object).await?;
     }
     let name = object["metadata"]["name"]
         .as_str()
