@@ -340,3 +340,82 @@ async fn malformed_applies_are_refused_like_kubernetes() {
     .await;
     assert_eq!(code, 422, "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_dry_run_and_unknown_fields() {
+    let server = TestApiServer::start().await;
+    let client = server.admin_client().await;
+    let config = deployment(1, "nginx", json!({"app": "web"}));
+    let apply = |uri: String, body: String| {
+        let client = client.clone();
+        async move {
+            raw(
+                &client,
+                "PATCH",
+                &uri,
+                "application/apply-patch+yaml",
+                None,
+                &body,
+            )
+            .await
+        }
+    };
+
+    // A dry run creates nothing.
+    let (code, _) = apply(
+        format!("{DEPLOYMENTS}/web?fieldManager=ci&dryRun=All"),
+        config.to_string(),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let (code, _) = raw(&client, "GET", &format!("{DEPLOYMENTS}/web"), "", None, "").await;
+    assert_eq!(code, 404);
+
+    // Unknown fields fail a Strict apply, as other writes.
+    let mut unknown = config.clone();
+    unknown["spec"]["replicaz"] = json!(3);
+    let (code, status) = apply(
+        format!("{DEPLOYMENTS}/web?fieldManager=ci&fieldValidation=Strict"),
+        unknown.to_string(),
+    )
+    .await;
+    assert_eq!(code, 400, "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.replicaz"),
+        "{status}"
+    );
+
+    // Status applied through /status is the status manager's, and leaves spec alone.
+    let (code, _) = apply(
+        format!("{DEPLOYMENTS}/web?fieldManager=ci"),
+        config.to_string(),
+    )
+    .await;
+    assert_eq!(code, 201);
+    let status = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 9},
+        "status": {"replicas": 1, "readyReplicas": 1}
+    });
+    let (code, object) = apply(
+        format!("{DEPLOYMENTS}/web/status?fieldManager=controller"),
+        status.to_string(),
+    )
+    .await;
+    assert_eq!(code, 200, "{object}");
+    assert_eq!(object["status"]["readyReplicas"], 1);
+    assert_eq!(object["spec"]["replicas"], 1);
+    let entries = object["metadata"]["managedFields"].as_array().unwrap();
+    let controller = entries
+        .iter()
+        .find(|e| e["manager"] == "controller")
+        .unwrap();
+    assert_eq!(controller["subresource"], "status");
+    assert_eq!(
+        controller["fieldsV1"],
+        json!({"f:status": {"f:readyReplicas": {}, "f:replicas": {}}})
+    );
+}
