@@ -388,6 +388,20 @@ async fn status_dry_run_and_unknown_fields() {
         "{status}"
     );
 
+    // Ignored, they are dropped, and nobody owns them.
+    let mut ignored = unknown.clone();
+    ignored["metadata"]["name"] = json!("ignored");
+    let (code, object) = apply(
+        format!("{DEPLOYMENTS}/ignored?fieldManager=ci&fieldValidation=Ignore"),
+        ignored.to_string(),
+    )
+    .await;
+    assert_eq!(code, 201, "{object}");
+    assert!(object["spec"]["replicaz"].is_null(), "{object}");
+    let owned = &object["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"];
+    assert!(owned["f:replicaz"].is_null(), "{owned}");
+    assert_eq!(owned["f:replicas"], json!({}));
+
     // Status applied through /status is the status manager's, and leaves spec alone.
     let (code, _) = apply(
         format!("{DEPLOYMENTS}/web?fieldManager=ci"),
@@ -418,4 +432,6 @@ async fn status_dry_run_and_unknown_fields() {
         controller["fieldsV1"],
         json!({"f:status": {"f:readyReplicas": {}, "f:replicas": {}}})
     );
+    let ci = entries.iter().find(|e| e["manager"] == "ci").unwrap();
+    assert_eq!(ci["fieldsV1"]["f:spec"]["f:replicas"], json!({}));
 }

@@ -201,6 +201,22 @@ impl ManagedFields {
         }
     }
 
+    /// Drops from the appliers' sets the fields `object` does not have: those of
+    /// an applied configuration that admission dropped as unknown (under
+    /// `fieldValidation=Warn` or `Ignore`). Appliers own only leaves and list items,
+    /// which this keeps exactly.
+    pub fn forget_absent(&mut self, object: &Value, shape: &Shape) {
+        let present = fields_of(object, shape);
+        for entry in self
+            .entries
+            .iter_mut()
+            .filter(|e| e.operation == Operation::Apply)
+        {
+            entry.fields = entry.fields.intersection(&present);
+        }
+        self.drop_empty();
+    }
+
     fn drop_empty(&mut self) {
         self.entries.retain(|e| !e.fields.is_empty());
     }

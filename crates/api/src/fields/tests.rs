@@ -438,3 +438,23 @@ fn managed_fields_that_do_not_decode_are_errors() {
         assert!(ManagedFields::of(&bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn appliers_forget_fields_admission_dropped() {
+    let shape = deployments();
+    let mut config = deployment(1, "nginx", json!({"app": "web"}));
+    config["spec"]["replicaz"] = json!(3);
+    let applied = apply(
+        None,
+        &config,
+        ManagedFields::default(),
+        &writer("m", T0),
+        false,
+        &shape,
+    )
+    .unwrap();
+    let mut managed = applied.managed;
+    let admitted = deployment(1, "nginx", json!({"app": "web"}));
+    managed.forget_absent(&admitted, &shape);
+    assert_eq!(entry(&managed, "m").fields, fields_of(&admitted, &shape));
+}

@@ -117,6 +117,16 @@ pub(crate) fn record(
         api_version,
     } = tracking
     else {
+        // Applied: admission may have dropped unknown fields the applier sent.
+        if let Ok(mut managed) = ManagedFields::of(new) {
+            // Every part of the object: appliers of the other scope keep theirs.
+            let whole = Shape {
+                scope: Scope::Object,
+                ..shape(resource, status_only)
+            };
+            managed.forget_absent(new, &whole);
+            managed.store_in(new);
+        }
         return;
     };
     let stored = old
