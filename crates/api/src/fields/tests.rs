@@ -458,3 +458,53 @@ fn appliers_forget_fields_admission_dropped() {
     managed.forget_absent(&admitted, &shape);
     assert_eq!(entry(&managed, "m").fields, fields_of(&admitted, &shape));
 }
+
+#[test]
+fn set_items_and_atomic_lists_an_applier_drops_are_removed() {
+    let shape = Shape {
+        schema: schema_for("", "Pod"),
+        scope: Scope::Main,
+    };
+    let first = json!({"metadata": {"finalizers": ["a", "b"]}, "spec": {"containers": [
+        {"name": "c", "image": "x", "args": ["-v"]}
+    ]}});
+    let second = json!({"metadata": {"finalizers": ["a"]}, "spec": {"containers": [
+        {"name": "c", "image": "x"}
+    ]}});
+    let applied = apply(
+        None,
+        &first,
+        ManagedFields::default(),
+        &writer("m", T0),
+        false,
+        &shape,
+    )
+    .unwrap();
+    // Another manager added a finalizer of its own: it stays.
+    let mut live = applied.object.clone();
+    live["metadata"]["finalizers"] = json!(["a", "b", "theirs"]);
+    let managed = record_update(
+        &applied.object,
+        &live,
+        applied.managed,
+        &writer("gc", T0),
+        &shape,
+    );
+    let again = apply(
+        Some(&live),
+        &second,
+        managed,
+        &writer("m", T1),
+        false,
+        &shape,
+    )
+    .unwrap();
+    assert_eq!(
+        again.object["metadata"]["finalizers"],
+        json!(["a", "theirs"])
+    );
+    assert_eq!(
+        again.object["spec"]["containers"],
+        json!([{"name": "c", "image": "x"}])
+    );
+}

@@ -33,7 +33,7 @@ pub(super) async fn apply(
             ));
         }
     };
-    managed::manager(query, &http::HeaderMap::new(), "PatchOptions")?;
+    managed::validate(&manager, "PatchOptions")?;
     let config = decode(target, body)?;
     let status_only = target.subresource == Some(Subresource::Status);
     let shape = managed::shape(target.resource, status_only);

@@ -52,7 +52,7 @@ pub(crate) fn manager(
 }
 
 /// `fieldManager` is at most 128 printable characters (422 like Kubernetes).
-fn validate(manager: &str, options: &str) -> Result<(), ApiError> {
+pub(crate) fn validate(manager: &str, options: &str) -> Result<(), ApiError> {
     let error = if manager.chars().count() > MAX_MANAGER_CHARS {
         FieldError {
             kind: ErrorType::TooLong,
