@@ -217,10 +217,57 @@ impl ManagedFields {
         self.drop_empty();
     }
 
+    /// Keeps at most [`MAX_UPDATERS`] `Update` entries, as Kubernetes does: the
+    /// oldest are folded, per API version, into an [`ANCIENT_CHANGES`] entry that
+    /// takes the time of the newest update folded in.
+    fn cap_updaters(&mut self) {
+        let mut updaters: Vec<usize> = (0..self.entries.len())
+            .filter(|i| self.entries[*i].operation == Operation::Update)
+            .collect();
+        if updaters.len() <= MAX_UPDATERS {
+            return;
+        }
+        updaters.sort_by(|a, b| self.entries[*a].time.cmp(&self.entries[*b].time));
+        let mut count = updaters.len();
+        let mut first_of_version: Vec<(String, usize)> = Vec::new();
+        let mut folded = Vec::new();
+        for i in updaters {
+            if count <= MAX_UPDATERS {
+                break;
+            }
+            let version = self.entries[i].api_version.clone();
+            match first_of_version.iter().find(|(v, _)| *v == version) {
+                Some((_, bucket)) => {
+                    let bucket = *bucket;
+                    let entry = self.entries[i].clone();
+                    let target = &mut self.entries[bucket];
+                    target.manager = ANCIENT_CHANGES.into();
+                    target.subresource = None;
+                    target.fields = target.fields.union(&entry.fields);
+                    target.time = entry.time;
+                    folded.push(i);
+                    count -= 1;
+                }
+                None => first_of_version.push((version, i)),
+            }
+        }
+        let mut index = 0;
+        self.entries.retain(|_| {
+            index += 1;
+            !folded.contains(&(index - 1))
+        });
+    }
+
     fn drop_empty(&mut self) {
         self.entries.retain(|e| !e.fields.is_empty());
     }
 }
+
+/// How many `Update` entries an object keeps (Kubernetes' default).
+pub const MAX_UPDATERS: usize = 10;
+
+/// The manager of the oldest updates folded together past [`MAX_UPDATERS`].
+pub const ANCIENT_CHANGES: &str = "ancient-changes";
 
 /// Who writes, and when.
 #[derive(Debug, Clone, Copy)]
@@ -305,6 +352,7 @@ pub fn record_update(
             .push(writer.entry(Operation::Update, changed)),
     }
     managed.drop_empty();
+    managed.cap_updaters();
     managed
 }
 

@@ -3,9 +3,9 @@
 //! changes, and the merge, conflict detection and pruning of `application/apply-patch+yaml`
 //! (structured-merge-diff's semantics, with the list types of [`crate::patch::schema`]).
 //!
-//! Limitations: Kubernetes caps `Update` entries at ten (folding the oldest into
-//! `ancient-changes`); Strata keeps them all. Only `spec.selector` is known as an
-//! atomic map; other `x-kubernetes-map-type: atomic` structs merge field by field.
+//! Limitations: only `spec.selector` is known as an atomic map; other
+//! `x-kubernetes-map-type: atomic` structs merge field by field. Maps an update
+//! adds are not members themselves (Kubernetes marks some with `"."`).
 
 pub mod managed;
 pub mod path;
@@ -17,8 +17,8 @@ use serde_json::Value;
 use crate::patch::schema::TypeSchema;
 
 pub use managed::{
-    Applied, ApplyError, BEFORE_FIRST_APPLY, Conflict, DecodeError, Entry, ManagedFields,
-    Operation, Writer, apply, fields_of, record_update,
+    ANCIENT_CHANGES, Applied, ApplyError, BEFORE_FIRST_APPLY, Conflict, DecodeError, Entry,
+    MAX_UPDATERS, ManagedFields, Operation, Writer, apply, fields_of, record_update,
 };
 pub use path::PathElement;
 pub use set::FieldSet;

@@ -508,3 +508,29 @@ fn set_items_and_atomic_lists_an_applier_drops_are_removed() {
         json!([{"name": "c", "image": "x"}])
     );
 }
+
+#[test]
+fn the_oldest_of_more_than_ten_updaters_are_folded_into_ancient_changes() {
+    let shape = Shape {
+        schema: schema_for("", "ConfigMap"),
+        scope: Scope::Object,
+    };
+    let mut object = json!({"data": {}});
+    let mut managed = ManagedFields::default();
+    let names: Vec<String> = (0..12).map(|i| format!("m{i:02}")).collect();
+    let times: Vec<String> = (0..12)
+        .map(|i| format!("2026-01-01T00:00:{i:02}Z"))
+        .collect();
+    for (name, time) in names.iter().zip(&times) {
+        let mut next = object.clone();
+        next["data"][name] = json!("v");
+        managed = record_update(&object, &next, managed, &writer(name, time), &shape);
+        object = next;
+    }
+    assert_eq!(managed.entries.len(), MAX_UPDATERS);
+    let ancient = entry(&managed, ANCIENT_CHANGES);
+    assert_eq!(ancient.fields.paths().len(), 3, "{ancient:?}");
+    assert_eq!(ancient.time.as_deref(), Some("2026-01-01T00:00:02Z"));
+    assert!(managed.entries.iter().any(|e| e.manager == "m03"));
+    assert!(!managed.entries.iter().any(|e| e.manager == "m01"));
+}
