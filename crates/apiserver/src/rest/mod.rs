@@ -1,7 +1,10 @@
 //! The Kubernetes REST surface: one handler that turns a request (already
 //! authenticated, with its parsed attributes) into a typed operation on the store.
-//! Reads live in `read`, writes in `write`, watches in `watch`.
+//! Reads live in `read`, writes in `write` (server-side apply in `apply`, managed
+//! fields in `managed`), watches in `watch`.
 
+mod apply;
+mod managed;
 mod query;
 mod read;
 mod token;
