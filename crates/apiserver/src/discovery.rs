@@ -1,13 +1,12 @@
 //! The non-resource endpoints: discovery (`/api`, `/apis`, group and group-version
-//! resource lists), `/version`, health checks, and the OpenAPI v3 index and
-//! per-group-version documents (paths and parameters, so kubectl knows the server
-//! validates fields itself; schemas for `kubectl explain` are still to come).
+//! resource lists), `/version` and health checks; `/openapi/v3` is handed to
+//! [`crate::openapi`].
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
-use strata_api::resources::{self, RESOURCES, VERBS};
+use strata_api::resources::{self, VERBS};
 use strata_api::{Resource, Subresource};
 
 use crate::status::{ApiError, json_response};
@@ -24,8 +23,8 @@ fn text(body: &'static str) -> Response {
     response
 }
 
-/// Serves a non-resource request.
-pub fn handle(method: &Method, path: &str) -> Response {
+/// Serves a non-resource request; `query` is its query string.
+pub fn handle(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return ApiError::MethodNotAllowed.into_response();
     }
@@ -58,11 +57,7 @@ pub fn handle(method: &Method, path: &str) -> Response {
             _ => return ApiError::NoRoute.into_response(),
         },
         ["apis", g, v] if resources::in_group_version(g, v).next().is_some() => resource_list(g, v),
-        ["openapi", "v3"] => openapi_index(),
-        ["openapi", "v3", rest @ ..] => match openapi_document(rest) {
-            Some(doc) => doc,
-            None => return ApiError::NoRoute.into_response(),
-        },
+        ["openapi", "v3", rest @ ..] => return crate::openapi::serve_v3(rest, query, headers),
         _ => return ApiError::NoRoute.into_response(),
     };
     json_response(StatusCode::OK, &body)
@@ -134,83 +129,6 @@ fn resource_list(group: &str, version: &str) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": entries})
 }
 
-fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-fn openapi_index() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (group, versions) in resources::groups() {
-        for version in versions {
-            let path = gv_path(group, version);
-            paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash=strata-{}", env!("CARGO_PKG_VERSION"))}));
-        }
-    }
-    json!({"paths": paths})
-}
-
-fn operation(r: &Resource, verb: &str, writes: bool) -> Value {
-    let mut params = vec![json!({"name": "pretty", "in": "query", "schema": {"type": "string"}})];
-    if writes {
-        for name in ["dryRun", "fieldManager", "fieldValidation"] {
-            params.push(json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}}));
-        }
-    }
-    json!({
-        "operationId": format!("{verb}{}", r.kind),
-        "parameters": params,
-        "responses": {"200": {"description": "OK"}},
-        "x-kubernetes-action": verb,
-        "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
-    })
-}
-
-fn openapi_document(rest: &[&str]) -> Option<Value> {
-    let (group, version) = match rest {
-        ["api", v] => ("", *v),
-        ["apis", g, v] => (*g, *v),
-        _ => return None,
-    };
-    let mut paths = serde_json::Map::new();
-    for r in RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
-        let base = format!("/{}", gv_path(group, version));
-        let collection = if r.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
-        } else {
-            format!("{base}/{}", r.plural)
-        };
-        paths.insert(
-            collection.clone(),
-            json!({"get": operation(r, "list", false), "post": operation(r, "post", true)}),
-        );
-        paths.insert(
-            format!("{collection}/{{name}}"),
-            json!({
-                "get": operation(r, "get", false),
-                "put": operation(r, "put", true),
-                "patch": operation(r, "patch", true),
-                "delete": operation(r, "delete", false),
-            }),
-        );
-    }
-    if paths.is_empty() {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": format!("v1.{KUBERNETES_MINOR}.0")},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,20 +155,5 @@ mod tests {
             .find(|r| r["name"] == "deployments/scale")
             .unwrap();
         assert_eq!(scale["group"], "autoscaling");
-        let doc = openapi_document(&["apis", "apps", "v1"]).unwrap();
-        let patch =
-            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
-        assert_eq!(
-            patch["x-kubernetes-group-version-kind"]["kind"],
-            "Deployment"
-        );
-        assert!(
-            patch["parameters"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["name"] == "fieldValidation")
-        );
-        assert!(openapi_document(&["apis", "nope", "v1"]).is_none());
     }
 }

@@ -34,6 +34,7 @@ pub mod gc;
 pub mod kubelet;
 pub mod namespaces;
 pub mod node_certs;
+pub mod openapi;
 pub mod pki;
 pub mod rest;
 pub mod server;

@@ -74,7 +74,12 @@ async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Respons
             )
         });
     match attributes {
-        RequestAttributes::NonResource { path, .. } => discovery::handle(request.method(), &path),
+        RequestAttributes::NonResource { path, .. } => discovery::handle(
+            request.method(),
+            &path,
+            request.uri().query(),
+            request.headers(),
+        ),
         RequestAttributes::Resource(attrs) => match serve(&state, attrs, request).await {
             Ok(response) => response,
             Err(err) => err.into_response(),
