@@ -93,7 +93,6 @@ pub fn build(resources: &[&'static Resource]) -> GroupVersionSchemas {
             Some((item, json!({"$ref": format!("{REF_PREFIX}{list_name}")}))),
         ));
     }
-    kubernetes_scalars(&mut definitions);
     GroupVersionSchemas { definitions, refs }
 }
 
@@ -157,18 +156,5 @@ fn annotate_patch(definitions: &mut Map<String, Value>, name: &str, schema: Opti
             continue;
         };
         annotate_patch(definitions, &next, field.schema);
-    }
-}
-
-/// Gives `Quantity` and `IntOrString` the `type` kube-apiserver publishes for them
-/// (k8s-openapi marks them only with `x-kubernetes-int-or-string`), so clients show
-/// them as strings rather than objects.
-fn kubernetes_scalars(definitions: &mut Map<String, Value>) {
-    if let Some(q) = definitions.get_mut("io.k8s.apimachinery.pkg.api.resource.Quantity") {
-        q["type"] = json!("string");
-    }
-    if let Some(i) = definitions.get_mut("io.k8s.apimachinery.pkg.util.intstr.IntOrString") {
-        i["type"] = json!("string");
-        i["format"] = json!("int-or-string");
     }
 }
