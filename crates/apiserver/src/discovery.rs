@@ -1,6 +1,9 @@
 //! The non-resource endpoints: discovery (`/api`, `/apis`, group and group-version
 //! resource lists), `/version` and health checks; `/openapi/v3` is handed to
-//! [`crate::openapi`].
+//! [`crate::openapi`], and [`aggregated`] discovery is served on `/api` and `/apis`
+//! to clients that ask for it.
+
+pub mod aggregated;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -36,6 +39,9 @@ pub fn handle(method: &Method, path: &str, query: Option<&str>, headers: &Header
     let body = match parts.as_slice() {
         ["healthz" | "livez" | "readyz", ..] => return text("ok"),
         ["version"] => version(),
+        ["api" | "apis"] if aggregated::negotiate(headers).is_some() => {
+            return aggregated_response(headers, parts[0] == "api");
+        }
         ["api"] => json!({
             "kind": "APIVersions",
             "versions": ["v1"],
@@ -60,7 +66,36 @@ pub fn handle(method: &Method, path: &str, query: Option<&str>, headers: &Header
         ["openapi", "v3", rest @ ..] => return crate::openapi::serve_v3(rest, query, headers),
         _ => return ApiError::NoRoute.into_response(),
     };
-    json_response(StatusCode::OK, &body)
+    let mut response = json_response(StatusCode::OK, &body);
+    if matches!(parts.as_slice(), ["api" | "apis"]) {
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+    }
+    response
+}
+
+fn aggregated_response(headers: &HeaderMap, core: bool) -> Response {
+    let version = aggregated::negotiate(headers).unwrap_or(aggregated::Version::V2);
+    let mut response = json_response(StatusCode::OK, &aggregated::list(version, core));
+    if let Ok(value) = HeaderValue::from_str(&version.content_type()) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+/// The group and version of the kind a subresource answers with, when it is not
+/// the parent's (`deployments/scale` answers with `autoscaling/v1` `Scale`).
+pub fn subresource_group_version(sub: Subresource) -> Option<(&'static str, &'static str)> {
+    match sub {
+        Subresource::Scale => Some(("autoscaling", "v1")),
+        Subresource::Token => Some(("authentication.k8s.io", "v1")),
+        Subresource::Eviction => Some(("policy", "v1")),
+        _ => None,
+    }
 }
 
 fn version() -> Value {
@@ -104,13 +139,9 @@ fn resource_entry(r: &Resource) -> Vec<Value> {
             "kind": sub.kind(r),
             "verbs": sub.verbs(),
         });
-        if *sub == Subresource::Scale {
-            entry["group"] = json!("autoscaling");
-            entry["version"] = json!("v1");
-        }
-        if *sub == Subresource::Token {
-            entry["group"] = json!("authentication.k8s.io");
-            entry["version"] = json!("v1");
+        if let Some((group, version)) = subresource_group_version(*sub) {
+            entry["group"] = json!(group);
+            entry["version"] = json!(version);
         }
         entries.push(entry);
     }

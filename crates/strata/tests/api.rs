@@ -669,6 +669,54 @@ fn explain_and_validation_use_the_openapi_schemas() {
 }
 
 #[test]
+fn kubectl_discovers_the_api_in_two_requests() {
+    let Some(s) = ApiServer::start("kubectl_discovers_the_api_in_two_requests") else {
+        return;
+    };
+    let cache = s.data.path().join("kube-cache");
+    let cache_dir = format!("--cache-dir={}", cache.display());
+    let out = s.kubectl(&[&cache_dir, "get", "deploy", "-A", "-v=6"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let discovery: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"Response\" verb=\"GET\"") && !l.contains("/deployments"))
+        .collect();
+    assert_eq!(
+        discovery.len(),
+        2,
+        "one request each for /api and /apis: {log}"
+    );
+    assert!(
+        discovery[0].contains("/api?") && discovery[1].contains("/apis?"),
+        "{discovery:?}"
+    );
+    let resources = s.ok(&[&cache_dir, "api-resources", "-o", "wide"]);
+    let deployments = resources
+        .lines()
+        .find(|l| l.starts_with("deployments "))
+        .unwrap_or_default();
+    for word in ["deploy", "apps/v1", "true", "Deployment", "watch", "all"] {
+        assert!(deployments.contains(word), "{word}: {resources}");
+    }
+    let all = s.ok(&[
+        &cache_dir,
+        "api-resources",
+        "--categories=all",
+        "-o",
+        "name",
+    ]);
+    assert!(all.contains("pods") && !all.contains("configmaps"), "{all}");
+    assert!(
+        s.ok(&[&cache_dir, "get", "ns", "default", "-o", "name"])
+            .contains("namespace/default")
+    );
+    // Clients that don't ask for aggregated discovery get the plain documents.
+    let groups = s.ok(&["get", "--raw", "/apis"]);
+    assert!(groups.contains("\"kind\":\"APIGroupList\""), "{groups}");
+}
+
+#[test]
 fn watch_deletion_cascades_and_namespaces() {
     let Some(s) = ApiServer::start("watch_deletion_cascades_and_namespaces") else {
         return;
