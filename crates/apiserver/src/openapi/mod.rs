@@ -20,6 +20,7 @@ use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 use strata_api::resources::{self, RESOURCES};
@@ -33,13 +34,14 @@ pub use schemas::{REF_PREFIX, ref_name};
 /// kube-apiserver computes it).
 #[derive(Debug)]
 struct Document {
-    bytes: Vec<u8>,
+    /// Shared, so serving a document does not copy it.
+    bytes: Bytes,
     hash: String,
 }
 
 impl Document {
     fn new(value: &Value) -> Self {
-        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
         let digest = ring::digest::digest(&ring::digest::SHA512, &bytes);
         let hash = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
         Document { bytes, hash }
