@@ -77,10 +77,10 @@ pub fn handle(method: &Method, path: &str, query: Option<&str>, headers: &Header
 
 fn aggregated_response(headers: &HeaderMap, core: bool) -> Response {
     let version = aggregated::negotiate(headers).unwrap_or(aggregated::Version::V2);
-    let mut response = json_response(StatusCode::OK, &aggregated::list(version, core));
-    if let Ok(value) = HeaderValue::from_str(&version.content_type()) {
-        response.headers_mut().insert(header::CONTENT_TYPE, value);
-    }
+    let content_type = HeaderValue::from_str(&version.content_type())
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    let mut response =
+        aggregated::document(version, core).respond(headers, content_type, "no-cache, private");
     response
         .headers_mut()
         .insert(header::VARY, HeaderValue::from_static("Accept"));
@@ -186,5 +186,29 @@ mod tests {
             .find(|r| r["name"] == "deployments/scale")
             .unwrap();
         assert_eq!(scale["group"], "autoscaling");
+    }
+
+    #[test]
+    fn api_and_apis_negotiate_aggregated_discovery() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"),
+        );
+        let aggregated = handle(&Method::GET, "/apis", None, &headers);
+        assert_eq!(
+            aggregated.headers()[header::CONTENT_TYPE],
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+        );
+        assert_eq!(aggregated.headers()[header::VARY], "Accept");
+        headers.insert(
+            header::IF_NONE_MATCH,
+            aggregated.headers()[header::ETAG].clone(),
+        );
+        let again = handle(&Method::GET, "/apis", None, &headers);
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        let plain = handle(&Method::GET, "/api", None, &HeaderMap::new());
+        assert_eq!(plain.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(plain.headers()[header::VARY], "Accept");
     }
 }

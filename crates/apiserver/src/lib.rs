@@ -28,6 +28,7 @@
 
 pub mod auth;
 pub mod discovery;
+pub mod document;
 pub mod embedded;
 mod fsutil;
 pub mod gc;

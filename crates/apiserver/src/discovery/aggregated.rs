@@ -4,11 +4,15 @@
 //! instead of one per group-version. Versions `v2` and `v2beta1` (same shape) are
 //! served; clients that don't ask get the plain `APIVersions`/`APIGroupList`.
 
+use std::sync::OnceLock;
+
 use http::HeaderMap;
 use http::header;
 use serde_json::{Value, json};
 use strata_api::resources::{self, VERBS};
 use strata_api::{Resource, Subresource};
+
+use crate::document::Document;
 
 /// The aggregated discovery version a client accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +141,24 @@ pub fn list(version: Version, core: bool) -> Value {
         "metadata": {},
         "items": items,
     })
+}
+
+/// [`list`] serialized once per version and half (`/api`, `/apis`).
+pub fn document(version: Version, core: bool) -> &'static Document {
+    static DOCUMENTS: OnceLock<[Document; 4]> = OnceLock::new();
+    let documents = DOCUMENTS.get_or_init(|| {
+        [
+            Document::new(&list(Version::V2, true)),
+            Document::new(&list(Version::V2, false)),
+            Document::new(&list(Version::V2Beta1, true)),
+            Document::new(&list(Version::V2Beta1, false)),
+        ]
+    });
+    let index = match version {
+        Version::V2 => 0,
+        Version::V2Beta1 => 2,
+    } + usize::from(!core);
+    &documents[index]
 }
 
 #[cfg(test)]

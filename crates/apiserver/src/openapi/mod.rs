@@ -20,33 +20,15 @@ use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 use strata_api::resources::{self, RESOURCES};
 
 use crate::discovery::KUBERNETES_MINOR;
+use crate::document::Document;
 use crate::status::ApiError;
 
 pub use schemas::{REF_PREFIX, ref_name};
-
-/// One served document: its JSON bytes and their hash (upper-case hex SHA-512, as
-/// kube-apiserver computes it).
-#[derive(Debug)]
-struct Document {
-    /// Shared, so serving a document does not copy it.
-    bytes: Bytes,
-    hash: String,
-}
-
-impl Document {
-    fn new(value: &Value) -> Self {
-        let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
-        let digest = ring::digest::digest(&ring::digest::SHA512, &bytes);
-        let hash = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-        Document { bytes, hash }
-    }
-}
 
 /// The index and the per-group-version documents, keyed by path (`apis/apps/v1`).
 #[derive(Debug)]
@@ -111,35 +93,12 @@ pub fn group_version_document(group: &str, version: &str) -> Value {
 }
 
 fn json_bytes(doc: &Document, headers: &HeaderMap, immutable: bool) -> Response {
-    let etag = format!("\"{}\"", doc.hash);
     let cache = if immutable {
         "public, immutable"
     } else {
         "no-cache, private"
     };
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut response = if matches {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = StatusCode::NOT_MODIFIED;
-        r
-    } else {
-        let mut r = Response::new(Body::from(doc.bytes.clone()));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        r
-    };
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        response.headers_mut().insert(header::ETAG, value);
-    }
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    response
+    doc.respond(headers, HeaderValue::from_static("application/json"), cache)
 }
 
 /// Serves `/openapi/v3/<rest>`; `query` is the request's query string.
