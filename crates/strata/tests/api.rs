@@ -605,6 +605,7 @@ fn explain_and_validation_use_the_openapi_schemas() {
         strategy.contains("FIELD: strategy <DeploymentStrategy>")
             && strategy.contains("rollingUpdate\t<RollingUpdateDeployment>")
             && strategy.contains("type\t<string>")
+            && strategy.contains("enum: Recreate, RollingUpdate")
             && strategy.contains("Can be \"Recreate\" or \"RollingUpdate\""),
         "{strategy}"
     );

@@ -172,6 +172,10 @@ mod tests {
                 .as_str()
                 .is_some_and(|d| d.contains("RollingUpdate"))
         );
+        assert_eq!(
+            strategy["properties"]["type"]["enum"],
+            json!(["Recreate", "RollingUpdate"])
+        );
         let containers = &schemas["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         assert_eq!(containers["x-kubernetes-patch-strategy"], "merge");

@@ -93,8 +93,103 @@ pub fn build(resources: &[&'static Resource]) -> GroupVersionSchemas {
             Some((item, json!({"$ref": format!("{REF_PREFIX}{list_name}")}))),
         ));
     }
+    for (definition, property, values) in ENUMS {
+        if let Some(p) = definitions
+            .get_mut(*definition)
+            .and_then(|d| d.get_mut("properties"))
+            .and_then(|p| p.get_mut(*property))
+        {
+            p["enum"] = json!(values);
+        }
+    }
     GroupVersionSchemas { definitions, refs }
 }
+
+/// The closed string sets (`+enum` types in k8s.io/api, published by kube-apiserver as
+/// `enum`, sorted) of the fields users set most; k8s-openapi's schemas carry none.
+/// `kubectl explain` lists them under ENUM.
+const ENUMS: &[(&str, &str, &[&str])] = &[
+    (
+        "io.k8s.api.apps.v1.DeploymentStrategy",
+        "type",
+        &["Recreate", "RollingUpdate"],
+    ),
+    (
+        "io.k8s.api.apps.v1.DaemonSetUpdateStrategy",
+        "type",
+        &["OnDelete", "RollingUpdate"],
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetUpdateStrategy",
+        "type",
+        &["OnDelete", "RollingUpdate"],
+    ),
+    (
+        "io.k8s.api.apps.v1.StatefulSetSpec",
+        "podManagementPolicy",
+        &["OrderedReady", "Parallel"],
+    ),
+    (
+        "io.k8s.api.batch.v1.JobSpec",
+        "completionMode",
+        &["Indexed", "NonIndexed"],
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "imagePullPolicy",
+        &["Always", "IfNotPresent", "Never"],
+    ),
+    (
+        "io.k8s.api.core.v1.Container",
+        "terminationMessagePolicy",
+        &["FallbackToLogsOnError", "File"],
+    ),
+    (
+        "io.k8s.api.core.v1.ContainerPort",
+        "protocol",
+        &["SCTP", "TCP", "UDP"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServicePort",
+        "protocol",
+        &["SCTP", "TCP", "UDP"],
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "restartPolicy",
+        &["Always", "Never", "OnFailure"],
+    ),
+    (
+        "io.k8s.api.core.v1.PodSpec",
+        "dnsPolicy",
+        &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+    ),
+    (
+        "io.k8s.api.core.v1.PodStatus",
+        "phase",
+        &["Failed", "Pending", "Running", "Succeeded", "Unknown"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "type",
+        &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "sessionAffinity",
+        &["ClientIP", "None"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "externalTrafficPolicy",
+        &["Cluster", "Local"],
+    ),
+    (
+        "io.k8s.api.core.v1.ServiceSpec",
+        "internalTrafficPolicy",
+        &["Cluster", "Local"],
+    ),
+];
 
 fn gvk(r: &Resource, kind: &str) -> Value {
     json!([{"group": r.group, "version": r.version, "kind": kind}])
