@@ -28,12 +28,14 @@
 
 pub mod auth;
 pub mod discovery;
+pub mod document;
 pub mod embedded;
 mod fsutil;
 pub mod gc;
 pub mod kubelet;
 pub mod namespaces;
 pub mod node_certs;
+pub mod openapi;
 pub mod pki;
 pub mod rest;
 pub mod server;

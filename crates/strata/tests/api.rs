@@ -596,6 +596,128 @@ fn errors_read_like_kubernetes_and_nothing_half_happens() {
 }
 
 #[test]
+fn explain_and_validation_use_the_openapi_schemas() {
+    let Some(s) = ApiServer::start("explain_and_validation_use_the_openapi_schemas") else {
+        return;
+    };
+    let strategy = s.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        strategy.contains("FIELD: strategy <DeploymentStrategy>")
+            && strategy.contains("rollingUpdate\t<RollingUpdateDeployment>")
+            && strategy.contains("type\t<string>")
+            && strategy.contains("enum: Recreate, RollingUpdate")
+            && strategy.contains("Can be \"Recreate\" or \"RollingUpdate\""),
+        "{strategy}"
+    );
+    let image = s.ok(&["explain", "pods.spec.containers.image"]);
+    assert!(
+        image.contains("FIELD: image <string>") && image.contains("Container image name"),
+        "{image}"
+    );
+    let port = s.ok(&["explain", "svc.spec.ports.targetPort"]);
+    assert!(port.contains("FIELD: targetPort <IntOrString>"), "{port}");
+    let limits = s.ok(&[
+        "explain",
+        "deploy.spec.template.spec.containers.resources.limits",
+    ]);
+    assert!(limits.contains("<map[string]Quantity>"), "{limits}");
+    let lease = s.ok(&[
+        "explain",
+        "leases.spec",
+        "--api-version=coordination.k8s.io/v1",
+    ]);
+    assert!(lease.contains("holderIdentity\t<string>"), "{lease}");
+
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - {name: web, image: IMAGE}\n";
+    let file = s.data.path().join("deploy.yaml");
+    let path = file.to_str().unwrap();
+    for (image, said) in [("nginx", "created"), ("nginx:2", "configured")] {
+        std::fs::write(&file, deployment.replace("IMAGE", image)).unwrap();
+        let out = s.ok(&["apply", "--validate=true", "-f", path]);
+        assert!(
+            out.contains(&format!("deployment.apps/web {said}")),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "deploy", "web"],
+            "{.spec.template.spec.containers[0].image}"
+        ),
+        "nginx:2"
+    );
+    std::fs::write(
+        &file,
+        deployment
+            .replace("IMAGE", "nginx:2")
+            .replace("spec:\n  selector", "spec:\n  replicaz: 3\n  selector"),
+    )
+    .unwrap();
+    for validate in ["--validate=strict", "--validate=true"] {
+        let unknown = s.fails(&["apply", validate, "-f", path]);
+        assert!(
+            unknown.contains("unknown field \"spec.replicaz\""),
+            "{validate}: {unknown}"
+        );
+    }
+    let warned = s.kubectl(&["apply", "--validate=warn", "-f", path]);
+    assert!(warned.status.success());
+    assert!(
+        String::from_utf8_lossy(&warned.stderr).contains("unknown field \"spec.replicaz\""),
+        "{warned:?}"
+    );
+}
+
+#[test]
+fn kubectl_discovers_the_api_in_two_requests() {
+    let Some(s) = ApiServer::start("kubectl_discovers_the_api_in_two_requests") else {
+        return;
+    };
+    let cache = s.data.path().join("kube-cache");
+    let cache_dir = format!("--cache-dir={}", cache.display());
+    let out = s.kubectl(&[&cache_dir, "get", "deploy", "-A", "-v=6"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let discovery: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"Response\" verb=\"GET\"") && !l.contains("/deployments"))
+        .collect();
+    assert_eq!(
+        discovery.len(),
+        2,
+        "one request each for /api and /apis: {log}"
+    );
+    assert!(
+        discovery[0].contains("/api?") && discovery[1].contains("/apis?"),
+        "{discovery:?}"
+    );
+    let resources = s.ok(&[&cache_dir, "api-resources", "-o", "wide"]);
+    let deployments = resources
+        .lines()
+        .find(|l| l.starts_with("deployments "))
+        .unwrap_or_default();
+    for word in ["deploy", "apps/v1", "true", "Deployment", "watch", "all"] {
+        assert!(deployments.contains(word), "{word}: {resources}");
+    }
+    let all = s.ok(&[
+        &cache_dir,
+        "api-resources",
+        "--categories=all",
+        "-o",
+        "name",
+    ]);
+    assert!(all.contains("pods") && !all.contains("configmaps"), "{all}");
+    assert!(
+        s.ok(&[&cache_dir, "get", "ns", "default", "-o", "name"])
+            .contains("namespace/default")
+    );
+    // Clients that don't ask for aggregated discovery get the plain documents.
+    let groups = s.ok(&["get", "--raw", "/apis"]);
+    assert!(groups.contains("\"kind\":\"APIGroupList\""), "{groups}");
+}
+
+#[test]
 fn watch_deletion_cascades_and_namespaces() {
     let Some(s) = ApiServer::start("watch_deletion_cascades_and_namespaces") else {
         return;
