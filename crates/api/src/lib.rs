@@ -4,6 +4,7 @@
 
 pub mod admit;
 pub mod field;
+pub mod fields;
 pub mod job;
 pub mod kinds;
 pub mod names;

@@ -1,13 +1,15 @@
 //! The non-resource endpoints: discovery (`/api`, `/apis`, group and group-version
-//! resource lists), `/version`, health checks, and the OpenAPI v3 index and
-//! per-group-version documents (paths and parameters, so kubectl knows the server
-//! validates fields itself; schemas for `kubectl explain` are still to come).
+//! resource lists), `/version` and health checks; `/openapi/v3` is handed to
+//! [`crate::openapi`], and [`aggregated`] discovery is served on `/api` and `/apis`
+//! to clients that ask for it.
+
+pub mod aggregated;
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, Method, StatusCode, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
-use strata_api::resources::{self, RESOURCES, VERBS};
+use strata_api::resources::{self, VERBS};
 use strata_api::{Resource, Subresource};
 
 use crate::status::{ApiError, json_response};
@@ -24,8 +26,8 @@ fn text(body: &'static str) -> Response {
     response
 }
 
-/// Serves a non-resource request.
-pub fn handle(method: &Method, path: &str) -> Response {
+/// Serves a non-resource request; `query` is its query string.
+pub fn handle(method: &Method, path: &str, query: Option<&str>, headers: &HeaderMap) -> Response {
     if method != Method::GET && method != Method::HEAD {
         return ApiError::MethodNotAllowed.into_response();
     }
@@ -37,6 +39,9 @@ pub fn handle(method: &Method, path: &str) -> Response {
     let body = match parts.as_slice() {
         ["healthz" | "livez" | "readyz", ..] => return text("ok"),
         ["version"] => version(),
+        ["api" | "apis"] if aggregated::negotiate(headers).is_some() => {
+            return aggregated_response(headers, parts[0] == "api");
+        }
         ["api"] => json!({
             "kind": "APIVersions",
             "versions": ["v1"],
@@ -58,14 +63,39 @@ pub fn handle(method: &Method, path: &str) -> Response {
             _ => return ApiError::NoRoute.into_response(),
         },
         ["apis", g, v] if resources::in_group_version(g, v).next().is_some() => resource_list(g, v),
-        ["openapi", "v3"] => openapi_index(),
-        ["openapi", "v3", rest @ ..] => match openapi_document(rest) {
-            Some(doc) => doc,
-            None => return ApiError::NoRoute.into_response(),
-        },
+        ["openapi", "v3", rest @ ..] => return crate::openapi::serve_v3(rest, query, headers),
         _ => return ApiError::NoRoute.into_response(),
     };
-    json_response(StatusCode::OK, &body)
+    let mut response = json_response(StatusCode::OK, &body);
+    if matches!(parts.as_slice(), ["api" | "apis"]) {
+        response
+            .headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Accept"));
+    }
+    response
+}
+
+fn aggregated_response(headers: &HeaderMap, core: bool) -> Response {
+    let version = aggregated::negotiate(headers).unwrap_or(aggregated::Version::V2);
+    let content_type = HeaderValue::from_str(&version.content_type())
+        .unwrap_or(HeaderValue::from_static("application/json"));
+    let mut response =
+        aggregated::document(version, core).respond(headers, content_type, "no-cache, private");
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+/// The group and version of the kind a subresource answers with, when it is not
+/// the parent's (`deployments/scale` answers with `autoscaling/v1` `Scale`).
+pub fn subresource_group_version(sub: Subresource) -> Option<(&'static str, &'static str)> {
+    match sub {
+        Subresource::Scale => Some(("autoscaling", "v1")),
+        Subresource::Token => Some(("authentication.k8s.io", "v1")),
+        Subresource::Eviction => Some(("policy", "v1")),
+        _ => None,
+    }
 }
 
 fn version() -> Value {
@@ -109,13 +139,9 @@ fn resource_entry(r: &Resource) -> Vec<Value> {
             "kind": sub.kind(r),
             "verbs": sub.verbs(),
         });
-        if *sub == Subresource::Scale {
-            entry["group"] = json!("autoscaling");
-            entry["version"] = json!("v1");
-        }
-        if *sub == Subresource::Token {
-            entry["group"] = json!("authentication.k8s.io");
-            entry["version"] = json!("v1");
+        if let Some((group, version)) = subresource_group_version(*sub) {
+            entry["group"] = json!(group);
+            entry["version"] = json!(version);
         }
         entries.push(entry);
     }
@@ -132,83 +158,6 @@ fn resource_list(group: &str, version: &str) -> Value {
         .flat_map(resource_entry)
         .collect();
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": entries})
-}
-
-fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
-}
-
-fn openapi_index() -> Value {
-    let mut paths = serde_json::Map::new();
-    for (group, versions) in resources::groups() {
-        for version in versions {
-            let path = gv_path(group, version);
-            paths.insert(path.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{path}?hash=strata-{}", env!("CARGO_PKG_VERSION"))}));
-        }
-    }
-    json!({"paths": paths})
-}
-
-fn operation(r: &Resource, verb: &str, writes: bool) -> Value {
-    let mut params = vec![json!({"name": "pretty", "in": "query", "schema": {"type": "string"}})];
-    if writes {
-        for name in ["dryRun", "fieldManager", "fieldValidation"] {
-            params.push(json!({"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": true}}));
-        }
-    }
-    json!({
-        "operationId": format!("{verb}{}", r.kind),
-        "parameters": params,
-        "responses": {"200": {"description": "OK"}},
-        "x-kubernetes-action": verb,
-        "x-kubernetes-group-version-kind": {"group": r.group, "version": r.version, "kind": r.kind},
-    })
-}
-
-fn openapi_document(rest: &[&str]) -> Option<Value> {
-    let (group, version) = match rest {
-        ["api", v] => ("", *v),
-        ["apis", g, v] => (*g, *v),
-        _ => return None,
-    };
-    let mut paths = serde_json::Map::new();
-    for r in RESOURCES
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-    {
-        let base = format!("/{}", gv_path(group, version));
-        let collection = if r.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}", r.plural)
-        } else {
-            format!("{base}/{}", r.plural)
-        };
-        paths.insert(
-            collection.clone(),
-            json!({"get": operation(r, "list", false), "post": operation(r, "post", true)}),
-        );
-        paths.insert(
-            format!("{collection}/{{name}}"),
-            json!({
-                "get": operation(r, "get", false),
-                "put": operation(r, "put", true),
-                "patch": operation(r, "patch", true),
-                "delete": operation(r, "delete", false),
-            }),
-        );
-    }
-    if paths.is_empty() {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": format!("v1.{KUBERNETES_MINOR}.0")},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }))
 }
 
 #[cfg(test)]
@@ -237,20 +186,29 @@ mod tests {
             .find(|r| r["name"] == "deployments/scale")
             .unwrap();
         assert_eq!(scale["group"], "autoscaling");
-        let doc = openapi_document(&["apis", "apps", "v1"]).unwrap();
-        let patch =
-            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+    }
+
+    #[test]
+    fn api_and_apis_negotiate_aggregated_discovery() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"),
+        );
+        let aggregated = handle(&Method::GET, "/apis", None, &headers);
         assert_eq!(
-            patch["x-kubernetes-group-version-kind"]["kind"],
-            "Deployment"
+            aggregated.headers()[header::CONTENT_TYPE],
+            "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
         );
-        assert!(
-            patch["parameters"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["name"] == "fieldValidation")
+        assert_eq!(aggregated.headers()[header::VARY], "Accept");
+        headers.insert(
+            header::IF_NONE_MATCH,
+            aggregated.headers()[header::ETAG].clone(),
         );
-        assert!(openapi_document(&["apis", "nope", "v1"]).is_none());
+        let again = handle(&Method::GET, "/apis", None, &headers);
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        let plain = handle(&Method::GET, "/api", None, &HeaderMap::new());
+        assert_eq!(plain.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(plain.headers()[header::VARY], "Accept");
     }
 }

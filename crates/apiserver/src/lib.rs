@@ -28,11 +28,13 @@
 
 pub mod auth;
 pub mod discovery;
+pub mod document;
 pub mod embedded;
 mod fsutil;
 pub mod kubelet;
 pub mod namespaces;
 pub mod node_certs;
+pub mod openapi;
 pub mod pki;
 pub mod rest;
 pub mod server;

@@ -45,6 +45,15 @@ pub enum ApiError {
         /// Why.
         message: String,
     },
+    /// 409: a server-side apply would change fields other managers own.
+    #[error("{message}")]
+    ApplyConflict {
+        /// `Apply failed with 1 conflict: conflict with "kubectl" using apps/v1: .spec.replicas`.
+        message: String,
+        /// One per field: the field (`.spec.replicas`) and the manager
+        /// (`conflict with "kubectl" using apps/v1`).
+        causes: Vec<(String, String)>,
+    },
     /// 410: the requested resourceVersion was compacted.
     #[error("{0}")]
     Expired(String),
@@ -97,7 +106,9 @@ impl ApiError {
             ApiError::NotFound { .. } | ApiError::NoRoute => (StatusCode::NOT_FOUND, "NotFound"),
             ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
             ApiError::AlreadyExists { .. } => (StatusCode::CONFLICT, "AlreadyExists"),
-            ApiError::Conflict { .. } => (StatusCode::CONFLICT, "Conflict"),
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => {
+                (StatusCode::CONFLICT, "Conflict")
+            }
             ApiError::Expired(_) => (StatusCode::GONE, "Expired"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
             ApiError::UnsupportedMediaType(_) => {
@@ -156,6 +167,15 @@ impl ApiError {
                     d["group"] = json!(group);
                 }
                 Some(d)
+            }
+            ApiError::ApplyConflict { causes, .. } => {
+                let causes: Vec<Value> = causes
+                    .iter()
+                    .map(|(field, message)| {
+                        json!({"reason": "FieldManagerConflict", "message": message, "field": field})
+                    })
+                    .collect();
+                Some(json!({"causes": causes}))
             }
             _ => None,
         };

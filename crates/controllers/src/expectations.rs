@@ -3,6 +3,12 @@
 //! not count replicas again, so a watch lagging behind its own writes cannot make it
 //! create (or delete) twice. Entries expire after [`EXPECTATION_TTL`], like Kubernetes'
 //! five minutes, so a lost watch event cannot block an owner forever.
+//!
+//! A create counts as observed when the watch delivers any event of the new pod
+//! ([`Expectations::observe`], called from the pod watch), not only when a later cache
+//! snapshot shows it: a pod created and deleted again before the owner's next sync
+//! would otherwise be expected forever (until the TTL). Pods the watch delivered before
+//! their create call returned are remembered for a while, so that order works too.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -23,10 +29,15 @@ struct Pending {
     since: Option<Instant>,
 }
 
+/// How long a pod the watch delivered is remembered for creates recorded after it.
+const SEEN_TTL: Duration = Duration::from_secs(120);
+
 /// Per-owner expectations, keyed by the owner's `namespace/name`.
 #[derive(Debug, Default)]
 pub struct Expectations {
     owners: Mutex<HashMap<String, Pending>>,
+    /// Pods (`namespace/name`) the watch delivered lately, with when.
+    seen: Mutex<HashMap<String, Instant>>,
 }
 
 /// How the cache sees one expected child.
@@ -41,11 +52,49 @@ pub enum Seen {
 }
 
 impl Expectations {
-    /// Records that the owner created the child `name`.
+    /// Records that the owner created the child `name` (in the owner's namespace),
+    /// unless the watch already delivered it.
     pub fn created(&self, owner: &str, name: &str) {
+        let namespace = owner.split_once('/').map_or("", |(ns, _)| ns);
+        let already_seen = self
+            .seen
+            .lock()
+            .is_ok_and(|seen| seen.contains_key(&format!("{namespace}/{name}")));
+        if already_seen {
+            return;
+        }
         self.with(owner, |p| {
             p.creates.insert(name.to_string());
         });
+    }
+
+    /// Notes that the pod watch delivered `pod` (added, changed or deleted): its
+    /// owner's expected create of it is met.
+    pub fn observe(&self, pod: &Pod) {
+        let Some(owner) = pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true))
+        else {
+            return;
+        };
+        let (Some(namespace), Some(name)) = (&pod.metadata.namespace, &pod.metadata.name) else {
+            return;
+        };
+        if let Ok(mut owners) = self.owners.lock()
+            && let Some(pending) = owners.get_mut(&format!("{namespace}/{}", owner.name))
+        {
+            pending.creates.remove(name);
+        }
+        if let Ok(mut seen) = self.seen.lock() {
+            let now = Instant::now();
+            if seen.len() >= 1024 && seen.len().is_power_of_two() {
+                seen.retain(|_, at| now.duration_since(*at) < SEEN_TTL);
+            }
+            seen.insert(format!("{namespace}/{name}"), now);
+        }
     }
 
     /// Records that the owner deleted the child with `uid`.
@@ -121,6 +170,35 @@ impl Expectations {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn child(namespace: &str, name: &str, owner: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "namespace": namespace, "name": name,
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                    "name": owner, "uid": "u", "controller": true}],
+            },
+        }))
+        .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_child_created_and_deleted_between_syncs_is_observed_through_the_watch() {
+        let e = Expectations::default();
+        e.created("ns/rs", "rs-abcde");
+        // The cache never shows it (it was deleted before the owner's next sync).
+        assert!(!e.satisfied("ns/rs", |_| Seen::Absent, |_| Seen::Absent));
+        e.observe(&child("ns", "rs-abcde", "rs"));
+        assert!(e.satisfied("ns/rs", |_| Seen::Absent, |_| Seen::Absent));
+        // The watch delivered the pod before its create call returned.
+        e.observe(&child("ns", "rs-fghij", "rs"));
+        e.created("ns/rs", "rs-fghij");
+        assert!(e.satisfied("ns/rs", |_| Seen::Absent, |_| Seen::Absent));
+        // Another namespace's pod of the same name does not count.
+        e.observe(&child("other", "rs-klmno", "rs"));
+        e.created("ns/rs", "rs-klmno");
+        assert!(!e.satisfied("ns/rs", |_| Seen::Absent, |_| Seen::Absent));
+    }
 
     #[test]
     fn creates_wait_until_the_cache_shows_them() {

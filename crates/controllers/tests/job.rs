@@ -274,8 +274,12 @@ async fn suspending_deletes_pods_and_resuming_recreates_them() {
     .await
     .unwrap();
     wait_running(&c.client, "nap", 2).await;
-    let resumed = jobs.get("nap").await.unwrap();
-    assert_eq!(reason(&resumed, "Suspended"), "JobResumed");
+    // The controller creates the pods first and then writes the Job's status.
+    eventually("the Suspended condition to say JobResumed", || async {
+        let resumed = jobs.get("nap").await.unwrap();
+        (reason(&resumed, "Suspended") == "JobResumed").then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,10 +1,10 @@
 #![allow(clippy::unwrap_used)]
 //! `strata server` driven by real kubectl: apply (twice), get (json, wide, tables),
-//! label, annotate, the three patch types, scale, edit, diff, watch, errors as
-//! Kubernetes words them, foreground cascading deletion and namespace deletion (with the
-//! controllers running beside the server, as kube-controller-manager runs beside
-//! kube-apiserver), and service account tokens (TokenRequest, what they may do, when
-//! they stop working).
+//! label, annotate, the three patch types, server-side apply and managedFields,
+//! scale, edit, diff, watch, errors as Kubernetes words them, foreground cascading
+//! deletion and namespace deletion (with the controllers running beside the server, as
+//! kube-controller-manager runs beside kube-apiserver), and service account tokens
+//! (TokenRequest, what they may do, when they stop working).
 
 mod common;
 
@@ -357,6 +357,183 @@ fn kubectl_manages_objects_like_on_kubernetes() {
     );
 }
 
+const SSA_DEPLOYMENT: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+"#;
+
+/// The managers of an object, as `manager/operation` strings.
+fn managers_of(server: &ApiServer, name: &str) -> Vec<String> {
+    let object: serde_json::Value = serde_json::from_str(&server.ok(&[
+        "get",
+        "deploy",
+        name,
+        "-o",
+        "json",
+        "--show-managed-fields",
+    ]))
+    .unwrap();
+    object["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}/{}",
+                e["manager"].as_str().unwrap_or(""),
+                e["operation"].as_str().unwrap_or("")
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn kubectl_server_side_apply_owns_fields_like_on_kubernetes() {
+    let Some(s) = ApiServer::start("kubectl_server_side_apply_owns_fields_like_on_kubernetes")
+    else {
+        return;
+    };
+    let file = s.data.path().join("deploy.yaml");
+    let file_arg = file.to_str().unwrap();
+    let ssa = |manifest: &str, extra: &[&str]| {
+        std::fs::write(&file, manifest).unwrap();
+        let mut args = vec!["apply", "--server-side", "-f", file_arg];
+        args.extend(extra);
+        s.kubectl(&args)
+    };
+    let created = ssa(SSA_DEPLOYMENT, &[]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&created.stdout).contains("deployment.apps/web serverside-applied"),
+        "{}",
+        String::from_utf8_lossy(&created.stdout)
+    );
+    assert_eq!(managers_of(&s, "web"), ["kubectl/Apply"]);
+
+    // A new image, then a label dropped from the file: applied, and removed.
+    let newer = SSA_DEPLOYMENT.replace("nginx:1.25", "nginx:1.26");
+    assert!(ssa(&newer, &[]).status.success());
+    let without_tier = newer.replace("{app: web, tier: front}", "{app: web}");
+    assert!(ssa(&without_tier, &[]).status.success());
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "deploy", "web"],
+            "{.spec.template.spec.containers[0].image} {.metadata.labels}"
+        ),
+        r#"nginx:1.26 {"app":"web"}"#
+    );
+
+    // kubectl scale takes spec.replicas; applying another count conflicts.
+    s.ok(&["scale", "deploy", "web", "--replicas=5"]);
+    assert!(managers_of(&s, "web").contains(&"kubectl/Update".to_string()));
+    let conflict = ssa(&without_tier, &[]);
+    assert!(!conflict.status.success());
+    let stderr = String::from_utf8_lossy(&conflict.stderr);
+    assert!(
+        stderr.contains("Apply failed with 1 conflict: conflict with \"kubectl\"")
+            && stderr.contains(".spec.replicas"),
+        "{stderr}"
+    );
+    assert_eq!(
+        jsonpath(&s, &["get", "deploy", "web"], "{.spec.replicas}"),
+        "5"
+    );
+    // --force-conflicts wins, and the scaler owns nothing more.
+    let forced = ssa(&without_tier, &["--force-conflicts"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert_eq!(
+        jsonpath(&s, &["get", "deploy", "web"], "{.spec.replicas}"),
+        "2"
+    );
+    assert_eq!(managers_of(&s, "web"), ["kubectl/Apply"]);
+
+    // managedFields stay out of kubectl's YAML and tables, and do not trip Strict
+    // validation when an object read back is replaced.
+    let yaml = s.ok(&["get", "deploy", "web", "-o", "yaml"]);
+    assert!(!yaml.contains("managedFields"), "{yaml}");
+    let shown = s.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-o",
+        "yaml",
+        "--show-managed-fields",
+    ]);
+    assert!(shown.contains("f:replicas: {}"), "{shown}");
+    let table = s.ok(&["get", "deploy"]);
+    assert!(table.starts_with("NAME"), "{table}");
+    let json_file = s.data.path().join("read-back.json");
+    std::fs::write(&json_file, s.ok(&["get", "deploy", "web", "-o", "json"])).unwrap();
+    s.ok(&["replace", "-f", json_file.to_str().unwrap()]);
+
+    // Client-side apply first. A server-side apply of a change then conflicts with
+    // the client-side manager, as on Kubernetes; applying the same content is no
+    // conflict, and kubectl then moves that manager's fields to its applier
+    // (a JSON patch of managedFields), after which changes land.
+    let csa = without_tier.replace("name: web\n  labels", "name: csa\n  labels");
+    std::fs::write(&file, &csa).unwrap();
+    s.ok(&["apply", "-f", file_arg]);
+    assert_eq!(managers_of(&s, "csa"), ["kubectl-client-side-apply/Update"]);
+    let changed = csa.replace("nginx:1.26", "nginx:1.27");
+    let conflict = ssa(&changed, &[]);
+    let stderr = String::from_utf8_lossy(&conflict.stderr);
+    assert!(
+        stderr.contains("conflict with \"kubectl-client-side-apply\" using apps/v1: .spec.template.spec.containers[name=\"web\"].image"),
+        "{stderr}"
+    );
+    let same = ssa(&csa, &[]);
+    assert!(
+        same.status.success(),
+        "{}",
+        String::from_utf8_lossy(&same.stderr)
+    );
+    // kubectl keeps the last-applied annotation current under its own applier.
+    assert_eq!(
+        managers_of(&s, "csa"),
+        ["kubectl/Apply", "kubectl-last-applied/Apply"]
+    );
+    let upgraded = ssa(&changed, &[]);
+    assert!(
+        upgraded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&upgraded.stderr)
+    );
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "deploy", "csa"],
+            "{.spec.template.spec.containers[0].image}"
+        ),
+        "nginx:1.27"
+    );
+}
+
 #[test]
 fn errors_read_like_kubernetes_and_nothing_half_happens() {
     let Some(s) = ApiServer::start("errors_read_like_kubernetes") else {
@@ -451,6 +628,128 @@ fn errors_read_like_kubernetes_and_nothing_half_happens() {
     assert!(!stranger.status.success());
     let said = String::from_utf8_lossy(&stranger.stderr);
     assert!(said.contains("Unauthorized"), "{said}");
+}
+
+#[test]
+fn explain_and_validation_use_the_openapi_schemas() {
+    let Some(s) = ApiServer::start("explain_and_validation_use_the_openapi_schemas") else {
+        return;
+    };
+    let strategy = s.ok(&["explain", "deployment.spec.strategy"]);
+    assert!(
+        strategy.contains("FIELD: strategy <DeploymentStrategy>")
+            && strategy.contains("rollingUpdate\t<RollingUpdateDeployment>")
+            && strategy.contains("type\t<string>")
+            && strategy.contains("enum: Recreate, RollingUpdate")
+            && strategy.contains("Can be \"Recreate\" or \"RollingUpdate\""),
+        "{strategy}"
+    );
+    let image = s.ok(&["explain", "pods.spec.containers.image"]);
+    assert!(
+        image.contains("FIELD: image <string>") && image.contains("Container image name"),
+        "{image}"
+    );
+    let port = s.ok(&["explain", "svc.spec.ports.targetPort"]);
+    assert!(port.contains("FIELD: targetPort <IntOrString>"), "{port}");
+    let limits = s.ok(&[
+        "explain",
+        "deploy.spec.template.spec.containers.resources.limits",
+    ]);
+    assert!(limits.contains("<map[string]Quantity>"), "{limits}");
+    let lease = s.ok(&[
+        "explain",
+        "leases.spec",
+        "--api-version=coordination.k8s.io/v1",
+    ]);
+    assert!(lease.contains("holderIdentity\t<string>"), "{lease}");
+
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: default}\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - {name: web, image: IMAGE}\n";
+    let file = s.data.path().join("deploy.yaml");
+    let path = file.to_str().unwrap();
+    for (image, said) in [("nginx", "created"), ("nginx:2", "configured")] {
+        std::fs::write(&file, deployment.replace("IMAGE", image)).unwrap();
+        let out = s.ok(&["apply", "--validate=true", "-f", path]);
+        assert!(
+            out.contains(&format!("deployment.apps/web {said}")),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "deploy", "web"],
+            "{.spec.template.spec.containers[0].image}"
+        ),
+        "nginx:2"
+    );
+    std::fs::write(
+        &file,
+        deployment
+            .replace("IMAGE", "nginx:2")
+            .replace("spec:\n  selector", "spec:\n  replicaz: 3\n  selector"),
+    )
+    .unwrap();
+    for validate in ["--validate=strict", "--validate=true"] {
+        let unknown = s.fails(&["apply", validate, "-f", path]);
+        assert!(
+            unknown.contains("unknown field \"spec.replicaz\""),
+            "{validate}: {unknown}"
+        );
+    }
+    let warned = s.kubectl(&["apply", "--validate=warn", "-f", path]);
+    assert!(warned.status.success());
+    assert!(
+        String::from_utf8_lossy(&warned.stderr).contains("unknown field \"spec.replicaz\""),
+        "{warned:?}"
+    );
+}
+
+#[test]
+fn kubectl_discovers_the_api_in_two_requests() {
+    let Some(s) = ApiServer::start("kubectl_discovers_the_api_in_two_requests") else {
+        return;
+    };
+    let cache = s.data.path().join("kube-cache");
+    let cache_dir = format!("--cache-dir={}", cache.display());
+    let out = s.kubectl(&[&cache_dir, "get", "deploy", "-A", "-v=6"]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let discovery: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"Response\" verb=\"GET\"") && !l.contains("/deployments"))
+        .collect();
+    assert_eq!(
+        discovery.len(),
+        2,
+        "one request each for /api and /apis: {log}"
+    );
+    assert!(
+        discovery[0].contains("/api?") && discovery[1].contains("/apis?"),
+        "{discovery:?}"
+    );
+    let resources = s.ok(&[&cache_dir, "api-resources", "-o", "wide"]);
+    let deployments = resources
+        .lines()
+        .find(|l| l.starts_with("deployments "))
+        .unwrap_or_default();
+    for word in ["deploy", "apps/v1", "true", "Deployment", "watch", "all"] {
+        assert!(deployments.contains(word), "{word}: {resources}");
+    }
+    let all = s.ok(&[
+        &cache_dir,
+        "api-resources",
+        "--categories=all",
+        "-o",
+        "name",
+    ]);
+    assert!(all.contains("pods") && !all.contains("configmaps"), "{all}");
+    assert!(
+        s.ok(&[&cache_dir, "get", "ns", "default", "-o", "name"])
+            .contains("namespace/default")
+    );
+    // Clients that don't ask for aggregated discovery get the plain documents.
+    let groups = s.ok(&["get", "--raw", "/apis"]);
+    assert!(groups.contains("\"kind\":\"APIGroupList\""), "{groups}");
 }
 
 #[test]

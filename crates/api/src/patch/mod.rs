@@ -1,7 +1,8 @@
 //! The three Kubernetes patch types of `PATCH` requests as pure functions over JSON
 //! objects: JSON patch (RFC 6902), JSON merge patch (RFC 7386) and strategic merge
 //! patch (what `kubectl apply`, `kubectl patch` and `kubectl set` send for built-in
-//! kinds). Server-side apply (`application/apply-patch+yaml`) is not here.
+//! kinds). Server-side apply (`application/apply-patch+yaml`) is in [`crate::fields`];
+//! [`is_apply`] recognizes its media type.
 //!
 //! Errors map to the status codes kube-apiserver answers with
 //! (`staging/src/k8s.io/apiserver/pkg/endpoints/handlers/patch.go`): a patch that is
@@ -60,6 +61,21 @@ impl PatchType {
             Self::StrategicMerge => "application/strategic-merge-patch+json",
         }
     }
+}
+
+/// The media type of server-side apply (YAML, of which JSON is a subset).
+pub const APPLY_PATCH_YAML: &str = "application/apply-patch+yaml";
+
+/// True when a `Content-Type` is server-side apply's; parameters and case are
+/// ignored.
+///
+/// ```
+/// assert!(strata_api::patch::is_apply("application/apply-patch+yaml; charset=utf-8"));
+/// assert!(!strata_api::patch::is_apply("application/merge-patch+json"));
+/// ```
+pub fn is_apply(content_type: &str) -> bool {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case(APPLY_PATCH_YAML)
 }
 
 /// Why a patch was not applied. [`PatchError::http_status`] gives the status code

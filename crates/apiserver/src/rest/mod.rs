@@ -1,7 +1,10 @@
 //! The Kubernetes REST surface: one handler that turns a request (already
 //! authenticated, with its parsed attributes) into a typed operation on the store.
-//! Reads live in `read`, writes in `write`, watches in `watch`.
+//! Reads live in `read`, writes in `write` (server-side apply in `apply`, managed
+//! fields in `managed`), watches in `watch`.
 
+mod apply;
+mod managed;
 mod query;
 mod read;
 mod token;
@@ -70,7 +73,12 @@ async fn handle(State(state): State<Arc<ApiState>>, request: Request) -> Respons
             )
         });
     match attributes {
-        RequestAttributes::NonResource { path, .. } => discovery::handle(request.method(), &path),
+        RequestAttributes::NonResource { path, .. } => discovery::handle(
+            request.method(),
+            &path,
+            request.uri().query(),
+            request.headers(),
+        ),
         RequestAttributes::Resource(attrs) => match serve(&state, attrs, request).await {
             Ok(response) => response,
             Err(err) => err.into_response(),
@@ -188,11 +196,13 @@ pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiE
     })
 }
 
-/// A JSON object response, adding `Warning` headers.
+/// A JSON object response, adding `Warning` headers: `299 - "<text>"`, the text
+/// an RFC 7230 quoted-string (quotes and backslashes escaped), which client-go unquotes.
 pub(crate) fn object_response(code: StatusCode, object: &Value, warnings: &[String]) -> Response {
     let mut response = json_response(code, object);
     for warning in warnings {
-        let text = format!("299 - \"{}\"", warning.replace('"', "'"));
+        let quoted = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        let text = format!("299 - \"{quoted}\"");
         if let Ok(value) = http::HeaderValue::from_str(&text) {
             response.headers_mut().append(header::WARNING, value);
         }

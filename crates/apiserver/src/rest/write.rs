@@ -10,6 +10,7 @@ use strata_api::patch::{PatchError, PatchType, apply_patch};
 use strata_api::{AdmitError, Operation, Resource, Subresource, admit};
 use strata_store::{Store, StoreError};
 
+use super::managed::{self, Tracking};
 use super::query::Query;
 use super::read::{list_page, load};
 use super::{Target, object_response, parse_body};
@@ -17,7 +18,8 @@ use crate::auth::Verb;
 use crate::status::ApiError;
 use crate::storage;
 
-fn now() -> String {
+/// Now, RFC 3339 to the second (timestamps of metadata and managedFields).
+pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
@@ -202,8 +204,28 @@ pub(super) async fn create(
     if target.name.is_some() && target.resource.plural != "namespaces" {
         return Err(ApiError::MethodNotAllowed);
     }
+    let object = parse_body(headers, body)?;
+    let manager = managed::manager(query, headers, "CreateOptions")?;
+    let tracking = Tracking::Update {
+        manager: &manager,
+        subresource: None,
+        api_version: target.resource.api_version(),
+    };
+    let (stored, warnings) = insert(store, target, query, object, &tracking).await?;
+    Ok(object_response(StatusCode::CREATED, &stored, &warnings))
+}
+
+/// Creates `object` (a create, or a server-side apply to a missing object): the
+/// metadata the server owns, admission, managed fields. Returns the stored object
+/// and warnings.
+pub(crate) async fn insert(
+    store: &dyn Store,
+    target: &Target,
+    query: &Query,
+    mut object: Value,
+    tracking: &Tracking<'_>,
+) -> Result<(Value, Vec<String>), ApiError> {
     let resource = target.resource;
-    let mut object = parse_body(headers, body)?;
     check_type(resource, &object)?;
     place_in_namespace(target, &mut object)?;
     if let Some(ns) = &target.namespace {
@@ -247,14 +269,11 @@ pub(super) async fn create(
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let admitted = admit(resource, object, Operation::Create, query.field_validation)
+    let mut admitted = admit(resource, object, Operation::Create, query.field_validation)
         .map_err(|e| admit_error(resource, &name, e))?;
+    managed::record(tracking, resource, false, None, &mut admitted.object);
     if query.dry_run {
-        return Ok(object_response(
-            StatusCode::CREATED,
-            &admitted.object,
-            &admitted.warnings,
-        ));
+        return Ok((admitted.object, admitted.warnings));
     }
     let key = storage::key(resource, target.namespace.as_deref(), &name);
     let kv = store
@@ -263,15 +282,12 @@ pub(super) async fn create(
         .map_err(write_error(resource, &name))?;
     let mut stored = admitted.object;
     storage::set_resource_version(&mut stored, kv.mod_revision);
-    Ok(object_response(
-        StatusCode::CREATED,
-        &stored,
-        &admitted.warnings,
-    ))
+    Ok((stored, admitted.warnings))
 }
 
 /// Writes `new` (a full object) over the stored `old` at `old_rv`, keeping the fields
-/// the server owns; `status_only` for the status subresource. Returns the stored
+/// the server owns (only status changes through the status subresource), and
+/// recording managed fields per `tracking`. Returns the stored
 /// object and warnings.
 pub(crate) async fn replace(
     store: &dyn Store,
@@ -280,10 +296,11 @@ pub(crate) async fn replace(
     old: &Value,
     old_rv: i64,
     mut new: Value,
-    status_only: bool,
+    tracking: &Tracking<'_>,
 ) -> Result<(Value, Vec<String>, StatusCode), ApiError> {
     let resource = target.resource;
     let name = target.name.clone().unwrap_or_default();
+    let status_only = target.subresource == Some(Subresource::Status);
     check_type(resource, &new)?;
     place_in_namespace(target, &mut new)?;
     let meta = meta_mut(&mut new)?;
@@ -328,6 +345,9 @@ pub(crate) async fn replace(
                 }
             }
         }
+        if matches!(tracking, Tracking::Applied) {
+            merged["metadata"]["managedFields"] = new["metadata"]["managedFields"].clone();
+        }
         new = merged;
     } else if has_status(resource) && !matches!(resource.plural, "nodes" | "namespaces") {
         match old.get("status") {
@@ -351,6 +371,7 @@ pub(crate) async fn replace(
     )
     .map_err(|e| admit_error(resource, &name, e))?;
     let mut object = admitted.object;
+    managed::record(tracking, resource, status_only, Some(old), &mut object);
     // Finalizers emptied on an object being deleted: the deletion completes now.
     let deleting = object["metadata"]["deletionTimestamp"].is_string();
     let finalizers_left = object["metadata"]["finalizers"]
@@ -427,8 +448,10 @@ pub(super) async fn update(
     let new = parse_body(headers, body)?;
     let (old, old_rv) = load(store, target).await?;
     let status_only = target.subresource == Some(Subresource::Status);
+    let manager = managed::manager(query, headers, "UpdateOptions")?;
+    let tracking = update_tracking(target, &manager, status_only);
     let (object, warnings, code) =
-        replace(store, target, query, &old, old_rv, new, status_only).await?;
+        replace(store, target, query, &old, old_rv, new, &tracking).await?;
     Ok(object_response(code, &object, &warnings))
 }
 
@@ -452,29 +475,46 @@ pub(super) async fn patch(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
+    if strata_api::patch::is_apply(content_type) {
+        return super::apply::apply(store, target, query, body).await;
+    }
     let patch_type = PatchType::from_content_type(content_type).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {content_type:?})"
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml (got {content_type:?})"
         ))
     })?;
+    if query.force {
+        return Err(managed::options_invalid(
+            "PatchOptions",
+            strata_api::FieldError::forbidden("force", "may not be specified for non-apply patch"),
+        ));
+    }
     let status_only = target.subresource == Some(Subresource::Status);
+    let manager = managed::manager(query, headers, "PatchOptions")?;
+    let tracking = update_tracking(target, &manager, status_only);
     let mut attempt = 1;
     loop {
         let (old, old_rv) = load(store, target).await?;
-        // The patch applies to the object without its version, so that a version in
-        // the patch shows: such a patch is a precondition and conflicts when stale.
+        // A merge patch applies to the object without its version, so that a
+        // version in the patch shows: such a patch is a precondition and conflicts
+        // when stale. A JSON patch sees the version, since its operations may
+        // address it (kubectl's managedFields upgrade replaces it, as its
+        // precondition); there a version other than the current one pins it.
         let mut bare = old.clone();
-        if let Some(meta) = bare["metadata"].as_object_mut() {
+        if patch_type != PatchType::Json
+            && let Some(meta) = bare["metadata"].as_object_mut()
+        {
             meta.remove("resourceVersion");
         }
         let mut new = apply_patch(target.resource, &bare, patch_type, body).map_err(patch_error)?;
+        let current = old_rv.to_string();
         let pinned = new["metadata"]["resourceVersion"]
             .as_str()
-            .is_some_and(|rv| !rv.is_empty());
+            .is_some_and(|rv| !rv.is_empty() && (patch_type != PatchType::Json || rv != current));
         if !pinned {
             storage::set_resource_version(&mut new, old_rv);
         }
-        match replace(store, target, query, &old, old_rv, new, status_only).await {
+        match replace(store, target, query, &old, old_rv, new, &tracking).await {
             Ok((object, warnings, code)) => return Ok(object_response(code, &object, &warnings)),
             // A write that came between load and replace: like Kubernetes'
             // GuaranteedUpdate, apply the patch again to the fresh object.
@@ -486,10 +526,20 @@ pub(super) async fn patch(
     }
 }
 
+/// An update by `manager` through `target` (its status subresource when
+/// `status_only`).
+fn update_tracking<'a>(target: &Target, manager: &'a str, status_only: bool) -> Tracking<'a> {
+    Tracking::Update {
+        manager,
+        subresource: status_only.then_some("status"),
+        api_version: target.resource.api_version(),
+    }
+}
+
 /// How often a patch without a resourceVersion is applied before a concurrent
 /// writer's conflict reaches the client (Kubernetes retries until it lands; a bound
 /// keeps a hot object from holding a request forever).
-const PATCH_ATTEMPTS: u32 = 32;
+pub(super) const PATCH_ATTEMPTS: u32 = 32;
 
 /// `DeleteOptions` from the body (or the query).
 pub(crate) struct DeleteOptions {
@@ -755,7 +805,15 @@ pub(super) async fn scale(
         subresource: None,
         verb: target.verb,
     };
-    let (stored, _, _) = replace(store, &main, query, &object, rv, new, false).await?;
+    let manager = managed::manager(query, headers, "UpdateOptions")?;
+    // Kubernetes records scale writes on the parent, in its version, marked as
+    // through the scale subresource (managedfields' ScaleHandler).
+    let tracking = Tracking::Update {
+        manager: &manager,
+        subresource: Some("scale"),
+        api_version: target.resource.api_version(),
+    };
+    let (stored, _, _) = replace(store, &main, query, &object, rv, new, &tracking).await?;
     let rv = stored["metadata"]["resourceVersion"]
         .as_str()
         .and_then(|r| r.parse().ok())

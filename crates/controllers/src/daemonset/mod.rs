@@ -89,7 +89,7 @@ pub struct Context {
     pods: Store<Pod>,
     nodes: Store<Node>,
     recorder: Recorder,
-    expectations: Expectations,
+    expectations: Arc<Expectations>,
     backoff: Backoff,
 }
 
@@ -112,16 +112,18 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
     .with_config(options.runtime_config());
     let sets = controller.store();
     let every_set = sets.clone();
+    let expectations = Arc::new(Expectations::default());
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), COMPONENT, None),
         client,
         pods,
         nodes,
-        expectations: Expectations::default(),
+        expectations: Arc::clone(&expectations),
         backoff: Backoff::default(),
     });
     controller
         .watches_stream(pod_events, move |pod| {
+            expectations.observe(&pod);
             cache::owners_of(&sets, &pod.metadata, |ds: &DaemonSet| {
                 ds.spec.as_ref().map(|s| &s.selector)
             })

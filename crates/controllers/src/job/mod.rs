@@ -82,7 +82,7 @@ pub struct Context {
     client: kube::Client,
     pods: Store<Pod>,
     recorder: Recorder,
-    expectations: Expectations,
+    expectations: Arc<Expectations>,
     backoff: Backoff,
     failure_backoff: FailureBackoff,
 }
@@ -97,16 +97,18 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
     let controller = Controller::new(Api::<Job>::all(client.clone()), watcher::Config::default())
         .with_config(options.runtime_config());
     let jobs = controller.store();
+    let expectations = Arc::new(Expectations::default());
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), COMPONENT, None),
         client,
         pods,
-        expectations: Expectations::default(),
+        expectations: Arc::clone(&expectations),
         backoff: Backoff::default(),
         failure_backoff: options.job_failure_backoff,
     });
     controller
         .watches_stream(pod_events, move |pod| {
+            expectations.observe(&pod);
             cache::owners_of(&jobs, &pod.metadata, |job: &Job| {
                 job.spec.as_ref()?.selector.as_ref()
             })

@@ -67,7 +67,7 @@ pub struct Context {
     client: kube::Client,
     pods: Store<Pod>,
     recorder: Recorder,
-    expectations: Expectations,
+    expectations: Arc<Expectations>,
     backoff: Backoff,
 }
 
@@ -84,15 +84,17 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
     )
     .with_config(options.runtime_config());
     let sets = controller.store();
+    let expectations = Arc::new(Expectations::default());
     let context = Arc::new(Context {
         recorder: Recorder::new(client.clone(), COMPONENT, None),
         client,
         pods,
-        expectations: Expectations::default(),
+        expectations: Arc::clone(&expectations),
         backoff: Backoff::default(),
     });
     controller
         .watches_stream(pod_events, move |pod| {
+            expectations.observe(&pod);
             cache::owners_of(&sets, &pod.metadata, |rs: &ReplicaSet| {
                 rs.spec.as_ref().map(|s| &s.selector)
             })

@@ -32,6 +32,11 @@ pub async fn cluster() -> Cluster {
 
 /// A test API server with the controllers running with `options`.
 pub async fn cluster_with(options: ControllerOptions) -> Cluster {
+    // `RUST_LOG=strata_controllers=debug` shows what the controllers do (off by default).
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let server = TestApiServer::start().await;
     let client = server.admin_client().await;
     let c = client.clone();
