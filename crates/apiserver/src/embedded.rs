@@ -1,8 +1,10 @@
 //! The API server as `strata server` and `strata up` run it: on the embedded SQLite store
-//! under the data dir, with the built-in namespaces, the namespace finalizer, each
-//! namespace's `default` ServiceAccount and `kube-root-ca.crt`, the garbage collector,
-//! periodic compaction, service account tokens, and node agents allowed to write their
-//! own Pods.
+//! under the data dir, with the built-in namespaces, each namespace's `default`
+//! ServiceAccount and `kube-root-ca.crt`, periodic compaction, service account tokens,
+//! and node agents allowed to write their own Pods. The garbage collector and the
+//! namespace controller are API clients in `strata-controllers`, as in Kubernetes: a
+//! server without them collects no garbage (kube-apiserver without the controller
+//! manager).
 //! Tests start the same thing in-process on port 0.
 
 use std::future::Future;
@@ -16,7 +18,7 @@ use crate::auth::PodNodeResolver;
 use crate::auth::layer::{ObjectFuture, PodNodeFuture};
 use crate::rest::{ApiState, router};
 use crate::server::{Server, ServerConfig, ServerError};
-use crate::{gc, namespaces, serviceaccounts, storage};
+use crate::{namespaces, serviceaccounts, storage};
 
 /// How much history watches can resume from: compaction keeps this much.
 pub const HISTORY: Duration = Duration::from_secs(5 * 60);
@@ -94,8 +96,6 @@ impl EmbeddedServer {
     /// Runs the background loops and serves until `shutdown` completes.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
         let loops = [
-            tokio::spawn(namespaces::run_finalizer(self.store.clone())),
-            tokio::spawn(gc::run(self.store.clone())),
             tokio::spawn(compact_forever(self.store.clone())),
             tokio::spawn(serviceaccounts::run(
                 self.store.clone(),

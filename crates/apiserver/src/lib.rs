@@ -31,7 +31,6 @@ pub mod discovery;
 pub mod document;
 pub mod embedded;
 mod fsutil;
-pub mod gc;
 pub mod kubelet;
 pub mod namespaces;
 pub mod node_certs;

@@ -1,4 +1,5 @@
-//! Strata's workload controllers. Each is a kube-rs [`Controller`](kube::runtime::Controller)
+//! Strata's controllers: the workload controllers, node lifecycle, the garbage
+//! collector and the namespace controller. Each is a kube-rs [`Controller`](kube::runtime::Controller)
 //! whose decisions are pure functions of the objects its watch caches hold, so they are
 //! unit-tested without a cluster; the loop around them only reads caches and writes
 //! through the API. [`run`] runs them all; each module also has its own `run`.
@@ -8,7 +9,9 @@ pub mod cache;
 pub mod daemonset;
 pub mod deployment;
 pub mod expectations;
+pub mod garbage_collector;
 pub mod job;
+pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod_control;
 pub mod pods;
@@ -62,7 +65,9 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
         result = deployment::run(client.clone(), options.clone()) => result,
         result = job::run(client.clone(), options.clone()) => result,
         result = daemonset::run(client.clone(), options.clone()) => result,
-        result = node_lifecycle::run(client, options) => result,
+        result = node_lifecycle::run(client.clone(), options.clone()) => result,
+        result = garbage_collector::run(client.clone(), options.clone()) => result,
+        result = namespace::run(client, options) => result,
     }
 }
 

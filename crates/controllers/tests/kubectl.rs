@@ -1,5 +1,6 @@
-//! Real `kubectl rollout status/history/undo` and `kubectl wait` against the controllers. Skipped (with a
-//! SKIP line) when kubectl is not on PATH.
+//! Real `kubectl rollout status/history/undo`, `kubectl wait` and `kubectl delete
+//! --cascade` against the controllers. Skipped (with a SKIP line) when kubectl is not
+//! on PATH.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -205,4 +206,93 @@ async fn kubectl_rollout_status_of_a_daemon_set() {
         ok && text.contains("daemon set \"kd\" successfully rolled out"),
         "{text}"
     );
+}
+
+/// `app=<name>` ReplicaSets and pods that exist (being deleted or not), each with how
+/// many owner references it has.
+async fn owned(client: &kube::Client, app: &str) -> Vec<(String, usize)> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::ResourceExt;
+    use kube::api::{Api, ListParams};
+    let selector = ListParams::default().labels(&format!("app={app}"));
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut found: Vec<(String, usize)> = sets
+        .list(&selector)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|s| (format!("rs/{}", s.name_any()), s.owner_references().len()))
+        .collect();
+    found.extend(
+        pods.list(&selector)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|p| (format!("pod/{}", p.name_any()), p.owner_references().len())),
+    );
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_delete_cascades_in_the_background_the_foreground_or_not_at_all() {
+    if kubectl_missing("kubectl_delete_cascades_in_the_background_the_foreground_or_not_at_all") {
+        return;
+    }
+    let c = cluster().await;
+    let config = c.server.kubeconfig_path().to_path_buf();
+    for app in ["bg", "fg", "keep"] {
+        let manifest = c.server.data_dir().join(format!("{app}.yaml"));
+        std::fs::write(&manifest, MANIFEST.replace("kc", app)).unwrap();
+        let (ok, text) = kubectl(&config, &["apply", "-f", manifest.to_str().unwrap()]);
+        assert!(ok, "{text}");
+        eventually(&format!("the {app} replica set and its 2 pods"), || async {
+            (owned(&c.client, app).await.len() == 3).then_some(())
+        })
+        .await;
+    }
+
+    let (ok, text) = kubectl(&config, &["delete", "deployment", "bg"]);
+    assert!(ok, "{text}");
+    eventually("the bg replica set and pods to go", || async {
+        owned(&c.client, "bg").await.is_empty().then_some(())
+    })
+    .await;
+
+    // Foreground: kubectl returns once the deployment is gone, which is after its
+    // replica set and pods.
+    let (ok, text) = kubectl(
+        &config,
+        &[
+            "delete",
+            "deployment",
+            "fg",
+            "--cascade=foreground",
+            "--timeout=60s",
+        ],
+    );
+    assert!(ok, "{text}");
+    assert!(owned(&c.client, "fg").await.is_empty());
+
+    // Orphan: the replica set stays, without its owner reference; its pods keep theirs.
+    let (ok, text) = kubectl(
+        &config,
+        &[
+            "delete",
+            "deployment",
+            "keep",
+            "--cascade=orphan",
+            "--timeout=60s",
+        ],
+    );
+    assert!(ok, "{text}");
+    let left = owned(&c.client, "keep").await;
+    assert_eq!(left.len(), 3, "{left:?}");
+    for (name, owners) in left {
+        let expected = usize::from(name.starts_with("pod/"));
+        assert_eq!(owners, expected, "{name}");
+    }
 }

@@ -53,7 +53,8 @@ pub enum Command {
     /// Remove images (same as `image rm`).
     Rmi(ImageRmArgs),
     /// Run the Kubernetes-compatible API server (HTTPS; kubectl works with the
-    /// kubeconfig it writes).
+    /// kubeconfig it writes). Alone, like kube-apiserver, it runs no controllers: no
+    /// garbage collection, no namespace emptying (`strata up` runs them).
     Server(ServerArgs),
     /// Run a one-node cloud: the API server, and a node agent running the pods bound to
     /// this machine, in one process (Ctrl-C stops it; pods keep running and are

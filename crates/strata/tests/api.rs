@@ -2,8 +2,9 @@
 //! `strata server` driven by real kubectl: apply (twice), get (json, wide, tables),
 //! label, annotate, the three patch types, server-side apply and managedFields,
 //! scale, edit, diff, watch, errors as Kubernetes words them, foreground cascading
-//! deletion and namespace deletion, and service account tokens (TokenRequest, what
-//! they may do, when they stop working).
+//! deletion and namespace deletion (with the controllers running beside the server, as
+//! kube-controller-manager runs beside kube-apiserver), and service account tokens
+//! (TokenRequest, what they may do, when they stop working).
 
 mod common;
 
@@ -143,6 +144,40 @@ impl Drop for ApiServer {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Strata's controllers (among them the garbage collector and the namespace controller)
+/// running against a server as API clients with its admin kubeconfig, the part
+/// kube-controller-manager plays; `strata server` alone runs none. Stopped on drop.
+struct Controllers {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Controllers {
+    fn start(server: &ApiServer) -> Self {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let kubeconfig = kube::config::Kubeconfig::read_from(server.kubeconfig()).unwrap();
+        let client = runtime.block_on(async {
+            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .unwrap();
+            kube::Client::try_from(config).unwrap()
+        });
+        runtime.spawn(async move {
+            let _ = strata_controllers::run(client, Default::default()).await;
+        });
+        Self {
+            runtime: Some(runtime),
+        }
+    }
+}
+
+impl Drop for Controllers {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -722,6 +757,7 @@ fn watch_deletion_cascades_and_namespaces() {
     let Some(s) = ApiServer::start("watch_deletion_cascades_and_namespaces") else {
         return;
     };
+    let _controllers = Controllers::start(&s);
     s.apply(MANIFEST);
     // A watch sees objects created after it started.
     let mut watch = Command::new("kubectl")
@@ -772,14 +808,15 @@ fn watch_deletion_cascades_and_namespaces() {
     let _ = watch.kill();
     let _ = watch.wait();
 
-    // Foreground deletion waits for dependents (ownerReferences) and removes them.
+    // Foreground deletion waits for blocking dependents (ownerReferences with
+    // blockOwnerDeletion) and removes them.
     let uid = jsonpath(
         &s,
         &["get", "deploy", "web", "-n", "shop"],
         "{.metadata.uid}",
     );
     let owned = format!(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  namespace: shop\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: web, uid: {uid}}}\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: owned\n  namespace: shop\n  ownerReferences:\n  - {{apiVersion: apps/v1, kind: Deployment, name: web, uid: {uid}, blockOwnerDeletion: true}}\n"
     );
     s.apply(&owned);
     s.ok(&[

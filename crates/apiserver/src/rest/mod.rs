@@ -27,9 +27,8 @@ use crate::discovery;
 use crate::status::{ApiError, json_response};
 
 pub use query::Query;
-pub(crate) use read::list_page;
 pub(crate) use token::stored;
-pub(crate) use write::{delete_object, new_uid, no_grace};
+pub(crate) use write::new_uid;
 
 /// Largest request body accepted (Kubernetes' limit).
 pub const MAX_BODY: usize = 3 * 1024 * 1024;

@@ -382,7 +382,11 @@ pub(crate) async fn replace(
         storage::set_resource_version(&mut object, old_rv);
         return Ok((object, admitted.warnings, StatusCode::OK));
     }
-    if deleting && !finalizers_left && !pending_graceful(resource, &object) {
+    if deleting
+        && !finalizers_left
+        && !pending_graceful(resource, &object)
+        && !namespace_finalizers_left(resource, &object)
+    {
         store
             .delete(&key, Some(old_rv))
             .await
@@ -408,6 +412,17 @@ pub(crate) async fn replace(
         .map_err(write_error(resource, &name))?;
     storage::set_resource_version(&mut object, kv.mod_revision);
     Ok((object, admitted.warnings, StatusCode::OK))
+}
+
+/// A namespace keeps its `spec.finalizers` until the namespace controller has emptied
+/// it: an update (its status conditions, say) must not complete its deletion before
+/// (Kubernetes' `ShouldDeleteNamespaceDuringUpdate`).
+fn namespace_finalizers_left(resource: &Resource, object: &Value) -> bool {
+    resource.group.is_empty()
+        && resource.plural == "namespaces"
+        && object["spec"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty())
 }
 
 /// A pod bound to a node waits for its node agent to confirm the deletion.
@@ -533,17 +548,6 @@ pub(crate) struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub dry_run: bool,
-}
-
-/// Delete at once, dependents in the background (the namespace finalizer's choice).
-pub(crate) fn no_grace() -> DeleteOptions {
-    DeleteOptions {
-        grace_period: Some(0),
-        propagation: None,
-        precondition_uid: None,
-        precondition_rv: None,
-        dry_run: false,
-    }
 }
 
 fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
@@ -936,4 +940,22 @@ pub(super) async fn evict(
     delete_object(store, &pod, &options).await?;
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     Ok(object_response(StatusCode::CREATED, &status, &[]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_with_spec_finalizers_survives_updates_while_deleting() {
+        let namespaces = strata_api::resources::namespaces();
+        let held = json!({"spec": {"finalizers": ["kubernetes"]}});
+        assert!(namespace_finalizers_left(namespaces, &held));
+        assert!(!namespace_finalizers_left(
+            namespaces,
+            &json!({"spec": {"finalizers": []}})
+        ));
+        let pods = &strata_api::resources::RESOURCES[1];
+        assert!(!namespace_finalizers_left(pods, &held));
+    }
 }
