@@ -5,6 +5,7 @@
 pub mod admit;
 pub mod field;
 pub mod fields;
+pub mod fuzz;
 pub mod job;
 pub mod kinds;
 pub mod names;
