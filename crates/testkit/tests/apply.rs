@@ -270,6 +270,33 @@ async fn creates_and_updates_record_their_manager() {
     assert!(body["metadata"]["managedFields"].is_null(), "{body}");
 }
 
+/// A body in an encoding the server does not read (Kubernetes protobuf, as `kubectl
+/// create deployment` sends) is 415 Unsupported Media Type, as Kubernetes answers an
+/// unknown encoding, naming the encodings it reads.
+#[tokio::test]
+async fn bodies_in_unsupported_encodings_get_415() {
+    let server = TestApiServer::start().await;
+    let client = server.admin_client().await;
+    let (code, status) = raw(
+        &client,
+        "POST",
+        DEPLOYMENTS,
+        "application/vnd.kubernetes.protobuf",
+        None,
+        "k8s\u{0}\n\u{b}\n\u{7}apps/v1",
+    )
+    .await;
+    assert_eq!(code, 415, "{status}");
+    assert_eq!(status["reason"], "UnsupportedMediaType", "{status}");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("application/json"),
+        "{status}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_applies_are_refused_like_kubernetes() {
     let server = TestApiServer::start().await;

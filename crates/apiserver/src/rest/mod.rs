@@ -185,6 +185,12 @@ pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiE
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        // 415 (not 400) lets clients that can fall back retry with JSON.
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?}: the protobuf encoding is not supported)"
+        )));
+    }
     if content_type.contains("yaml") {
         return serde_yaml::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("the body is not valid YAML: {e}")));
