@@ -148,27 +148,7 @@ impl Drop for Agent {
             // their containers go below.
             delete_pods(&["--force", "--grace-period=0", "--wait=false"]);
         }
-        for line in self.strata(&["ps", "-a"]).lines().skip(1) {
-            if let Some(id) = line.split_whitespace().next() {
-                let _ = Command::new(strata_bin())
-                    .arg("--data-dir")
-                    .arg(self.data.path())
-                    .args(["rm", "-f", id])
-                    .output();
-            }
-        }
-        if let Ok(pods) = std::fs::read_dir(self.data.path().join("pods")) {
-            for pod in pods.flatten() {
-                let _ = strata_runtime::Sandbox::at(pod.path().join("sandbox")).remove();
-                let uid = pod.file_name().to_string_lossy().into_owned();
-                for level in ["", "burstable", "besteffort"] {
-                    let group = std::path::Path::new("/strata/pods")
-                        .join(level)
-                        .join(format!("pod{uid}"));
-                    let _ = strata_cgroups::group::remove(&group);
-                }
-            }
-        }
+        common::cloud::remove_leftovers(self.data.path());
     }
 }
 

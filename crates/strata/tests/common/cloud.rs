@@ -201,25 +201,38 @@ impl Drop for Cloud {
         self.stop();
         // Whatever is left (a failed test): remove containers, then sandboxes and pod
         // cgroups.
-        for line in self.strata(&["ps", "-a"]).lines().skip(1) {
-            if let Some(id) = line.split_whitespace().next() {
-                let _ = Command::new(strata_bin())
-                    .arg("--data-dir")
-                    .arg(self.data.path())
-                    .args(["rm", "-f", id])
-                    .output();
-            }
+        remove_leftovers(self.data.path());
+    }
+}
+
+/// Removes what a stopped node agent left under `data_dir` (after a failed test): its
+/// containers, then the pods' sandboxes and cgroups.
+pub fn remove_leftovers(data_dir: &std::path::Path) {
+    let ps = Command::new(strata_bin())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["ps", "-a"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for line in ps.lines().skip(1) {
+        if let Some(id) = line.split_whitespace().next() {
+            let _ = Command::new(strata_bin())
+                .arg("--data-dir")
+                .arg(data_dir)
+                .args(["rm", "-f", id])
+                .output();
         }
-        if let Ok(pods) = std::fs::read_dir(self.data.path().join("pods")) {
-            for pod in pods.flatten() {
-                let _ = strata_runtime::Sandbox::at(pod.path().join("sandbox")).remove();
-                let uid = pod.file_name().to_string_lossy().into_owned();
-                for level in ["", "burstable", "besteffort"] {
-                    let group = std::path::Path::new("/strata/pods")
-                        .join(level)
-                        .join(format!("pod{uid}"));
-                    let _ = strata_cgroups::group::remove(&group);
-                }
+    }
+    if let Ok(pods) = std::fs::read_dir(data_dir.join("pods")) {
+        for pod in pods.flatten() {
+            let _ = strata_runtime::Sandbox::at(pod.path().join("sandbox")).remove();
+            let uid = pod.file_name().to_string_lossy().into_owned();
+            for level in ["", "burstable", "besteffort"] {
+                let group = std::path::Path::new("/strata/pods")
+                    .join(level)
+                    .join(format!("pod{uid}"));
+                let _ = strata_cgroups::group::remove(&group);
             }
         }
     }
