@@ -672,6 +672,10 @@ impl Kind for Service {
             set(&mut spec.ip_family_policy, "SingleStack".into());
         }
         for port in spec.ports.iter_mut().flatten() {
+            // 0 is Go's unset (protobuf clients send it): allocate, as for none.
+            if port.node_port == Some(0) {
+                port.node_port = None;
+            }
             set(&mut port.protocol, "TCP".into());
             set(&mut port.target_port, IntOrString::Int(port.port));
         }
@@ -704,7 +708,7 @@ impl Kind for Service {
                 Some(name) if !name.is_empty() => {
                     errors.extend(check_name(
                         name,
-                        NameRule::Dns1035,
+                        NameRule::Label,
                         &format!("spec.ports[{i}].name"),
                     ));
                     if !names.insert(name.clone()) {

@@ -10,6 +10,7 @@ pub mod job;
 pub mod kinds;
 pub mod names;
 pub mod patch;
+pub mod protobuf;
 pub mod quantity;
 pub mod resources;
 pub mod selector;

@@ -31,8 +31,6 @@ async fn kubectl_rollout_status_history_and_undo() {
     }
     let c = cluster().await;
     let config = c.server.kubeconfig_path().to_path_buf();
-    // `kubectl create deployment` sends protobuf, which the API server does not read;
-    // `apply` sends JSON.
     let manifest = c.server.data_dir().join("kc.yaml");
     std::fs::write(&manifest, MANIFEST).unwrap();
     let (ok, text) = kubectl(&config, &["apply", "-f", manifest.to_str().unwrap()]);

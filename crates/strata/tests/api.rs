@@ -1010,6 +1010,139 @@ print("seen", seen)
 print("ok")
 "#;
 
+/// kubectl's `create` subcommands use client-go's typed clients, which send Kubernetes
+/// protobuf: what they create reads back as JSON with every field they set, and
+/// invalid objects get Kubernetes' field errors.
+#[test]
+fn kubectl_create_subcommands_send_protobuf_and_work() {
+    let Some(s) = ApiServer::start("kubectl_create_subcommands_send_protobuf_and_work") else {
+        return;
+    };
+    s.ok(&["create", "namespace", "proto"]);
+    // The request really is protobuf (-v=8 prints the request headers).
+    let out = s.kubectl(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=0",
+        "--port=80",
+        "-n",
+        "proto",
+        "-v=8",
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("Content-Type: application/vnd.kubernetes.protobuf"),
+        "{log}"
+    );
+    let deploy: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "deploy", "web", "-n", "proto", "-o", "json"]))
+            .unwrap();
+    assert_eq!(deploy["spec"]["replicas"], 0, "{deploy}");
+    assert_eq!(deploy["spec"]["selector"]["matchLabels"]["app"], "web");
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1.27", "{deploy}");
+    assert_eq!(container["ports"][0]["containerPort"], 80, "{deploy}");
+    assert_eq!(deploy["metadata"]["namespace"], "proto");
+    assert!(
+        deploy["metadata"]["creationTimestamp"].is_string(),
+        "{deploy}"
+    );
+
+    s.ok(&[
+        "create",
+        "configmap",
+        "cfg",
+        "--from-literal=color=blue",
+        "-n",
+        "proto",
+    ]);
+    assert_eq!(
+        jsonpath(&s, &["get", "cm", "cfg", "-n", "proto"], "{.data.color}"),
+        "blue"
+    );
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "creds",
+        "--from-literal=password=s3cr3t",
+        "-n",
+        "proto",
+    ]);
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "secret", "creds", "-n", "proto"],
+            "{.data.password}"
+        ),
+        "czNjcjN0"
+    );
+    s.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "--tcp=80:8080",
+        "-n",
+        "proto",
+    ]);
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "svc", "web", "-n", "proto"],
+            "{.spec.ports[0].name} {.spec.ports[0].targetPort}"
+        ),
+        "80-8080 8080"
+    );
+    s.ok(&[
+        "create",
+        "job",
+        "once",
+        "--image=busybox",
+        "-n",
+        "proto",
+        "--",
+        "echo",
+        "hi",
+    ]);
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "job", "once", "-n", "proto"],
+            "{.spec.template.spec.containers[0].command}"
+        ),
+        r#"["echo","hi"]"#
+    );
+    s.ok(&["create", "serviceaccount", "robot", "-n", "proto"]);
+    assert_eq!(
+        jsonpath(
+            &s,
+            &["get", "sa", "robot", "-n", "proto"],
+            "{.metadata.name}"
+        ),
+        "robot"
+    );
+
+    // Validation errors come back as for JSON, and nothing is created.
+    let error = s.fails(&[
+        "create",
+        "deployment",
+        "Bad_Name",
+        "--image=x",
+        "-n",
+        "proto",
+    ]);
+    assert!(
+        error.contains(r#"metadata.name: Invalid value: "Bad_Name""#),
+        "{error}"
+    );
+    let error = s.fails(&["create", "namespace", "proto"]);
+    assert!(error.contains("already exists"), "{error}");
+}
+
 #[test]
 fn the_python_kubernetes_client_works() {
     let Some(s) = ApiServer::start("the_python_kubernetes_client_works") else {

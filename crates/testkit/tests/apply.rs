@@ -270,13 +270,34 @@ async fn creates_and_updates_record_their_manager() {
     assert!(body["metadata"]["managedFields"].is_null(), "{body}");
 }
 
-/// A body in an encoding the server does not read (Kubernetes protobuf, as `kubectl
-/// create deployment` sends) is 415 Unsupported Media Type, as Kubernetes answers an
-/// unknown encoding, naming the encodings it reads.
+/// A Kubernetes protobuf body of a kind Strata has no protobuf schema for is 415
+/// Unsupported Media Type (as Kubernetes answers an encoding it cannot read), naming
+/// the encodings it reads; a malformed one is 400 saying what is wrong.
 #[tokio::test]
-async fn bodies_in_unsupported_encodings_get_415() {
+async fn protobuf_bodies_of_unknown_kinds_get_415_and_malformed_ones_400() {
     let server = TestApiServer::start().await;
     let client = server.admin_client().await;
+    // k8s\0 + Unknown{typeMeta{apiVersion "example.com/v1", kind "Widget"}}
+    let type_meta = "\n\u{e}example.com/v1\u{12}\u{6}Widget";
+    let widget = format!("k8s\u{0}\n{}{type_meta}", char::from(type_meta.len() as u8));
+    let (code, status) = raw(
+        &client,
+        "POST",
+        DEPLOYMENTS,
+        "application/vnd.kubernetes.protobuf",
+        None,
+        &widget,
+    )
+    .await;
+    assert_eq!(code, 415, "{status}");
+    assert_eq!(status["reason"], "UnsupportedMediaType", "{status}");
+    let message = status["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("application/json") && message.contains("Widget"),
+        "{status}"
+    );
+
+    // The typeMeta claims 11 bytes but the body ends after 9.
     let (code, status) = raw(
         &client,
         "POST",
@@ -286,13 +307,12 @@ async fn bodies_in_unsupported_encodings_get_415() {
         "k8s\u{0}\n\u{b}\n\u{7}apps/v1",
     )
     .await;
-    assert_eq!(code, 415, "{status}");
-    assert_eq!(status["reason"], "UnsupportedMediaType", "{status}");
+    assert_eq!(code, 400, "{status}");
     assert!(
         status["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("application/json"),
+            .contains("protobuf"),
         "{status}"
     );
 }

@@ -8,7 +8,6 @@ mod managed;
 mod query;
 mod read;
 mod token;
-mod token_proto;
 mod watch;
 mod write;
 
@@ -19,6 +18,7 @@ use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::Value;
+use strata_api::protobuf::{self, ProtobufError};
 use strata_api::{Resource, Subresource};
 use strata_store::Store;
 
@@ -148,8 +148,10 @@ async fn serve(
         Some(Subresource::Scale) => {
             return write::scale(store, &target, &query, &headers, &body).await;
         }
-        Some(Subresource::Binding) => return write::bind(store, &target, &query, &body).await,
-        Some(Subresource::Eviction) => return write::evict(store, &target, &body).await,
+        Some(Subresource::Binding) => {
+            return write::bind(store, &target, &query, &headers, &body).await;
+        }
+        Some(Subresource::Eviction) => return write::evict(store, &target, &headers, &body).await,
         Some(Subresource::Token) if target.verb == Verb::Create => {
             return token::request(store, state.sa_tokens.as_deref(), &target, &headers, &body)
                 .await;
@@ -166,8 +168,10 @@ async fn serve(
         Verb::Create => write::create(store, &target, &query, &headers, &body).await,
         Verb::Update => write::update(store, &target, &query, &headers, &body).await,
         Verb::Patch => write::patch(store, &target, &query, &headers, &body).await,
-        Verb::Delete => write::delete(store, &target, &query, &body).await,
-        Verb::DeleteCollection => write::delete_collection(store, &target, &query, &body).await,
+        Verb::Delete => write::delete(store, &target, &query, &headers, &body).await,
+        Verb::DeleteCollection => {
+            write::delete_collection(store, &target, &query, &headers, &body).await
+        }
     }
 }
 
@@ -179,17 +183,21 @@ async fn read_body(request: Request) -> Result<Vec<u8>, ApiError> {
     Ok(bytes.to_vec())
 }
 
-/// Parses a request body as JSON, or YAML when the content type says so.
+/// Parses a request body as JSON, or YAML or Kubernetes protobuf when the content type
+/// says so.
 pub(crate) fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
-    if content_type.starts_with("application/vnd.kubernetes.protobuf") {
-        // 415 (not 400) lets clients that can fall back retry with JSON.
-        return Err(ApiError::UnsupportedMediaType(format!(
-            "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?}: the protobuf encoding is not supported)"
-        )));
+    if protobuf::is_protobuf(content_type) {
+        return protobuf::decode(body).map_err(|e| match e {
+            // 415 names what the server reads, so that the client can send JSON.
+            ProtobufError::UnknownKind { .. } => ApiError::UnsupportedMediaType(format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf ({e})"
+            )),
+            other => ApiError::BadRequest(format!("the protobuf body cannot be read: {other}")),
+        });
     }
     if content_type.contains("yaml") {
         return serde_yaml::from_slice(body)

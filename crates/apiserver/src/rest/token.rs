@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use strata_api::FieldError;
 use strata_store::Store;
 
-use super::{Target, object_response, token_proto};
+use super::{Target, object_response};
 use crate::auth::serviceaccount::{
     Claims, ISSUER, KubernetesClaims, ObjectClaim, SaTokens, USER_PREFIX,
 };
@@ -54,16 +54,7 @@ pub(super) async fn request(
     else {
         return Err(ApiError::NoRoute);
     };
-    let content_type = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let mut request = if token_proto::is_protobuf(content_type) {
-        token_proto::token_request(body)
-            .ok_or_else(|| ApiError::BadRequest("TokenRequest: invalid protobuf".into()))?
-    } else {
-        super::parse_body(headers, body)?
-    };
+    let mut request = super::parse_body(headers, body)?;
     let invalid = |causes: Vec<FieldError>| ApiError::Invalid {
         kind: "TokenRequest".into(),
         group: "authentication.k8s.io".into(),

@@ -550,7 +550,11 @@ pub(crate) struct DeleteOptions {
     pub dry_run: bool,
 }
 
-fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError> {
+fn delete_options(
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<DeleteOptions, ApiError> {
     let mut options = DeleteOptions {
         grace_period: query.grace_period_seconds,
         propagation: query.propagation_policy.clone(),
@@ -559,8 +563,7 @@ fn delete_options(query: &Query, body: &[u8]) -> Result<DeleteOptions, ApiError>
         dry_run: query.dry_run,
     };
     if body.iter().any(|b| !b.is_ascii_whitespace()) {
-        let body: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::BadRequest(format!("DeleteOptions: {e}")))?;
+        let body = super::parse_body(headers, body)?;
         if let Some(g) = body["gracePeriodSeconds"].as_i64() {
             options.grace_period = Some(g);
         }
@@ -683,9 +686,10 @@ pub(super) async fn delete(
     store: &dyn Store,
     target: &Target,
     query: &Query,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let options = delete_options(query, body)?;
+    let options = delete_options(query, headers, body)?;
     let object = delete_object(store, target, &options).await?;
     let code = if object["metadata"]["deletionTimestamp"].is_string() && !options.dry_run {
         StatusCode::ACCEPTED
@@ -699,9 +703,10 @@ pub(super) async fn delete_collection(
     store: &dyn Store,
     target: &Target,
     query: &Query,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let options = delete_options(query, body)?;
+    let options = delete_options(query, headers, body)?;
     let mut listing = query.clone();
     listing.limit = None;
     listing.continue_token = None;
@@ -826,10 +831,10 @@ pub(super) async fn bind(
     store: &dyn Store,
     target: &Target,
     query: &Query,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let binding: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("Binding: {e}")))?;
+    let binding = super::parse_body(headers, body)?;
     let node = binding["target"]["name"]
         .as_str()
         .filter(|n| !n.is_empty())
@@ -919,10 +924,10 @@ pub(super) async fn bind(
 pub(super) async fn evict(
     store: &dyn Store,
     target: &Target,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let eviction: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("Eviction: {e}")))?;
+    let eviction = super::parse_body(headers, body)?;
     let options = DeleteOptions {
         grace_period: eviction["deleteOptions"]["gracePeriodSeconds"].as_i64(),
         propagation: None,
