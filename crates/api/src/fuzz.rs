@@ -1,5 +1,6 @@
 //! The request-decoding path as one function for fuzzing: arbitrary bytes go through
-//! what the API server does with a request body — JSON decoding, admission (decoding
+//! what the API server does with a request body — JSON and Kubernetes protobuf
+//! decoding, admission (decoding
 //! into the typed object, defaulting, validation) as a create and as an update, and
 //! the three patch types against a valid object. Whatever the input, every step must
 //! return a result, never panic. Used by the cargo-fuzz target in `fuzz/` and by a
@@ -43,6 +44,9 @@ pub fn request(data: &[u8]) {
             Operation::Update { old: &template },
             validation,
         );
+    }
+    if let Ok(value) = crate::protobuf::decode(body) {
+        let _ = admit(resource, value, Operation::Create, validation);
     }
     if let Ok(patched) = apply_patch(resource, &template, patch_type, body) {
         let _ = admit(
