@@ -159,6 +159,9 @@ fn name_rule(resource: &Resource) -> NameRule {
 fn check_meta(resource: &Resource, object: &Value, errors: &mut Vec<FieldError>) {
     let meta = &object["metadata"];
     match meta["name"].as_str() {
+        Some(name) if !name.is_empty() && resource.group == crate::rbac::GROUP => {
+            errors.extend(crate::rbac::path_segment(name, "metadata.name"));
+        }
         Some(name) if !name.is_empty() => {
             errors.extend(check_name(name, name_rule(resource), "metadata.name"));
         }

@@ -50,6 +50,10 @@ macro_rules! dispatch {
             ("batch", "Job") => $f::<batch::Job>($($arg),*),
             ("coordination.k8s.io", "Lease") => $f::<coordination::Lease>($($arg),*),
             ("events.k8s.io", "Event") => $f::<events::Event>($($arg),*),
+            ("rbac.authorization.k8s.io", "Role") => $f::<k8s_openapi::api::rbac::v1::Role>($($arg),*),
+            ("rbac.authorization.k8s.io", "ClusterRole") => $f::<k8s_openapi::api::rbac::v1::ClusterRole>($($arg),*),
+            ("rbac.authorization.k8s.io", "RoleBinding") => $f::<k8s_openapi::api::rbac::v1::RoleBinding>($($arg),*),
+            ("rbac.authorization.k8s.io", "ClusterRoleBinding") => $f::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>($($arg),*),
             (group, kind) => unreachable!("resource table and dispatch disagree on {group}/{kind}"),
         }
     }};

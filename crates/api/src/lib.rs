@@ -12,6 +12,7 @@ pub mod names;
 pub mod patch;
 pub mod protobuf;
 pub mod quantity;
+pub mod rbac;
 pub mod resources;
 pub mod selector;
 pub mod serviceaccount;

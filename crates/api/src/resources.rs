@@ -310,6 +310,50 @@ pub static RESOURCES: &[Resource] = &[
         [],
         []
     ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        "clusterrole",
+        false,
+        [],
+        [],
+        []
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        false,
+        [],
+        [],
+        []
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "Role",
+        "roles",
+        "role",
+        true,
+        [],
+        [],
+        []
+    ),
+    resource!(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        "rolebinding",
+        true,
+        [],
+        [],
+        []
+    ),
 ];
 
 /// The `namespaces` resource (first in [`RESOURCES`]; the server needs it by itself).

@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::{
-    apps, authentication, autoscaling, batch, coordination, core, events, policy,
+    apps, authentication, authorization, autoscaling, batch, coordination, core, events, policy,
+    rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
 use quote::ToTokens;
@@ -49,6 +50,11 @@ roots! {
     "policy/v1" "Eviction" "api.policy.v1" => policy::v1::Eviction,
     "autoscaling/v1" "Scale" "api.autoscaling.v1" => autoscaling::v1::Scale,
     "authentication.k8s.io/v1" "TokenRequest" "api.authentication.v1" => authentication::v1::TokenRequest,
+    "rbac.authorization.k8s.io/v1" "ClusterRole" "api.rbac.v1" => rbac::v1::ClusterRole,
+    "rbac.authorization.k8s.io/v1" "ClusterRoleBinding" "api.rbac.v1" => rbac::v1::ClusterRoleBinding,
+    "rbac.authorization.k8s.io/v1" "Role" "api.rbac.v1" => rbac::v1::Role,
+    "rbac.authorization.k8s.io/v1" "RoleBinding" "api.rbac.v1" => rbac::v1::RoleBinding,
+    "authorization.k8s.io/v1" "SelfSubjectAccessReview" "api.authorization.v1" => authorization::v1::SelfSubjectAccessReview,
     "v1" "DeleteOptions" "apimachinery.pkg.apis.meta.v1" => DeleteOptions,
 }
 

@@ -16,6 +16,7 @@ use strata_store::{SqliteStore, Store, StoreError};
 
 use crate::auth::PodNodeResolver;
 use crate::auth::layer::{ObjectFuture, PodNodeFuture};
+use crate::auth::rbac::RbacCache;
 use crate::rest::{ApiState, router};
 use crate::server::{Server, ServerConfig, ServerError};
 use crate::{namespaces, serviceaccounts, storage};
@@ -57,6 +58,7 @@ pub enum EmbeddedError {
 pub struct EmbeddedServer {
     server: Server,
     store: Arc<dyn Store>,
+    rbac: Arc<RbacCache>,
 }
 
 impl EmbeddedServer {
@@ -78,9 +80,20 @@ impl EmbeddedServer {
         namespaces::bootstrap(store.as_ref())
             .await
             .map_err(|err| EmbeddedError::Bootstrap(err.to_string()))?;
+        crate::auth::rbac::bootstrap(store.as_ref())
+            .await
+            .map_err(|err| EmbeddedError::Bootstrap(err.to_string()))?;
         let resolver = Arc::new(StoredPodNodes(store.clone()));
-        let server = Server::bind(config).await?.with_pod_node_resolver(resolver);
-        Ok(Self { server, store })
+        let rbac = RbacCache::new(store.clone());
+        let server = Server::bind(config)
+            .await?
+            .with_pod_node_resolver(resolver)
+            .with_rbac(rbac.clone());
+        Ok(Self {
+            server,
+            store,
+            rbac,
+        })
     }
 
     /// The bound server (its URL, PKI, tokens and kubeconfig path).
@@ -97,6 +110,7 @@ impl EmbeddedServer {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
         let loops = [
             tokio::spawn(compact_forever(self.store.clone())),
+            tokio::spawn(self.rbac.clone().run()),
             tokio::spawn(serviceaccounts::run(
                 self.store.clone(),
                 self.server.pki().ca_cert_pem().to_string(),

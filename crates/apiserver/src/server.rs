@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::auth::rbac::RbacCache;
 use crate::auth::serviceaccount::{SaTokenError, SaTokens};
 use crate::auth::{AuthLayer, Authenticator, PodNodeResolver, TokenError, TokenStore};
 use crate::pki::{Pki, PkiError, server_url};
@@ -102,6 +103,7 @@ pub struct Server {
     local_addr: SocketAddr,
     kubeconfig_path: PathBuf,
     pod_nodes: Option<Arc<dyn PodNodeResolver>>,
+    rbac: Option<Arc<RbacCache>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -160,6 +162,7 @@ impl Server {
             local_addr,
             kubeconfig_path,
             pod_nodes: None,
+            rbac: None,
         })
     }
 
@@ -167,6 +170,14 @@ impl Server {
     #[must_use]
     pub fn with_pod_node_resolver(mut self, resolver: Arc<dyn PodNodeResolver>) -> Self {
         self.pod_nodes = Some(resolver);
+        self
+    }
+
+    /// Authorizes users and service accounts by the RBAC policy `cache` holds (the
+    /// caller runs [`RbacCache::run`]).
+    #[must_use]
+    pub fn with_rbac(mut self, cache: Arc<RbacCache>) -> Self {
+        self.rbac = Some(cache);
         self
     }
 
@@ -211,6 +222,9 @@ impl Server {
             .with_service_account_tokens(self.sa_tokens.clone());
         if let Some(resolver) = self.pod_nodes {
             auth = auth.with_pod_node_resolver(resolver);
+        }
+        if let Some(cache) = self.rbac {
+            auth = auth.with_rbac(cache);
         }
         let app = tower::Layer::layer(&AuthLayer::new(Arc::new(auth)), router);
         tls::serve_tls(

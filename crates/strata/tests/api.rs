@@ -1387,7 +1387,8 @@ spec:
     let short = String::from_utf8_lossy(&short.stderr);
     assert!(short.contains("less than 10 minutes"), "{short}");
 
-    // The token's holder is the service account: discovery and itself, nothing more.
+    // The token's holder is the service account: discovery, nothing more (no RBAC
+    // binding names it).
     let ca_file = s.data.path().join("pki/ca.crt");
     let as_token = |token: &str, args: &[&str]| {
         Command::new("kubectl")
@@ -1403,8 +1404,9 @@ spec:
     for t in [token, bound] {
         let api = as_token(t, &["get", "--raw", "/api"]);
         assert!(api.status.success(), "{}", stderr(&api));
+        // Nothing is bound to it: not even its own ServiceAccount is readable.
         let me = as_token(t, &["get", "sa", "default", "-n", "shop"]);
-        assert!(me.status.success(), "{}", stderr(&me));
+        assert!(!me.status.success(), "{}", stderr(&me));
         let pods = as_token(t, &["get", "pods", "-n", "shop"]);
         assert!(!pods.status.success());
         assert!(
@@ -1444,4 +1446,171 @@ spec:
     s.ok(&["delete", "sa", "default", "-n", "shop"]);
     let gone = as_token(token, &["get", "--raw", "/api"]);
     assert!(stderr(&gone).contains("Unauthorized"), "{}", stderr(&gone));
+}
+
+/// RBAC as kubectl uses it: a service account gets what the roles bound to it allow, in
+/// the namespace of the binding; the default ClusterRoles exist; nobody grants more than
+/// they hold.
+#[test]
+fn rbac_grants_what_bound_roles_allow_and_stops_escalation() {
+    let Some(s) = ApiServer::start("rbac_grants_what_bound_roles_allow_and_stops_escalation")
+    else {
+        return;
+    };
+    let roles = s.ok(&["get", "clusterroles", "-o", "name"]);
+    for role in ["cluster-admin", "admin", "edit", "view"] {
+        assert!(
+            roles.contains(&format!("clusterrole.rbac.authorization.k8s.io/{role}\n")),
+            "{roles}"
+        );
+    }
+    s.ok(&["create", "namespace", "team"]);
+    s.ok(&["create", "serviceaccount", "dev", "-n", "team"]);
+    let token = s.ok(&["create", "token", "dev", "-n", "team"]);
+    let ca_file = s.data.path().join("pki/ca.crt");
+    let as_dev = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", s.data.path().join("none.yaml"))
+            .arg(format!("--server={}", s.url))
+            .arg(format!("--certificate-authority={}", ca_file.display()))
+            .arg(format!("--token={}", token.trim()))
+            .args(args)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = as_dev(&["get", "pods", "-n", "team"]);
+    assert!(
+        !ok && text
+            .contains(r#"User "system:serviceaccount:team:dev" cannot list resource "pods""#),
+        "{text}"
+    );
+
+    // A binding applies at once, in its namespace only.
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "dev-edit",
+        "--clusterrole=edit",
+        "--serviceaccount=team:dev",
+        "-n",
+        "team",
+    ]);
+    let (ok, text) = as_dev(&["get", "pods", "-n", "team"]);
+    assert!(ok, "{text}");
+    let (ok, text) = as_dev(&[
+        "create",
+        "configmap",
+        "made-by-dev",
+        "--from-literal=a=b",
+        "-n",
+        "team",
+    ]);
+    assert!(ok, "{text}");
+    let (ok, text) = as_dev(&["get", "pods", "-n", "default"]);
+    assert!(!ok && text.contains("forbidden"), "{text}");
+    let (ok, text) = as_dev(&["get", "nodes"]);
+    assert!(!ok && text.contains("forbidden"), "{text}");
+    // edit may not touch RBAC.
+    let (ok, text) = as_dev(&[
+        "create",
+        "role",
+        "r",
+        "--verb=get",
+        "--resource=pods",
+        "-n",
+        "team",
+    ]);
+    assert!(!ok && text.contains("forbidden"), "{text}");
+
+    // admin may write roles and bindings, within what it holds.
+    s.ok(&[
+        "create",
+        "rolebinding",
+        "dev-admin",
+        "--clusterrole=admin",
+        "--serviceaccount=team:dev",
+        "-n",
+        "team",
+    ]);
+    let (ok, text) = as_dev(&[
+        "create",
+        "role",
+        "pod-reader",
+        "--verb=get,list",
+        "--resource=pods",
+        "-n",
+        "team",
+    ]);
+    assert!(ok, "{text}");
+    let (ok, text) = as_dev(&[
+        "create",
+        "role",
+        "node-reader",
+        "--verb=get",
+        "--resource=nodes",
+        "-n",
+        "team",
+    ]);
+    assert!(
+        !ok && text.contains("attempting to grant RBAC permissions not currently held"),
+        "{text}"
+    );
+    let (ok, text) = as_dev(&[
+        "create",
+        "rolebinding",
+        "grab",
+        "--clusterrole=cluster-admin",
+        "--serviceaccount=team:dev",
+        "-n",
+        "team",
+    ]);
+    assert!(
+        !ok && text.contains("attempting to grant RBAC permissions not currently held"),
+        "{text}"
+    );
+    let (ok, text) = as_dev(&[
+        "create",
+        "rolebinding",
+        "readers",
+        "--role=pod-reader",
+        "--user=carol",
+        "-n",
+        "team",
+    ]);
+    assert!(ok, "{text}");
+
+    // Removing the binding takes the grant away.
+    s.ok(&[
+        "delete",
+        "rolebinding",
+        "dev-edit",
+        "dev-admin",
+        "-n",
+        "team",
+    ]);
+    let (ok, text) = as_dev(&["get", "configmaps", "-n", "team"]);
+    assert!(!ok && text.contains("forbidden"), "{text}");
+
+    // Bad RBAC objects get field errors.
+    let bad = s.data.path().join("bad-binding.yaml");
+    std::fs::write(
+        &bad,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: bad}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: x}\nsubjects:\n- {kind: ServiceAccount, name: robot}\n",
+    )
+    .unwrap();
+    let error = s.fails(&["create", "-f", bad.to_str().unwrap()]);
+    assert!(
+        error.contains("roleRef.kind: Unsupported value: \"Role\""),
+        "{error}"
+    );
+    assert!(
+        error.contains("subjects[0].namespace: Required value"),
+        "{error}"
+    );
 }

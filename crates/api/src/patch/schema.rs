@@ -255,7 +255,9 @@ pub fn schema_for(group: &str, kind: &str) -> Option<&'static TypeSchema> {
         ("", "ServiceAccount") => &SERVICE_ACCOUNT,
         ("", "Endpoints" | "ConfigMap" | "Secret" | "Event")
         | ("coordination.k8s.io", "Lease")
-        | ("events.k8s.io", "Event") => &META_ONLY,
+        | ("events.k8s.io", "Event")
+        // RBAC's rules and subjects are atomic lists.
+        | ("rbac.authorization.k8s.io", _) => &META_ONLY,
         ("apps", "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet") | ("batch", "Job") => {
             &WORKLOAD
         }

@@ -1,9 +1,12 @@
-//! The authorization decision: a pure function of the caller and the request attributes.
+//! The authorization decision: a pure function of the caller, the request attributes and
+//! the RBAC [`Policy`].
 //!
-//! Policy (until RBAC lands):
+//! Policy (kube-apiserver's `--authorization-mode=Node,RBAC` with the privileged-group
+//! bypass):
 //! - `system:masters` may do anything.
 //! - Any authenticated caller may `get`/`head` non-resource paths (discovery, `/version`,
-//!   `/openapi/...`), like Kubernetes' `system:discovery` role.
+//!   `/openapi/...`), like Kubernetes' `system:discovery` role; other non-resource
+//!   requests need an RBAC rule with `nonResourceURLs`.
 //! - Node agents (`system:node:<n>` in `system:nodes`) follow a Node-authorizer-like policy:
 //!   read (`get`/`list`/`watch`) any resource except listing or watching Secrets (a single
 //!   Secret may be read by name); write only their own Node (`nodes/<n>`, `nodes/<n>/status`),
@@ -14,17 +17,21 @@
 //!   doesn't yet. Nodes may also `POST`
 //!   [`KUBELET_SERVING_CERT_PATH`](crate::node_certs::KUBELET_SERVING_CERT_PATH) to get their
 //!   kubelet serving certificate signed.
-//! - Service accounts (`system:serviceaccount:<ns>:<name>`) may `get` their own
-//!   ServiceAccount, besides discovery. There is no RBAC yet, so nothing grants them more.
-//! - Everyone else is denied.
+//! - Everyone else (users, service accounts) gets what RBAC Roles and ClusterRoles bound
+//!   to them allow. Writing a Role or ClusterRole, or a binding, also needs the rules it
+//!   grants to be held already (no escalation), unless RBAC grants `escalate` (roles) or
+//!   `bind` (bindings) — as Kubernetes checks it. A patch of one, whose result the URL
+//!   and body do not show, needs `escalate`/`bind`.
 //!
 //! Some answers depend on data the URL lacks, so [`authorize`] returns them as a
 //! [`Condition`] that the [auth layer](super::layer) checks before the handler runs: the name
-//! of an object being created (in the body), or the node a Pod is bound to (`spec.nodeName`, in
-//! the store, asked through [`PodNodeResolver`](super::PodNodeResolver)).
+//! of an object being created (in the body), the node a Pod is bound to (`spec.nodeName`, in
+//! the store, asked through [`PodNodeResolver`](super::PodNodeResolver)), or the rules an
+//! RBAC write grants.
 
 use super::attributes::{RequestAttributes, ResourceAttributes, Verb};
-use super::{Identity, MASTERS_GROUP, serviceaccount};
+use super::rbac::Policy;
+use super::{Identity, MASTERS_GROUP};
 
 /// Namespace of node heartbeat Leases.
 pub const NODE_LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -53,9 +60,13 @@ pub enum Condition {
     /// this node that runs as the service account named in the URL (Kubernetes'
     /// NodeRestriction admission).
     TokenForPodOnNode(String),
+    /// The Role or ClusterRole in the body, or the role the binding in the body refers
+    /// to, may grant only rules the caller holds (RBAC escalation prevention).
+    NoEscalation,
 }
 
-/// Decides whether `identity` may do what `attrs` describe. See the module doc for the policy.
+/// Decides whether `identity` may do what `attrs` describe, without RBAC (as if no
+/// role were bound). See [`authorize_with`].
 ///
 /// ```
 /// use strata_apiserver::auth::{authorize, parse_request, Decision, Identity};
@@ -63,60 +74,83 @@ pub enum Condition {
 /// assert_eq!(authorize(&Identity::node("n1"), &attrs), Decision::Allow);
 /// ```
 pub fn authorize(identity: &Identity, attrs: &RequestAttributes) -> Decision {
+    authorize_with(identity, attrs, None)
+}
+
+/// Decides whether `identity` may do what `attrs` describe under the RBAC `policy`.
+/// See the module doc for the policy.
+pub fn authorize_with(
+    identity: &Identity,
+    attrs: &RequestAttributes,
+    policy: Option<&Policy>,
+) -> Decision {
     if identity.in_group(MASTERS_GROUP) {
         return Decision::Allow;
     }
     if identity.is_anonymous() {
         return Decision::Deny("anonymous requests are not allowed".into());
     }
+    let rbac_allows = |verb: Option<&str>| {
+        policy.is_some_and(|p| match (verb, attrs) {
+            (Some(verb), RequestAttributes::Resource(r)) => p.allows_verb(identity, r, verb),
+            _ => p.allows(identity, attrs),
+        })
+    };
     match attrs {
         RequestAttributes::NonResource { verb, path } => {
             let read = verb == "get" || verb == "head";
             let node_cert = verb == "post"
                 && path == crate::node_certs::KUBELET_SERVING_CERT_PATH
                 && identity.node_name().is_some();
-            if read || node_cert {
+            if read || node_cert || rbac_allows(None) {
                 Decision::Allow
             } else {
-                Decision::Deny("only reads of non-resource paths are allowed".into())
+                Decision::Deny("no RBAC rule allows this non-resource request".into())
             }
         }
         RequestAttributes::Resource(r) => {
             if let Some(node) = identity.node_name() {
-                authorize_node(node, r)
-            } else if let Some((namespace, name)) = service_account_of(identity) {
-                authorize_service_account(namespace, name, r)
-            } else {
-                Decision::Deny("no policy allows this user".into())
+                return authorize_node(node, r);
+            }
+            if !rbac_allows(None) {
+                return Decision::Deny(match policy {
+                    Some(_) => "no RBAC rule allows this request".into(),
+                    None => "no RBAC policy is loaded".into(),
+                });
+            }
+            let writes = matches!(r.verb, Verb::Create | Verb::Update | Verb::Patch);
+            if r.api_group != super::rbac::GROUP || !writes || r.subresource.is_some() {
+                return Decision::Allow;
+            }
+            // Escalation prevention: `escalate` on roles, `bind` on the roles bindings name.
+            let waiver = match r.resource.as_str() {
+                "roles" | "clusterroles" => rbac_allows(Some("escalate")),
+                "rolebindings" | "clusterrolebindings" => policy.is_some_and(|p| {
+                    ["roles", "clusterroles"].iter().all(|resource| {
+                        let role = ResourceAttributes {
+                            resource: (*resource).into(),
+                            name: None,
+                            ..r.clone()
+                        };
+                        p.allows_verb(identity, &role, "bind")
+                    })
+                }),
+                _ => true,
+            };
+            match (waiver, r.verb) {
+                (true, _) => Decision::Allow,
+                (false, Verb::Patch) => Decision::Deny(format!(
+                    "patching {} needs the {} verb; update it instead",
+                    r.resource,
+                    if r.resource.ends_with("bindings") {
+                        "bind"
+                    } else {
+                        "escalate"
+                    }
+                )),
+                (false, _) => Decision::AllowIf(Condition::NoEscalation),
             }
         }
-    }
-}
-
-/// The namespace and name of a service account identity
-/// (`system:serviceaccount:<ns>:<name>` in `system:serviceaccounts`).
-fn service_account_of(identity: &Identity) -> Option<(&str, &str)> {
-    let rest = identity.user.strip_prefix(serviceaccount::USER_PREFIX)?;
-    let (namespace, name) = rest.split_once(':')?;
-    let valid = !namespace.is_empty() && !name.is_empty() && !name.contains(':');
-    (valid && identity.in_group(serviceaccount::ALL_GROUP)).then_some((namespace, name))
-}
-
-/// Service accounts may read their own ServiceAccount object, nothing else yet. There
-/// is no RBAC: Kubernetes would grant what RoleBindings say; here a pod's token is good
-/// for discovery (allowed above for every authenticated caller) and for knowing itself.
-fn authorize_service_account(namespace: &str, name: &str, r: &ResourceAttributes) -> Decision {
-    let own = r.api_group.is_empty()
-        && r.resource == "serviceaccounts"
-        && r.subresource.is_none()
-        && r.namespace.as_deref() == Some(namespace)
-        && r.name.as_deref() == Some(name);
-    if own && r.verb == Verb::Get {
-        Decision::Allow
-    } else {
-        Decision::Deny(format!(
-            "service account {namespace}/{name} has no grants (no RBAC yet)"
-        ))
     }
 }
 
@@ -461,8 +495,27 @@ mod tests {
         )));
     }
 
+    fn policy_of(objects: serde_json::Value) -> Policy {
+        let mut policy = Policy::default();
+        for object in objects.as_array().unwrap() {
+            match object["kind"].as_str().unwrap() {
+                "ClusterRole" => {
+                    policy.add_cluster_role(serde_json::from_value(object.clone()).unwrap())
+                }
+                "Role" => policy.add_role(serde_json::from_value(object.clone()).unwrap()),
+                "RoleBinding" => {
+                    policy.add_role_binding(serde_json::from_value(object.clone()).unwrap())
+                }
+                _ => {
+                    policy.add_cluster_role_binding(serde_json::from_value(object.clone()).unwrap())
+                }
+            }
+        }
+        policy
+    }
+
     #[test]
-    fn service_accounts_may_discover_and_read_themselves_only() {
+    fn service_accounts_get_what_rbac_binds_to_them() {
         let robot = Identity::new(
             "system:serviceaccount:shop:robot",
             [
@@ -471,27 +524,25 @@ mod tests {
                 AUTHENTICATED_GROUP,
             ],
         );
+        let policy = policy_of(serde_json::json!([
+            {"kind": "ClusterRole", "metadata": {"name": "view"},
+             "rules": [{"apiGroups": [""], "resources": ["pods", "serviceaccounts"], "verbs": ["get", "list"]}]},
+            {"kind": "RoleBinding", "metadata": {"name": "b", "namespace": "shop"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+             "subjects": [{"kind": "ServiceAccount", "name": "robot"}]},
+        ]));
+        let with = |m: Method, p: &str| authorize_with(&robot, &attrs(m, p), Some(&policy));
+        assert_eq!(with(Method::GET, "/api"), Decision::Allow);
         assert_eq!(
-            authorize(&robot, &attrs(Method::GET, "/api")),
+            with(Method::GET, "/api/v1/namespaces/shop/pods"),
             Decision::Allow
         );
         assert_eq!(
-            authorize(
-                &robot,
-                &attrs(Method::GET, "/api/v1/namespaces/shop/serviceaccounts/robot")
-            ),
+            with(Method::GET, "/api/v1/namespaces/shop/serviceaccounts/robot"),
             Decision::Allow
         );
         for (m, p) in [
-            (Method::GET, "/api/v1/namespaces/shop/pods"),
-            (
-                Method::GET,
-                "/api/v1/namespaces/shop/serviceaccounts/default",
-            ),
-            (
-                Method::GET,
-                "/api/v1/namespaces/other/serviceaccounts/robot",
-            ),
+            (Method::GET, "/api/v1/namespaces/other/pods"),
             (
                 Method::DELETE,
                 "/api/v1/namespaces/shop/serviceaccounts/robot",
@@ -500,15 +551,69 @@ mod tests {
                 Method::POST,
                 "/api/v1/namespaces/shop/serviceaccounts/robot/token",
             ),
+            (Method::GET, "/api/v1/namespaces/shop/secrets"),
         ] {
-            assert!(denied(authorize(&robot, &attrs(m.clone(), p))), "{m} {p}");
+            assert!(denied(with(m.clone(), p)), "{m} {p}");
         }
-        // Without the group the name alone is no service account.
-        let pretender = Identity::new("system:serviceaccount:shop:robot", [AUTHENTICATED_GROUP]);
+        // Without RBAC nothing is granted; without the group the name is no service account.
         assert!(denied(authorize(
-            &pretender,
-            &attrs(Method::GET, "/api/v1/namespaces/shop/serviceaccounts/robot")
+            &robot,
+            &attrs(Method::GET, "/api/v1/namespaces/shop/pods")
         )));
+        let pretender = Identity::new("system:serviceaccount:shop:robot", [AUTHENTICATED_GROUP]);
+        assert!(denied(authorize_with(
+            &pretender,
+            &attrs(Method::GET, "/api/v1/namespaces/shop/serviceaccounts/robot"),
+            Some(&Policy::default())
+        )));
+    }
+
+    #[test]
+    fn rbac_writes_are_checked_for_escalation() {
+        let alice = Identity::new("alice", [AUTHENTICATED_GROUP]);
+        let policy = policy_of(serde_json::json!([
+            {"kind": "ClusterRole", "metadata": {"name": "admin"},
+             "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create", "get", "patch", "update"]}]},
+            {"kind": "ClusterRole", "metadata": {"name": "escalator"},
+             "rules": [{"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles"], "verbs": ["escalate"]}]},
+            {"kind": "RoleBinding", "metadata": {"name": "a", "namespace": "shop"},
+             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "admin"},
+             "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}]},
+        ]));
+        let with = |m: Method, p: &str, policy: &Policy| {
+            authorize_with(&alice, &attrs(m, p), Some(policy))
+        };
+        let roles = "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/roles";
+        assert_eq!(
+            with(Method::POST, roles, &policy),
+            Decision::AllowIf(Condition::NoEscalation)
+        );
+        assert_eq!(
+            with(
+                Method::POST,
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/shop/rolebindings",
+                &policy
+            ),
+            Decision::AllowIf(Condition::NoEscalation)
+        );
+        assert!(denied(with(Method::PATCH, &format!("{roles}/r"), &policy)));
+        assert_eq!(
+            with(Method::GET, &format!("{roles}/r"), &policy),
+            Decision::Allow
+        );
+        assert!(denied(with(
+            Method::POST,
+            "/apis/rbac.authorization.k8s.io/v1/namespaces/other/roles",
+            &policy
+        )));
+        // `escalate` waives the check.
+        let mut escalating = policy.clone();
+        escalating.add_role_binding(serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "e", "namespace": "shop"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "escalator"},
+            "subjects": [{"kind": "User", "name": "alice", "apiGroup": "rbac.authorization.k8s.io"}],
+        })).unwrap());
+        assert_eq!(with(Method::POST, roles, &escalating), Decision::Allow);
     }
 
     #[test]

@@ -18,10 +18,12 @@ use tower::{Layer, Service};
 
 use super::Identity;
 use super::attributes::{RequestAttributes, parse_request};
-use super::authorize::{Condition, Decision, authorize, forbidden_message};
+use super::authorize::{Condition, Decision, authorize_with, forbidden_message};
+use super::rbac::RbacCache;
 use super::serviceaccount::{self, SaTokens};
 use super::status::{self, Details};
 use super::tokens::TokenStore;
+use k8s_openapi::api::rbac::v1::{PolicyRule, RoleRef};
 
 /// Paths anyone may GET without credentials (and their sub-paths, e.g. `/healthz/ping`).
 pub const PUBLIC_PATHS: &[&str] = &["/healthz", "/readyz", "/livez", "/version"];
@@ -66,6 +68,7 @@ pub struct Authenticator {
     tokens: Arc<TokenStore>,
     sa_tokens: Option<Arc<SaTokens>>,
     pod_nodes: Option<Arc<dyn PodNodeResolver>>,
+    rbac: Option<Arc<RbacCache>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -89,7 +92,16 @@ impl Authenticator {
             tokens,
             sa_tokens: None,
             pod_nodes: None,
+            rbac: None,
         }
+    }
+
+    /// Authorizes users and service accounts by the RBAC policy `cache` holds; without
+    /// it only `system:masters` and nodes get anything.
+    #[must_use]
+    pub fn with_rbac(mut self, cache: Arc<RbacCache>) -> Self {
+        self.rbac = Some(cache);
+        self
     }
 
     /// Accepts service account tokens signed by `signer` (checked against the store
@@ -187,7 +199,12 @@ impl Authenticator {
         }
         let mut req = req;
         if !public {
-            match authorize(&identity, &attrs) {
+            let mut decision = self.decide(&identity, &attrs, false).await;
+            if matches!(decision, Decision::Deny(_)) && self.rbac.is_some() {
+                // A binding written just before may not have reached the cache yet.
+                decision = self.decide(&identity, &attrs, true).await;
+            }
+            match decision {
                 Decision::Allow => {}
                 Decision::Deny(reason) => return Err(forbidden(&identity, &attrs, &reason)),
                 Decision::AllowIf(condition) => {
@@ -202,6 +219,86 @@ impl Authenticator {
         Ok(req)
     }
 
+    async fn decide(
+        &self,
+        identity: &Identity,
+        attrs: &RequestAttributes,
+        fresh: bool,
+    ) -> Decision {
+        let policy = match (&self.rbac, fresh) {
+            (Some(cache), false) => Some(cache.snapshot()),
+            (Some(cache), true) => Some(cache.fresh_snapshot().await),
+            (None, _) => None,
+        };
+        authorize_with(identity, attrs, policy.as_deref())
+    }
+
+    /// RBAC escalation prevention: the rules the Role in the body grants, or the rules
+    /// of the role the binding in the body names, must all be the caller's already.
+    async fn check_no_escalation(
+        &self,
+        req: Request<Body>,
+        identity: &Identity,
+        attrs: &RequestAttributes,
+    ) -> Result<Request<Body>, Response> {
+        let (RequestAttributes::Resource(r), Some(cache)) = (attrs, &self.rbac) else {
+            return Err(forbidden(identity, attrs, "no RBAC policy"));
+        };
+        let (parts, body) = req.into_parts();
+        let bytes = axum::body::to_bytes(body, MAX_CHECKED_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                status::failure(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the request body could not be read",
+                    None,
+                )
+            })?;
+        // An unreadable body is the handler's to refuse, with its usual message.
+        let Ok(object) = crate::rest::parse_body(&parts.headers, &bytes) else {
+            return Ok(Request::from_parts(parts, Body::from(bytes)));
+        };
+        let policy = cache.fresh_snapshot().await;
+        let namespace = r.namespace.as_deref();
+        let rules: Vec<PolicyRule> = if r.resource.ends_with("bindings") {
+            let Ok(role_ref) = serde_json::from_value::<RoleRef>(object["roleRef"].clone()) else {
+                return Ok(Request::from_parts(parts, Body::from(bytes)));
+            };
+            policy.role_rules(&role_ref, namespace).to_vec()
+        } else {
+            serde_json::from_value(object["rules"].clone()).unwrap_or_default()
+        };
+        if let Some(rule) = policy.uncovered(identity, namespace, &rules) {
+            let rule = serde_json::to_string(rule).unwrap_or_default();
+            let named = crate::auth::ResourceAttributes {
+                name: r
+                    .name
+                    .clone()
+                    .or_else(|| object["metadata"]["name"].as_str().map(str::to_string)),
+                ..r.clone()
+            };
+            let message = format!(
+                "{} is forbidden: user {:?} (groups={:?}) is attempting to grant RBAC permissions not currently held: {rule}",
+                forbidden_subject(&named),
+                identity.user,
+                identity.groups,
+            );
+            let details = Details {
+                name: r.name.as_deref().unwrap_or(""),
+                group: &r.api_group,
+                kind: &r.resource,
+            };
+            return Err(status::failure(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &message,
+                Some(details),
+            ));
+        }
+        Ok(Request::from_parts(parts, Body::from(bytes)))
+    }
+
     async fn check_condition(
         &self,
         req: Request<Body>,
@@ -210,6 +307,7 @@ impl Authenticator {
         condition: Condition,
     ) -> Result<Request<Body>, Response> {
         match condition {
+            Condition::NoEscalation => self.check_no_escalation(req, identity, attrs).await,
             Condition::ObjectNameIs(wanted) => {
                 let (parts, body) = req.into_parts();
                 let bytes = axum::body::to_bytes(body, MAX_CHECKED_BODY_BYTES)
@@ -313,6 +411,19 @@ pub fn is_public_path(path: &str) -> bool {
         path.strip_prefix(p)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
     })
+}
+
+/// `roles.rbac.authorization.k8s.io "name"`, as 403 messages name the object.
+fn forbidden_subject(r: &crate::auth::ResourceAttributes) -> String {
+    let qualified = if r.api_group.is_empty() {
+        r.resource.clone()
+    } else {
+        format!("{}.{}", r.resource, r.api_group)
+    };
+    match &r.name {
+        Some(name) => format!("{qualified} {name:?}"),
+        None => qualified,
+    }
 }
 
 fn forbidden(identity: &Identity, attrs: &RequestAttributes, reason: &str) -> Response {

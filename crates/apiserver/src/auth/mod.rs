@@ -11,6 +11,7 @@
 pub mod attributes;
 pub mod authorize;
 pub mod layer;
+pub mod rbac;
 pub mod serviceaccount;
 mod status;
 pub mod tokens;
