@@ -194,6 +194,8 @@ fn main() {
             store: store.clone(),
             kubelet: None,
             sa_tokens: Some(server.sa_tokens().clone()),
+            // The bench runs as system:masters, which RBAC never consults.
+            rbac: None,
         });
         tokio::spawn(server.serve(router(state), std::future::pending()));
         let client = reqwest::Client::builder()

@@ -55,6 +55,7 @@ roots! {
     "rbac.authorization.k8s.io/v1" "Role" "api.rbac.v1" => rbac::v1::Role,
     "rbac.authorization.k8s.io/v1" "RoleBinding" "api.rbac.v1" => rbac::v1::RoleBinding,
     "authorization.k8s.io/v1" "SelfSubjectAccessReview" "api.authorization.v1" => authorization::v1::SelfSubjectAccessReview,
+    "authorization.k8s.io/v1" "SelfSubjectRulesReview" "api.authorization.v1" => authorization::v1::SelfSubjectRulesReview,
     "v1" "DeleteOptions" "apimachinery.pkg.apis.meta.v1" => DeleteOptions,
 }
 

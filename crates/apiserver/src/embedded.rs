@@ -127,6 +127,7 @@ impl EmbeddedServer {
             store: self.store.clone(),
             kubelet,
             sa_tokens: Some(self.server.sa_tokens().clone()),
+            rbac: Some(self.rbac.clone()),
         });
         // Joining node agents get their kubelet serving certificate here.
         let app = router(state).route(

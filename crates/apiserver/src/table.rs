@@ -220,6 +220,17 @@ fn columns(resource: &Resource) -> Vec<Column> {
             ("Count", "integer", 1),
             ("Name", "string", 1),
         ],
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+            vec![("Name", "string", 0), ("Created At", "date", 0)]
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => vec![
+            ("Name", "string", 0),
+            ("Role", "string", 0),
+            ("Age", "string", 0),
+            ("Users", "string", 1),
+            ("Groups", "string", 1),
+            ("ServiceAccounts", "string", 1),
+        ],
         _ => vec![("Name", "string", 0), ("Age", "string", 0)],
     }
 }
@@ -421,6 +432,37 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
             vec![name, json!(or_none(text(&spec["holderIdentity"]))), age]
         }
         ("", "Event") | ("events.k8s.io", "Event") => event_cells(o),
+        ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
+            vec![name, json!(text(&o["metadata"]["creationTimestamp"]))]
+        }
+        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
+            let subjects = |kind: &str| {
+                let names: Vec<String> = o["subjects"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["kind"] == kind)
+                    .map(|s| match (kind, s["namespace"].as_str()) {
+                        ("ServiceAccount", Some(ns)) => format!("{ns}/{}", text(&s["name"])),
+                        _ => text(&s["name"]),
+                    })
+                    .collect();
+                json!(names.join(", "))
+            };
+            let role_ref = &o["roleRef"];
+            vec![
+                name,
+                json!(format!(
+                    "{}/{}",
+                    text(&role_ref["kind"]),
+                    text(&role_ref["name"])
+                )),
+                age,
+                subjects("User"),
+                subjects("Group"),
+                subjects("ServiceAccount"),
+            ]
+        }
         _ => vec![name, age],
     }
 }

@@ -1490,6 +1490,8 @@ fn rbac_grants_what_bound_roles_allow_and_stops_escalation() {
             .contains(r#"User "system:serviceaccount:team:dev" cannot list resource "pods""#),
         "{text}"
     );
+    let (ok, text) = as_dev(&["auth", "can-i", "list", "pods", "-n", "team"]);
+    assert!(!ok && text.trim() == "no", "{text}");
 
     // A binding applies at once, in its namespace only.
     s.ok(&[
@@ -1503,6 +1505,15 @@ fn rbac_grants_what_bound_roles_allow_and_stops_escalation() {
     ]);
     let (ok, text) = as_dev(&["get", "pods", "-n", "team"]);
     assert!(ok, "{text}");
+    let (ok, text) = as_dev(&["auth", "can-i", "create", "deployments.apps", "-n", "team"]);
+    assert!(ok && text.trim() == "yes", "{text}");
+    let (ok, text) = as_dev(&["auth", "can-i", "--list", "-n", "team"]);
+    assert!(ok && text.contains("deployments.apps/scale"), "{text}");
+    let table = s.ok(&["get", "rolebinding", "dev-edit", "-n", "team", "-o", "wide"]);
+    assert!(
+        table.contains("ClusterRole/edit") && table.contains("team/dev"),
+        "{table}"
+    );
     let (ok, text) = as_dev(&[
         "create",
         "configmap",

@@ -44,6 +44,22 @@ impl Verb {
         }
     }
 
+    /// The verb spelled `text`, if the request path ever produces it.
+    pub fn parse(text: &str) -> Option<Verb> {
+        [
+            Verb::Get,
+            Verb::List,
+            Verb::Watch,
+            Verb::Create,
+            Verb::Update,
+            Verb::Patch,
+            Verb::Delete,
+            Verb::DeleteCollection,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == text)
+    }
+
     /// Whether the verb only reads.
     pub fn is_read(self) -> bool {
         matches!(self, Verb::Get | Verb::List | Verb::Watch)

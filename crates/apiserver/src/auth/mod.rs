@@ -19,7 +19,7 @@ pub mod tokens;
 use serde::{Deserialize, Serialize};
 
 pub use attributes::{RequestAttributes, ResourceAttributes, Verb, parse_request};
-pub use authorize::{Condition, Decision, authorize, forbidden_message};
+pub use authorize::{Condition, Decision, authorize, authorize_with, forbidden_message};
 pub use layer::{AuthLayer, AuthService, Authenticator, ClientCertIdentity, PodNodeResolver};
 pub use tokens::{TokenError, TokenStore};
 

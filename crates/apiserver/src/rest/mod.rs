@@ -7,6 +7,7 @@ mod apply;
 mod managed;
 mod query;
 mod read;
+mod review;
 mod token;
 mod watch;
 mod write;
@@ -43,6 +44,8 @@ pub struct ApiState {
     /// The signer of service account tokens; without one `serviceaccounts/token`
     /// answers 503.
     pub sa_tokens: Option<Arc<crate::auth::serviceaccount::SaTokens>>,
+    /// The RBAC policy, for access reviews; without it reviews see no RBAC grants.
+    pub rbac: Option<Arc<crate::auth::rbac::RbacCache>>,
 }
 
 /// The REST router over `state` (put the auth layer around it).
@@ -123,6 +126,12 @@ async fn serve(
     attrs: ResourceAttributes,
     request: Request,
 ) -> Result<Response, ApiError> {
+    if review::is_review(&attrs) {
+        let identity = request.extensions().get::<crate::auth::Identity>().cloned();
+        let headers = request.headers().clone();
+        let body = read_body(request).await?;
+        return review::handle(state, &attrs, identity.as_ref(), &headers, &body).await;
+    }
     let mut target = resolve(&attrs)?;
     // A list or watch narrowed to one name by fieldSelector=metadata.name= stays a list.
     if matches!(target.verb, Verb::List | Verb::Watch) {

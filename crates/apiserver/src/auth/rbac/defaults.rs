@@ -1,8 +1,10 @@
 //! The roles and bindings every cluster starts with (Kubernetes' bootstrap policy,
 //! trimmed to what Strata serves): `cluster-admin` bound to `system:masters`; `admin`,
 //! `edit` and `view` for binding in namespaces; `system:basic-user` (ask what you may
-//! do) and `system:discovery` for every authenticated caller. Created when missing,
-//! never overwritten, so that an administrator's changes stay.
+//! do) and `system:discovery` for every authenticated caller. Created when missing;
+//! the rules of an existing default ClusterRole are brought up to date only while it
+//! keeps the annotation `rbac.authorization.kubernetes.io/autoupdate: "true"` (as
+//! kube-apiserver reconciles them), so that an administrator can opt out.
 
 use serde_json::{Value, json};
 use strata_api::{FieldValidation, Operation, admit, resources};
@@ -12,6 +14,9 @@ use crate::status::ApiError;
 use crate::storage;
 
 const API_VERSION: &str = "rbac.authorization.k8s.io/v1";
+
+/// Defaults carrying this annotation with value `"true"` are kept current.
+const AUTOUPDATE: &str = "rbac.authorization.kubernetes.io/autoupdate";
 
 /// Everything a namespace holds that `admin` and `edit` manage.
 const WORKLOADS: &[(&str, &[&str])] = &[
@@ -112,7 +117,7 @@ fn cluster_roles() -> Vec<(&'static str, Vec<Value>)> {
             "system:basic-user",
             vec![json!({
                 "apiGroups": ["authorization.k8s.io"],
-                "resources": ["selfsubjectaccessreviews"],
+                "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
                 "verbs": ["create"],
             })],
         ),
@@ -136,7 +141,7 @@ fn cluster_role_bindings() -> Vec<(&'static str, &'static str)> {
 
 /// Creates the default ClusterRoles and ClusterRoleBindings that are missing.
 pub async fn bootstrap(store: &dyn Store) -> Result<(), ApiError> {
-    let annotations = json!({"rbac.authorization.kubernetes.io/autoupdate": "true"});
+    let annotations = json!({ AUTOUPDATE: "true" });
     let labels = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
     for (name, rules) in cluster_roles() {
         let object = json!({
@@ -144,7 +149,7 @@ pub async fn bootstrap(store: &dyn Store) -> Result<(), ApiError> {
             "metadata": {"name": name, "annotations": annotations, "labels": labels},
             "rules": rules,
         });
-        create_missing(store, "ClusterRole", name, object).await?;
+        create_or_reconcile(store, "ClusterRole", name, object).await?;
     }
     for (role, group) in cluster_role_bindings() {
         let object = json!({
@@ -153,12 +158,12 @@ pub async fn bootstrap(store: &dyn Store) -> Result<(), ApiError> {
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}],
         });
-        create_missing(store, "ClusterRoleBinding", role, object).await?;
+        create_or_reconcile(store, "ClusterRoleBinding", role, object).await?;
     }
     Ok(())
 }
 
-async fn create_missing(
+async fn create_or_reconcile(
     store: &dyn Store,
     kind: &str,
     name: &str,
@@ -167,8 +172,21 @@ async fn create_missing(
     let resource = resources::by_kind(API_VERSION, kind)
         .ok_or_else(|| ApiError::Internal(format!("{kind} is not served")))?;
     let key = storage::key(resource, None, name);
-    if store.get(&key).await?.is_some() {
-        return Ok(());
+    if let Some(existing) = store.get(&key).await? {
+        let mut stored = storage::decode(&existing)?;
+        let autoupdate = stored["metadata"]["annotations"][AUTOUPDATE] == "true";
+        if kind != "ClusterRole" || !autoupdate || stored["rules"] == object["rules"] {
+            return Ok(());
+        }
+        stored["rules"] = object["rules"].take();
+        return match store
+            .update(&key, storage::encode(&stored), Some(existing.mod_revision))
+            .await
+        {
+            // Another server reconciled it first.
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+            Err(err) => Err(err.into()),
+        };
     }
     object["metadata"]["uid"] = json!(crate::rest::new_uid());
     object["metadata"]["creationTimestamp"] =
@@ -178,5 +196,54 @@ async fn create_missing(
     match store.create(&key, storage::encode(&admitted.object)).await {
         Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
         Err(err) => Err(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_store::SqliteStore;
+
+    async fn view_rules(store: &dyn Store) -> (Value, Value) {
+        let resource = resources::by_kind(API_VERSION, "ClusterRole").unwrap();
+        let kv = store
+            .get(&storage::key(resource, None, "view"))
+            .await
+            .unwrap()
+            .unwrap();
+        let object = storage::decode(&kv).unwrap();
+        (object["rules"].clone(), object)
+    }
+
+    async fn set_view(store: &dyn Store, object: &Value) {
+        let resource = resources::by_kind(API_VERSION, "ClusterRole").unwrap();
+        let key = storage::key(resource, None, "view");
+        store
+            .update(&key, storage::encode(object), None)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn defaults_are_created_and_kept_current_unless_opted_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        bootstrap(&store).await.unwrap();
+        let (rules, mut view) = view_rules(&store).await;
+        assert!(rules.as_array().is_some_and(|r| !r.is_empty()));
+
+        // Edited while autoupdate is "true": the next start restores the rules.
+        view["rules"] = json!([]);
+        set_view(&store, &view).await;
+        bootstrap(&store).await.unwrap();
+        assert_eq!(view_rules(&store).await.0, rules);
+
+        // Opted out: the administrator's rules stay.
+        let (_, mut view) = view_rules(&store).await;
+        view["metadata"]["annotations"][AUTOUPDATE] = json!("false");
+        view["rules"] = json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]);
+        set_view(&store, &view).await;
+        bootstrap(&store).await.unwrap();
+        assert_eq!(view_rules(&store).await.0, view["rules"]);
     }
 }
