@@ -1509,6 +1509,35 @@ fn rbac_grants_what_bound_roles_allow_and_stops_escalation() {
     assert!(ok && text.trim() == "yes", "{text}");
     let (ok, text) = as_dev(&["auth", "can-i", "--list", "-n", "team"]);
     assert!(ok && text.contains("deployments.apps/scale"), "{text}");
+    // An administrator checks as the service account (impersonation); the account
+    // itself may not impersonate anyone.
+    let out = s.kubectl(&[
+        "auth",
+        "can-i",
+        "list",
+        "pods",
+        "-n",
+        "team",
+        "--as=system:serviceaccount:team:dev",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "yes");
+    let out = s.kubectl(&[
+        "get",
+        "pods",
+        "-n",
+        "default",
+        "--as=system:serviceaccount:team:dev",
+    ]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("forbidden"),
+        "{text}"
+    );
+    let (ok, text) = as_dev(&["get", "pods", "-n", "team", "--as=bob"]);
+    assert!(
+        !ok && text.contains(r#"cannot impersonate resource "users""#),
+        "{text}"
+    );
     let table = s.ok(&["get", "rolebinding", "dev-edit", "-n", "team", "-o", "wide"]);
     assert!(
         table.contains("ClusterRole/edit") && table.contains("team/dev"),

@@ -188,7 +188,7 @@ impl Authenticator {
     /// Authenticates and authorizes `req`. On success returns the request with [`Identity`]
     /// and [`RequestAttributes`] in its extensions; otherwise the 401/403 response to send.
     pub async fn check(&self, req: Request<Body>) -> Result<Request<Body>, Response> {
-        let identity = self
+        let mut identity = self
             .authenticate(req.headers(), req.extensions().get::<ClientCertIdentity>())
             .await
             .map_err(|_| status::unauthorized())?;
@@ -198,6 +198,28 @@ impl Authenticator {
             return Err(status::unauthorized());
         }
         let mut req = req;
+        if !public && req.headers().contains_key(super::impersonate::USER_HEADER) {
+            let policy = match &self.rbac {
+                Some(cache) => Some(cache.fresh_snapshot().await),
+                None => None,
+            };
+            match super::impersonate::impersonated(&identity, req.headers(), policy.as_deref()) {
+                Some(Ok(acting)) => identity = acting,
+                Some(Err(refused)) => {
+                    tracing::debug!(user = %identity.user, reason = %refused.0, "impersonation refused");
+                    return Err(status::failure(
+                        StatusCode::FORBIDDEN,
+                        "Forbidden",
+                        &refused.0,
+                        None,
+                    ));
+                }
+                None => {}
+            }
+            // The handlers must not see the headers again.
+            req.headers_mut().remove(super::impersonate::USER_HEADER);
+            req.headers_mut().remove(super::impersonate::GROUP_HEADER);
+        }
         if !public {
             let mut decision = self.decide(&identity, &attrs, false).await;
             if matches!(decision, Decision::Deny(_)) && self.rbac.is_some() {

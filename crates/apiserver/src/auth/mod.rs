@@ -10,6 +10,7 @@
 
 pub mod attributes;
 pub mod authorize;
+pub mod impersonate;
 pub mod layer;
 pub mod rbac;
 pub mod serviceaccount;
