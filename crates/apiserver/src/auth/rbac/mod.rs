@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use serde_json::Value;
-use strata_store::{EventKind, ListOptions, Revision, Store};
+use strata_store::{EventKind, ListOptions, Store};
 use tokio::sync::watch;
 
 pub use defaults::bootstrap;
@@ -24,47 +24,44 @@ pub const GROUP: &str = strata_api::rbac::GROUP;
 /// Where every RBAC object is stored.
 const PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
 
-/// How long a denied request waits for the cache to reach the store's latest
-/// revision, so that a binding just written applies to the next request.
-const CATCH_UP: Duration = Duration::from_secs(2);
-
 /// The RBAC policy, kept current by [`run`](Self::run).
 pub struct RbacCache {
     store: Arc<dyn Store>,
-    state: watch::Sender<(Revision, Arc<Policy>)>,
+    policy: watch::Sender<Arc<Policy>>,
 }
 
 impl std::fmt::Debug for RbacCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RbacCache")
-            .field("revision", &self.state.borrow().0)
-            .finish()
+        f.debug_struct("RbacCache").finish_non_exhaustive()
     }
 }
 
 impl RbacCache {
     /// An empty cache over `store`; [`run`](Self::run) fills it.
     pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
-        let (state, _) = watch::channel((0, Arc::new(Policy::default())));
-        Arc::new(Self { store, state })
+        let (policy, _) = watch::channel(Arc::new(Policy::default()));
+        Arc::new(Self { store, policy })
     }
 
-    /// The policy as last seen.
+    /// The policy as the watch last saw it.
     pub fn snapshot(&self) -> Arc<Policy> {
-        self.state.borrow().1.clone()
+        self.policy.borrow().clone()
     }
 
-    /// The policy once it has caught up with every write acknowledged so far (or
-    /// after [`CATCH_UP`], whatever it then is).
+    /// The policy as the store holds it now, read afresh: what a denied request is
+    /// checked against once more, so that a binding acknowledged just before applies
+    /// to the very next request although the watch may not have delivered it yet.
     pub async fn fresh_snapshot(&self) -> Arc<Policy> {
-        let Ok(latest) = self.store.current_revision().await else {
-            return self.snapshot();
-        };
-        let mut receiver = self.state.subscribe();
-        let caught_up = receiver.wait_for(|(revision, _)| *revision >= latest);
-        match tokio::time::timeout(CATCH_UP, caught_up).await {
-            Ok(Ok(state)) => state.1.clone(),
-            _ => self.snapshot(),
+        match self.store.list(PREFIX, ListOptions::default()).await {
+            Ok(listed) => {
+                let objects: Vec<Value> = listed
+                    .items
+                    .iter()
+                    .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
+                    .collect();
+                Arc::new(build(objects.iter()))
+            }
+            Err(_) => self.snapshot(),
         }
     }
 
@@ -87,28 +84,10 @@ impl RbacCache {
                 objects.insert(kv.key.clone(), value);
             }
         }
-        // The revision the policy reflects: whatever the store says now is at least
-        // as new as the list, and every later change arrives through the watch.
-        let mut revision = listed
-            .revision
-            .max(self.store.current_revision().await.unwrap_or(0));
-        self.publish(revision, &objects);
+        self.publish(&objects);
         let mut watch = self.store.watch(PREFIX, listed.revision).await?;
-        loop {
-            // Wake up now and then to follow the store's revision (writes to other
-            // resources move it too), so fresh_snapshot need not wait for them.
-            let event = match tokio::time::timeout(Duration::from_millis(500), watch.next()).await {
-                Ok(Some(event)) => event?,
-                Ok(None) => return Ok(()),
-                Err(_) => {
-                    let now = self.store.current_revision().await?;
-                    if now > revision {
-                        revision = now;
-                        self.publish(revision, &objects);
-                    }
-                    continue;
-                }
-            };
+        while let Some(event) = watch.next().await {
+            let event = event?;
             match event.kind {
                 EventKind::Delete => {
                     objects.remove(&event.kv.key);
@@ -119,14 +98,13 @@ impl RbacCache {
                     }
                 }
             }
-            revision = revision.max(event.revision);
-            self.publish(revision, &objects);
+            self.publish(&objects);
         }
+        Ok(())
     }
 
-    fn publish(&self, revision: Revision, objects: &BTreeMap<String, Value>) {
-        let policy = build(objects.values());
-        self.state.send_replace((revision, Arc::new(policy)));
+    fn publish(&self, objects: &BTreeMap<String, Value>) {
+        self.policy.send_replace(Arc::new(build(objects.values())));
     }
 }
 
