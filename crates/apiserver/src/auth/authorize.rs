@@ -212,6 +212,19 @@ fn authorize_node(node: &str, r: &ResourceAttributes) -> Decision {
     }
 }
 
+/// `roles.rbac.authorization.k8s.io "name"`: how a 403 message names what it refuses.
+pub fn forbidden_subject(r: &ResourceAttributes) -> String {
+    let qualified = if r.api_group.is_empty() {
+        r.resource.clone()
+    } else {
+        format!("{}.{}", r.resource, r.api_group)
+    };
+    match &r.name {
+        Some(name) => format!("{qualified} {name:?}"),
+        None => qualified,
+    }
+}
+
 /// The message of a 403, worded exactly as kube-apiserver words it, e.g.
 /// `nodes "x" is forbidden: User "system:node:y" cannot update resource "nodes" in API group ""
 /// at the cluster scope`.
@@ -224,15 +237,7 @@ pub fn forbidden_message(identity: &Identity, attrs: &RequestAttributes) -> Stri
             )
         }
         RequestAttributes::Resource(r) => {
-            let qualified = if r.api_group.is_empty() {
-                r.resource.clone()
-            } else {
-                format!("{}.{}", r.resource, r.api_group)
-            };
-            let subject = match &r.name {
-                Some(name) => format!("{qualified} {name:?}"),
-                None => qualified,
-            };
+            let subject = forbidden_subject(r);
             let scope = match &r.namespace {
                 Some(ns) => format!("in the namespace {ns:?}"),
                 None => "at the cluster scope".into(),

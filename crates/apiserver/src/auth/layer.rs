@@ -18,8 +18,8 @@ use tower::{Layer, Service};
 
 use super::Identity;
 use super::attributes::{RequestAttributes, parse_request};
-use super::authorize::{Condition, Decision, authorize_with, forbidden_message};
-use super::rbac::RbacCache;
+use super::authorize::{Condition, Decision, authorize_with, forbidden_message, forbidden_subject};
+use super::rbac::{Policy, RbacCache};
 use super::serviceaccount::{self, SaTokens};
 use super::status::{self, Details};
 use super::tokens::TokenStore;
@@ -199,11 +199,12 @@ impl Authenticator {
         }
         let mut req = req;
         if !public && req.headers().contains_key(super::impersonate::USER_HEADER) {
-            let policy = match &self.rbac {
-                Some(cache) => Some(cache.fresh_snapshot().await),
-                None => None,
-            };
-            match super::impersonate::impersonated(&identity, req.headers(), policy.as_deref()) {
+            let mut verdict = self.impersonation(&identity, req.headers(), false).await;
+            if matches!(verdict, Some(Err(_))) && self.rbac.is_some() {
+                // A binding written just before may not have reached the cache yet.
+                verdict = self.impersonation(&identity, req.headers(), true).await;
+            }
+            match verdict {
                 Some(Ok(acting)) => identity = acting,
                 Some(Err(refused)) => {
                     tracing::debug!(user = %identity.user, reason = %refused.0, "impersonation refused");
@@ -241,20 +242,33 @@ impl Authenticator {
         Ok(req)
     }
 
+    /// The RBAC policy: as cached, or (`fresh`) as the store holds it now.
+    async fn policy(&self, fresh: bool) -> Option<Arc<Policy>> {
+        match (&self.rbac, fresh) {
+            (Some(cache), false) => Some(cache.snapshot()),
+            (Some(cache), true) => Some(cache.fresh_snapshot().await),
+            (None, _) => None,
+        }
+    }
+
     async fn decide(
         &self,
         identity: &Identity,
         attrs: &RequestAttributes,
         fresh: bool,
     ) -> Decision {
-        let policy = match (&self.rbac, fresh) {
-            (Some(cache), false) => Some(cache.snapshot()),
-            (Some(cache), true) => Some(cache.fresh_snapshot().await),
-            (None, _) => None,
-        };
-        authorize_with(identity, attrs, policy.as_deref())
+        authorize_with(identity, attrs, self.policy(fresh).await.as_deref())
     }
 
+    async fn impersonation(
+        &self,
+        identity: &Identity,
+        headers: &HeaderMap,
+        fresh: bool,
+    ) -> Option<Result<Identity, super::impersonate::Refused>> {
+        let policy = self.policy(fresh).await;
+        super::impersonate::impersonated(identity, headers, policy.as_deref())
+    }
     /// RBAC escalation prevention: the rules the Role in the body grants, or the rules
     /// of the role the binding in the body names, must all be the caller's already.
     async fn check_no_escalation(
@@ -266,17 +280,7 @@ impl Authenticator {
         let (RequestAttributes::Resource(r), Some(cache)) = (attrs, &self.rbac) else {
             return Err(forbidden(identity, attrs, "no RBAC policy"));
         };
-        let (parts, body) = req.into_parts();
-        let bytes = axum::body::to_bytes(body, MAX_CHECKED_BODY_BYTES)
-            .await
-            .map_err(|_| {
-                status::failure(
-                    StatusCode::BAD_REQUEST,
-                    "BadRequest",
-                    "the request body could not be read",
-                    None,
-                )
-            })?;
+        let (parts, bytes) = buffer_body(req).await?;
         // An unreadable body is the handler's to refuse, with its usual message.
         let Ok(object) = crate::rest::parse_body(&parts.headers, &bytes) else {
             return Ok(Request::from_parts(parts, Body::from(bytes)));
@@ -331,17 +335,7 @@ impl Authenticator {
         match condition {
             Condition::NoEscalation => self.check_no_escalation(req, identity, attrs).await,
             Condition::ObjectNameIs(wanted) => {
-                let (parts, body) = req.into_parts();
-                let bytes = axum::body::to_bytes(body, MAX_CHECKED_BODY_BYTES)
-                    .await
-                    .map_err(|_| {
-                        status::failure(
-                            StatusCode::BAD_REQUEST,
-                            "BadRequest",
-                            "the request body could not be read",
-                            None,
-                        )
-                    })?;
+                let (parts, bytes) = buffer_body(req).await?;
                 let name = serde_json::from_slice::<NameOnly>(&bytes)
                     .ok()
                     .and_then(|o| o.metadata)
@@ -356,17 +350,7 @@ impl Authenticator {
                 let RequestAttributes::Resource(r) = attrs else {
                     return Err(forbidden(identity, attrs, "not a token request"));
                 };
-                let (parts, body) = req.into_parts();
-                let bytes = axum::body::to_bytes(body, MAX_CHECKED_BODY_BYTES)
-                    .await
-                    .map_err(|_| {
-                        status::failure(
-                            StatusCode::BAD_REQUEST,
-                            "BadRequest",
-                            "the request body could not be read",
-                            None,
-                        )
-                    })?;
+                let (parts, bytes) = buffer_body(req).await?;
                 let request: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
                 let bound = &request["spec"]["boundObjectRef"];
                 let pod = match (
@@ -435,17 +419,21 @@ pub fn is_public_path(path: &str) -> bool {
     })
 }
 
-/// `roles.rbac.authorization.k8s.io "name"`, as 403 messages name the object.
-fn forbidden_subject(r: &crate::auth::ResourceAttributes) -> String {
-    let qualified = if r.api_group.is_empty() {
-        r.resource.clone()
-    } else {
-        format!("{}.{}", r.resource, r.api_group)
-    };
-    match &r.name {
-        Some(name) => format!("{qualified} {name:?}"),
-        None => qualified,
-    }
+/// Reads the whole body (at most [`MAX_CHECKED_BODY_BYTES`]) so that a condition can
+/// look at it; the caller puts it back with `Request::from_parts`.
+async fn buffer_body(req: Request<Body>) -> Result<(http::request::Parts, bytes::Bytes), Response> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_CHECKED_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            status::failure(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "the request body could not be read",
+                None,
+            )
+        })?;
+    Ok((parts, bytes))
 }
 
 fn forbidden(identity: &Identity, attrs: &RequestAttributes, reason: &str) -> Response {

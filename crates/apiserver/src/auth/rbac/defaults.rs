@@ -56,16 +56,8 @@ const WORKLOADS: &[(&str, &[&str])] = &[
 ];
 
 const READ: &[&str] = &["get", "list", "watch"];
-const WRITE: &[&str] = &[
-    "create",
-    "delete",
-    "deletecollection",
-    "get",
-    "list",
-    "patch",
-    "update",
-    "watch",
-];
+/// Every verb of a resource.
+const WRITE: &[&str] = &strata_api::resources::VERBS;
 
 fn rules(verbs: &[&str], include: impl Fn(&str) -> bool) -> Vec<Value> {
     WORKLOADS

@@ -150,98 +150,73 @@ fn has(list: &[String], value: &str) -> bool {
     list.iter().any(|v| v == "*" || v == value)
 }
 
-fn resource_matches(rule_resources: &[String], r: &ResourceAttributes) -> bool {
-    let path = r.resource_path();
-    rule_resources.iter().any(|rule| {
-        rule == "*"
-            || *rule == path
-            // `*/scale` matches the scale subresource of every resource.
-            || r.subresource.as_deref().is_some_and(|sub| rule.strip_prefix("*/") == Some(sub))
-    })
+/// Kubernetes' `ResourceMatches`: `*`, the exact `resource` or `resource/subresource`,
+/// or `*/subresource` for that subresource of every resource.
+fn resource_pattern_matches(pattern: &str, resource: &str) -> bool {
+    pattern == "*"
+        || pattern == resource
+        || resource
+            .split_once('/')
+            .is_some_and(|(_, sub)| pattern.strip_prefix("*/") == Some(sub))
+}
+
+/// Kubernetes' `NonResourceURLMatches`: `*`, the exact path, or a prefix ending in `*`.
+fn url_pattern_matches(pattern: &str, path: &str) -> bool {
+    pattern == "*"
+        || pattern == path
+        || pattern
+            .strip_suffix('*')
+            .is_some_and(|prefix| path.starts_with(prefix))
+}
+
+fn list(values: &Option<Vec<String>>) -> &[String] {
+    values.as_deref().unwrap_or_default()
+}
+
+/// Whether `rule` grants, for some verb, `resource` (`pods` or `pods/log`) in `group`
+/// on the object `name` (`None`: on all of them).
+fn grants_resource(rule: &PolicyRule, group: &str, resource: &str, name: Option<&str>) -> bool {
+    let names = list(&rule.resource_names);
+    has(list(&rule.api_groups), group)
+        && list(&rule.resources)
+            .iter()
+            .any(|pattern| resource_pattern_matches(pattern, resource))
+        && (names.is_empty() || name.is_some_and(|n| names.iter().any(|x| x == n)))
 }
 
 /// Kubernetes' `RuleAllows` for a resource request.
 pub fn rule_allows_resource(rule: &PolicyRule, verb: &str, r: &ResourceAttributes) -> bool {
-    let names = rule.resource_names.as_deref().unwrap_or_default();
     has(&rule.verbs, verb)
-        && has(rule.api_groups.as_deref().unwrap_or_default(), &r.api_group)
-        && resource_matches(rule.resources.as_deref().unwrap_or_default(), r)
-        && (names.is_empty()
-            || r.name
-                .as_deref()
-                .is_some_and(|n| names.iter().any(|x| x == n)))
+        && grants_resource(rule, &r.api_group, &r.resource_path(), r.name.as_deref())
 }
 
-/// Kubernetes' `NonResourceURLMatches`: exact, `*`, or a prefix ending in `*`.
 fn rule_allows_url(rule: &PolicyRule, verb: &str, path: &str) -> bool {
     has(&rule.verbs, verb)
-        && rule
-            .non_resource_urls
-            .as_deref()
-            .unwrap_or_default()
+        && list(&rule.non_resource_urls)
             .iter()
-            .any(|url| {
-                url == "*"
-                    || url == path
-                    || url
-                        .strip_suffix('*')
-                        .is_some_and(|prefix| path.starts_with(prefix))
-            })
+            .any(|pattern| url_pattern_matches(pattern, path))
 }
 
 /// Whether `owned` covers `rule`: every (verb, group, resource, name) or (verb, URL)
 /// it grants is granted by some owned rule, `*` only by `*`.
 fn covered(owned: &[&PolicyRule], rule: &PolicyRule) -> bool {
-    let empty = Vec::new();
-    let urls = rule.non_resource_urls.as_ref().unwrap_or(&empty);
-    let groups = rule.api_groups.as_ref().unwrap_or(&empty);
-    let resources = rule.resources.as_ref().unwrap_or(&empty);
-    let names = rule.resource_names.as_ref().unwrap_or(&empty);
-    let covers = |owner: &PolicyRule, verb: &str| has(&owner.verbs, verb);
+    let names: Vec<Option<&str>> = match list(&rule.resource_names) {
+        [] => vec![None],
+        names => names.iter().map(|n| Some(n.as_str())).collect(),
+    };
     rule.verbs.iter().all(|verb| {
-        let urls_covered = urls.iter().all(|url| {
-            owned.iter().any(|o| {
-                covers(o, verb)
-                    && o.non_resource_urls
-                        .as_deref()
-                        .unwrap_or_default()
-                        .iter()
-                        .any(|own| {
-                            own == "*"
-                                || own == url
-                                || own.strip_suffix('*').is_some_and(|p| url.starts_with(p))
-                        })
+        let holders = || owned.iter().filter(|o| has(&o.verbs, verb));
+        let urls = list(&rule.non_resource_urls)
+            .iter()
+            .all(|url| holders().any(|o| rule_allows_url(o, verb, url)));
+        let resources = list(&rule.api_groups).iter().all(|group| {
+            list(&rule.resources).iter().all(|resource| {
+                names
+                    .iter()
+                    .all(|name| holders().any(|o| grants_resource(o, group, resource, *name)))
             })
         });
-        let resources_covered = groups.iter().all(|group| {
-            resources.iter().all(|resource| {
-                let name_list: Vec<Option<&String>> = if names.is_empty() {
-                    vec![None]
-                } else {
-                    names.iter().map(Some).collect()
-                };
-                name_list.into_iter().all(|name| {
-                    owned.iter().any(|o| {
-                        let own_names = o.resource_names.as_deref().unwrap_or_default();
-                        covers(o, verb)
-                            && has(o.api_groups.as_deref().unwrap_or_default(), group)
-                            && o.resources
-                                .as_deref()
-                                .unwrap_or_default()
-                                .iter()
-                                .any(|own| {
-                                    own == "*"
-                                        || own == resource
-                                        || resource.split_once('/').is_some_and(|(_, sub)| {
-                                            own.strip_prefix("*/") == Some(sub)
-                                        })
-                                })
-                            && (own_names.is_empty() || name.is_some_and(|n| own_names.contains(n)))
-                    })
-                })
-            })
-        });
-        urls_covered && resources_covered
+        urls && resources
     })
 }
 
