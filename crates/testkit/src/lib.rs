@@ -2,9 +2,11 @@
 //! test with a printed reason when the machine cannot run it, a busybox root file
 //! system built from Debian's `busybox-static`, unique names for test objects, and a
 //! real OCI registry (`docker-registry`) on loopback ([`registry::TestRegistry`]), and a real
-//! API server in-process with kube-rs clients ([`cluster::TestApiServer`]).
+//! API server in-process with kube-rs clients ([`cluster::TestApiServer`]), and network
+//! namespaces a test makes and removes ([`netns::TestNetns`]).
 
 pub mod cluster;
+pub mod netns;
 pub mod registry;
 
 use std::path::Path;

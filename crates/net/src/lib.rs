@@ -1,0 +1,54 @@
+//! Strata's node networking (ARCHITECTURE.md, milestone 5). It knows nothing of
+//! Kubernetes: the agent hands it plain inputs (a subnet, a pod's UID and the path of its
+//! network namespace) and gets addresses back.
+//!
+//! - [`cidr`]: IPv4 networks and how a cluster range splits into node subnets.
+//! - [`ipam`]: the addresses of a node subnet, on disk, never handed out twice.
+//! - [`bridge`]: the node's bridge and a veth pair per pod sandbox, over netlink.
+//! - [`netns`]: netlink requests made inside another network namespace.
+
+pub mod bridge;
+pub mod cidr;
+pub mod ipam;
+pub mod netns;
+
+pub use bridge::{PodAddress, PodNetwork, PodNetworkConfig};
+pub use cidr::{CidrError, Ipv4Net};
+pub use ipam::{Ipam, IpamError};
+
+/// Errors of the pod network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A netlink request failed.
+    #[error("cannot {step}: {source}")]
+    Netlink {
+        /// What was being done.
+        step: String,
+        /// Cause.
+        #[source]
+        source: rtnetlink::Error,
+    },
+    /// A network namespace could not be entered.
+    #[error("cannot enter the network namespace {path}")]
+    Netns {
+        /// Its file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Address management failed.
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    /// Something the kernel should have made is not there.
+    #[error("{0}")]
+    Missing(String),
+}
+
+/// The errno of a netlink error reply, if it is one (positive, e.g. `libc::EEXIST`).
+pub(crate) fn errno(err: &rtnetlink::Error) -> Option<i32> {
+    match err {
+        rtnetlink::Error::NetlinkError(message) => message.code.map(|code| -code.get()),
+        _ => None,
+    }
+}
