@@ -3,12 +3,14 @@
 //!
 //! - [`containers`]: the containers of this machine (shared with `strata run`): their
 //!   directories, monitors and logs.
+//! - [`network`]: the node's pod network (bridge, addresses) once it has a subnet.
 //! - [`node`]: the Node object and the heartbeat Lease.
 //! - [`pods`]: the pods bound to this node, one worker each.
 //! - [`server`]: the kubelet API (logs, exec, attach, port-forward) that the API server
 //!   proxies to.
 
 pub mod containers;
+pub mod network;
 pub mod node;
 pub mod pods;
 pub mod server;
@@ -44,6 +46,8 @@ pub struct AgentOptions {
     pub kubelet_tls: KubeletTls,
     /// When container logs rotate.
     pub log_rotation: Rotation,
+    /// The bridge of the pod network (`strata0` by default).
+    pub bridge: String,
 }
 
 /// Errors of the agent.
@@ -58,6 +62,9 @@ pub enum AgentError {
     /// The Node could not be registered.
     #[error("cannot register the node")]
     Register(#[source] kube::Error),
+    /// The pod network could not be set up.
+    #[error("cannot set up the pod network")]
+    Network(#[source] strata_net::NetError),
     /// The kubelet API could not start.
     #[error("cannot start the kubelet API")]
     Server(#[source] server::ServerError),
@@ -82,6 +89,8 @@ pub struct Context {
     pub kubelet_port: u16,
     /// Starts container monitors (through a fork server).
     pub monitors: Launcher,
+    /// The pod network, once the node has its subnet.
+    pub network: std::sync::OnceLock<strata_net::PodNetwork>,
 }
 
 /// Registers the node and runs its pods until the future is dropped.
@@ -100,16 +109,19 @@ pub async fn run(client: kube::Client, options: AgentOptions) -> Result<(), Agen
         monitors: Launcher::new(options.strata.clone()),
         options,
         kubelet_port: kubelet.port(),
+        network: std::sync::OnceLock::new(),
     });
     let serving = tokio::spawn(kubelet.serve(ctx.clone()));
-    let registered = node::register(&ctx).await;
-    let result = match registered {
+    let result = match node::register(&ctx).await {
         Ok(()) => {
             let heartbeat = {
                 let ctx = ctx.clone();
                 tokio::spawn(async move { node::heartbeat(&ctx).await })
             };
-            let result = pods::run(ctx).await;
+            let result = match network::setup(&ctx).await {
+                Ok(()) => pods::run(ctx).await,
+                Err(err) => Err(err),
+            };
             heartbeat.abort();
             result
         }

@@ -1,4 +1,4 @@
-//! Strata's controllers: the workload controllers, node lifecycle, the garbage
+//! Strata's controllers: the workload controllers, node lifecycle and IPAM, the garbage
 //! collector and the namespace controller. Each is a kube-rs [`Controller`](kube::runtime::Controller)
 //! whose decisions are pure functions of the objects its watch caches hold, so they are
 //! unit-tested without a cluster; the loop around them only reads caches and writes
@@ -12,6 +12,7 @@ pub mod expectations;
 pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
+pub mod node_ipam;
 pub mod node_lifecycle;
 pub mod pod_control;
 pub mod pods;
@@ -28,6 +29,8 @@ pub struct ControllerOptions {
     /// How long a node may go without a heartbeat before it counts as unreachable
     /// (Kubernetes' `--node-monitor-grace-period`).
     pub node_grace_period: std::time::Duration,
+    /// The pod range the node IPAM controller splits between nodes.
+    pub pod_range: node_ipam::PodRange,
 }
 
 impl Default for ControllerOptions {
@@ -36,6 +39,7 @@ impl Default for ControllerOptions {
             concurrency: 8,
             job_failure_backoff: job::FailureBackoff::default(),
             node_grace_period: node_lifecycle::DEFAULT_GRACE_PERIOD,
+            pod_range: node_ipam::PodRange::default(),
         }
     }
 }
@@ -66,6 +70,7 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
         result = job::run(client.clone(), options.clone()) => result,
         result = daemonset::run(client.clone(), options.clone()) => result,
         result = node_lifecycle::run(client.clone(), options.clone()) => result,
+        result = node_ipam::run(client.clone(), options.clone()) => result,
         result = garbage_collector::run(client.clone(), options.clone()) => result,
         result = namespace::run(client, options) => result,
     }

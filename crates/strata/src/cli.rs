@@ -427,6 +427,29 @@ pub struct UpArgs {
     /// Most pods this node runs (its `pods` capacity), as kubelet's --max-pods.
     #[arg(long, default_value_t = 110, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_pods: u32,
+    /// The cluster's pod range; each node gets a subnet of it (its spec.podCIDR).
+    #[arg(long, default_value = "10.42.0.0/16", value_name = "CIDR")]
+    pub cluster_cidr: strata_net::Ipv4Net,
+    /// Prefix length of each node's pod subnet.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(16..=30))]
+    pub node_cidr_mask_size: u8,
+    /// The Linux bridge of this node's pod network.
+    #[arg(long, default_value = strata_agent::network::DEFAULT_BRIDGE, value_parser = parse_bridge)]
+    pub bridge: String,
+}
+
+/// An interface name the kernel takes: 1 to 15 bytes, no '/', no white space.
+fn parse_bridge(text: &str) -> Result<String, String> {
+    if text.is_empty()
+        || text.len() > 15
+        || text.contains(['/', ':'])
+        || text.contains(char::is_whitespace)
+    {
+        return Err(format!(
+            "{text:?} is not an interface name (1 to 15 bytes, no '/', ':' or spaces)"
+        ));
+    }
+    Ok(text.to_string())
 }
 
 /// `strata agent`.
@@ -458,6 +481,9 @@ pub struct AgentArgs {
     /// Most pods this node runs (its `pods` capacity), as kubelet's --max-pods.
     #[arg(long, default_value_t = 110, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_pods: u32,
+    /// The Linux bridge of this node's pod network.
+    #[arg(long, default_value = strata_agent::network::DEFAULT_BRIDGE, value_parser = parse_bridge)]
+    pub bridge: String,
 }
 
 /// `strata token …`.

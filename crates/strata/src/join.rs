@@ -153,6 +153,7 @@ pub fn run(data_dir: &Path, args: &AgentArgs) -> Result<u8> {
                 client_ca_pem: ca_pem,
             },
             log_rotation: Default::default(),
+            bridge: args.bridge.clone(),
         };
         let mut agent = tokio::spawn(strata_agent::run(client, options));
         eprintln!("strata: node {node_name} joined {server}");

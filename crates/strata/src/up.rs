@@ -61,6 +61,7 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
                 client_ca_pem: server.pki().ca_cert_pem().to_string(),
             },
             log_rotation: Default::default(),
+            bridge: args.bridge.clone(),
         };
         let yaml = Kubeconfig::with_client_cert(&server.url(), server.pki().ca_cert_pem(), &node_cert)
             .to_yaml()
@@ -82,7 +83,13 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
         ));
         let controllers = tokio::spawn(strata_controllers::run(
             admin_client,
-            strata_controllers::ControllerOptions::default(),
+            strata_controllers::ControllerOptions {
+                pod_range: strata_controllers::node_ipam::PodRange {
+                    cluster: args.cluster_cidr,
+                    node_prefix: args.node_cidr_mask_size,
+                },
+                ..Default::default()
+            },
         ));
         let mut agent = tokio::spawn(strata_agent::run(node_client, options));
         eprintln!("strata: node {node_name} is up");

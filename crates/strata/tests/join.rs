@@ -149,6 +149,11 @@ impl Drop for Agent {
             delete_pods(&["--force", "--grace-period=0", "--wait=false"]);
         }
         common::cloud::remove_leftovers(self.data.path());
+        if let Some(at) = self.args.iter().position(|a| a == "--bridge") {
+            let _ = Command::new("/bin/busybox")
+                .args(["ip", "link", "del", &self.args[at + 1]])
+                .output();
+        }
     }
 }
 
@@ -179,7 +184,10 @@ fn join_args(cloud: &Cloud) -> Vec<String> {
     for flag in ["--server", "--token", "--ca-cert-hash", "--node-name"] {
         assert!(words.iter().any(|w| w == flag), "{flag} missing in {line}");
     }
-    words[2..].to_vec()
+    let mut args = words[2..].to_vec();
+    // A bridge of its own: the joined node shares this machine's network with the cloud's.
+    args.extend(["--bridge".into(), format!("{}j", cloud.bridge)]);
+    args
 }
 
 /// Replaces the value after `flag`.

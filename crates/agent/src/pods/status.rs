@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting,
-    ContainerStatus, Pod, PodCondition, PodStatus,
+    ContainerStatus, Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -186,7 +186,14 @@ pub fn phase(observed: &[Observed], restart_policy: &str) -> &'static str {
 }
 
 /// The pod status to report; conditions keep their transition times when unchanged.
-pub fn pod_status(pod: &Pod, observed: &[Observed], host_ip: &str, phase: &str) -> PodStatus {
+/// `pod_ip` is the address the worker knows; the one reported before stays otherwise.
+pub fn pod_status(
+    pod: &Pod,
+    observed: &[Observed],
+    host_ip: &str,
+    pod_ip: Option<&str>,
+    phase: &str,
+) -> PodStatus {
     let old = pod.status.clone().unwrap_or_default();
     let now = Time(Timestamp::now());
     let main: Vec<&Observed> = observed.iter().filter(|o| !o.init).collect();
@@ -230,8 +237,11 @@ pub fn pod_status(pod: &Pod, observed: &[Observed], host_ip: &str, phase: &str) 
         conditions: Some(conditions),
         host_ip: Some(host_ip.to_string()),
         host_ips: None,
-        pod_ip: old.pod_ip.clone(),
-        pod_ips: old.pod_ips.clone(),
+        pod_ip: pod_ip.map(str::to_string).or(old.pod_ip.clone()),
+        pod_ips: match pod_ip {
+            Some(ip) => Some(vec![PodIP { ip: ip.to_string() }]),
+            None => old.pod_ips.clone(),
+        },
         start_time: old.start_time.clone().or(Some(now)),
         qos_class: Some(qos_class(pod).to_string()),
         init_container_statuses: (!init.is_empty())

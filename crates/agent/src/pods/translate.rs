@@ -37,6 +37,8 @@ pub struct Inputs<'a> {
     pub node_name: &'a str,
     /// The node's IP (`status.hostIP`).
     pub host_ip: &'a str,
+    /// The pod's IP (`status.podIP`), known once the sandbox is on the network.
+    pub pod_ip: &'a str,
     /// The cgroup path of the container.
     pub cgroups_path: PathBuf,
 }
@@ -227,11 +229,7 @@ fn value_from(
                 .as_ref()
                 .and_then(|s| s.service_account_name.clone()),
             "status.hostIP" | "status.hostIPs" => Some(inputs.host_ip.to_string()),
-            "status.podIP" | "status.podIPs" => pod
-                .status
-                .as_ref()
-                .and_then(|s| s.pod_ip.clone())
-                .or_else(|| Some(String::new())),
+            "status.podIP" | "status.podIPs" => Some(inputs.pod_ip.to_string()),
             path => {
                 if let Some(key) = label("metadata.labels") {
                     meta.labels.as_ref().and_then(|l| l.get(&key).cloned())

@@ -76,6 +76,9 @@ pub struct Worker {
     tokens: TokenCache,
     /// The ConfigMaps and Secrets last read for the pod.
     fetched: Option<Fetched>,
+    /// The pod's address, once its sandbox is on the network (the node's for
+    /// `hostNetwork` pods).
+    pod_ip: Option<String>,
 }
 
 /// How long the ConfigMaps and Secrets read for a pod are reused before they are read
@@ -116,6 +119,7 @@ impl Worker {
             allocatable: None,
             tokens: TokenCache::default(),
             fetched: None,
+            pod_ip: None,
         }
     }
 
@@ -158,7 +162,13 @@ impl Worker {
         } else {
             status::phase(&observed, &policy)
         };
-        let status = status::pod_status(&pod, &observed, &self.ctx.options.node_ip, phase);
+        let status = status::pod_status(
+            &pod,
+            &observed,
+            &self.ctx.options.node_ip,
+            self.pod_ip.as_deref(),
+            phase,
+        );
         self.report(&pod, status).await;
         if phase == "Succeeded" || phase == "Failed" {
             self.stop_all(&pod, Duration::ZERO).await;
@@ -189,6 +199,9 @@ impl Worker {
                 )));
             }
             Err(err) => return Err(ConfigError(format!("cannot create the pod sandbox: {err}"))),
+        }
+        if self.pod_ip.is_none() {
+            self.pod_ip = Some(self.attach_network(pod).await?);
         }
         if self.pod_cgroup.is_none() {
             let path = super::cgroup::path(pod, &self.uid);
@@ -384,6 +397,7 @@ impl Worker {
         let (volumes, maps, secrets) = (volumes.clone(), config_maps.clone(), secrets.clone());
         let sandbox = self.sandbox();
         let uid = self.uid.clone();
+        let pod_ip = self.pod_ip.clone().unwrap_or_default();
         let started_id = id.clone();
         let cgroup = self
             .pod_cgroup
@@ -401,6 +415,7 @@ impl Worker {
                     sandbox,
                     cgroup,
                     uid,
+                    pod_ip,
                 },
                 &volumes,
                 &maps,
@@ -805,11 +820,47 @@ impl Worker {
         stop_containers(&self.ctx, pod, &self.sandbox(), victims, grace).await;
     }
 
+    /// The pod's address: the node's with `hostNetwork`, else one from the node's subnet
+    /// for the sandbox, plugged into the bridge.
+    async fn attach_network(&self, pod: &Pod) -> Result<String, ConfigError> {
+        if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+            return Ok(self.ctx.options.node_ip.clone());
+        }
+        let Some(network) = self.ctx.network.get() else {
+            return Err(ConfigError(
+                "the node's pod network is not set up yet".into(),
+            ));
+        };
+        match network.attach(&self.uid, &self.sandbox().net()).await {
+            Ok(address) => Ok(address.ip.to_string()),
+            Err(err) => {
+                let message = format!(
+                    "cannot attach the pod sandbox to the network: {}",
+                    monitor::one_line(&err)
+                );
+                self.event(
+                    pod,
+                    None,
+                    EventType::Warning,
+                    "FailedCreatePodSandBox",
+                    &message,
+                )
+                .await;
+                Err(ConfigError(message))
+            }
+        }
+    }
+
     /// Stops and removes everything of the pod; deletes the object once it is empty.
     async fn tear_down(&mut self, pod: Option<&Pod>) {
         self.probes.clear();
         if let Some(pod) = pod {
             self.stop_all(pod, grace_period(pod)).await;
+        }
+        if let Some(network) = self.ctx.network.get()
+            && let Err(err) = network.detach(&self.uid).await
+        {
+            tracing::warn!(pod = %self.uid, error = %monitor::one_line(&err), "cannot detach the pod from the network");
         }
         let ctx = self.ctx.clone();
         let uid = self.uid.clone();
@@ -1035,6 +1086,7 @@ fn start_blocking(
         sandbox,
         cgroup,
         uid,
+        pod_ip,
     } = placement;
     let config_error = |err: ConfigError| ("CreateContainerConfigError".to_string(), err.0);
     let prepared = ctx.containers.prepare(id.as_str(), |dir| {
@@ -1049,6 +1101,7 @@ fn start_blocking(
             volumes,
             node_name: &ctx.options.node_name,
             host_ip: &ctx.options.node_ip,
+            pod_ip: &pod_ip,
             cgroups_path: cgroup.clone(),
         };
         let config = translate::container_config(pod, container, &inputs).map_err(config_error)?;
@@ -1100,6 +1153,8 @@ struct Placement {
     sandbox: Sandbox,
     cgroup: PathBuf,
     uid: String,
+    /// The pod's IP (empty while unknown).
+    pod_ip: String,
 }
 
 /// A start failure: the waiting reason and its message.

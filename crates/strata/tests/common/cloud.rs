@@ -17,6 +17,21 @@ pub struct Cloud {
     /// The data directory.
     pub data: tempfile::TempDir,
     listen: String,
+    /// The cluster's pod range, of this cloud alone (tests run side by side).
+    pub cluster_cidr: String,
+    /// The bridge of this cloud's node.
+    pub bridge: String,
+}
+
+/// A pod range and bridge name no other cloud of this run uses.
+fn network_of_its_own() -> (String, String) {
+    static CLOUDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = CLOUDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    (
+        format!("10.{}.0.0/16", 100 + (pid + n) % 150),
+        format!("stu{}x{}", pid % 10_000, n % 100),
+    )
 }
 
 impl Cloud {
@@ -46,10 +61,13 @@ impl Cloud {
             .local_addr()
             .unwrap()
             .port();
+        let (cluster_cidr, bridge) = network_of_its_own();
         let mut cloud = Cloud {
             child: None,
             data,
             listen: format!("127.0.0.1:{port}"),
+            cluster_cidr,
+            bridge,
         };
         cloud.launch();
         Some(cloud)
@@ -73,6 +91,12 @@ impl Cloud {
             .arg(self.data.path())
             .args(["up", "--listen", &self.listen, "--node-name", NODE])
             .args(["--kubelet-port", "0"])
+            .args([
+                "--cluster-cidr",
+                &self.cluster_cidr,
+                "--bridge",
+                &self.bridge,
+            ])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -200,8 +224,11 @@ impl Drop for Cloud {
         }
         self.stop();
         // Whatever is left (a failed test): remove containers, then sandboxes and pod
-        // cgroups.
+        // cgroups, then the bridge.
         remove_leftovers(self.data.path());
+        let _ = Command::new("/bin/busybox")
+            .args(["ip", "link", "del", &self.bridge])
+            .output();
     }
 }
 

@@ -1,0 +1,170 @@
+#![allow(clippy::unwrap_used)]
+//! The pod network of `strata up`, driven by real kubectl: the node gets a subnet of the
+//! cluster range, pods get distinct addresses in it (also in their downward API), reach
+//! each other and the node, and a deleted pod's address and veth go. All traffic stays on
+//! the test's own bridge.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::cloud::{Cloud, NODE};
+
+const PODS: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: httpd
+    image: localhost/httpd:latest
+    imagePullPolicy: IfNotPresent
+    ports: [{containerPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers:
+  - name: sh
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo my-ip=$MY_IP; sleep 3600"]
+    env:
+    - name: MY_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: on-host}
+spec:
+  hostNetwork: true
+  containers:
+  - name: sh
+    image: localhost/busybox:latest
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#;
+
+fn pod_ip(cloud: &Cloud, pod: &str) -> Option<String> {
+    let ip = cloud.ok(&["get", "pod", pod, "-o", "jsonpath={.status.podIP}"]);
+    (!ip.trim().is_empty()).then(|| ip.trim().to_string())
+}
+
+fn running(cloud: &Cloud, pod: &str, container: &str) -> bool {
+    cloud.status_of(pod, container)["state"]["running"].is_object()
+}
+
+#[test]
+fn pods_get_addresses_of_the_node_subnet_and_reach_each_other() {
+    let Some(cloud) = Cloud::start("pods_get_addresses_of_the_node_subnet_and_reach_each_other")
+    else {
+        return;
+    };
+    let subnet = cloud.ok(&["get", "node", NODE, "-o", "jsonpath={.spec.podCIDR}"]);
+    let range: strata_net::Ipv4Net = cloud.cluster_cidr.parse().unwrap();
+    let subnet: strata_net::Ipv4Net = subnet.trim().parse().unwrap();
+    assert!(
+        range.overlaps(&subnet) && subnet.prefix() == 24,
+        "{subnet} in {range}"
+    );
+
+    cloud.apply(PODS);
+    for (pod, container) in [("web", "httpd"), ("client", "sh"), ("on-host", "sh")] {
+        cloud.wait_for(&format!("{pod} to run with an address"), || {
+            running(&cloud, pod, container) && pod_ip(&cloud, pod).is_some()
+        });
+    }
+    let web = pod_ip(&cloud, "web").unwrap();
+    let client = pod_ip(&cloud, "client").unwrap();
+    assert_ne!(web, client);
+    for ip in [&web, &client] {
+        let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+        assert!(
+            subnet.contains(ip) && ip != subnet.nth(1).unwrap(),
+            "{ip} in {subnet}"
+        );
+    }
+    let pod = cloud.json(&["get", "pod", "web"]);
+    assert_eq!(pod["status"]["podIPs"][0]["ip"], web.as_str());
+    // hostNetwork pods have the node's address.
+    assert_eq!(pod_ip(&cloud, "on-host").unwrap(), "127.0.0.1");
+    // The downward API sees the address the pod got.
+    cloud.wait_for("the client's log", || {
+        String::from_utf8_lossy(&cloud.kubectl(&["logs", "client"]).stdout)
+            .contains(&format!("my-ip={client}"))
+    });
+
+    // Pod to pod, through the bridge.
+    // (busybox-static's wget crashes in Debian 12's build; nc speaks the HTTP.)
+    let page = cloud.ok(&[
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {web} 8080"),
+    ]);
+    assert!(page.contains("Hello from a Strata container"), "{page}");
+    // Inside the pod: eth0 holds the address, the default route is the gateway.
+    let routes = cloud.ok(&["exec", "client", "--", "ip", "route"]);
+    let gateway = subnet.nth(1).unwrap().to_string();
+    assert!(
+        routes.contains(&format!("default via {gateway}")),
+        "{routes}"
+    );
+    let addresses = cloud.ok(&[
+        "exec", "client", "--", "ip", "-o", "-4", "addr", "show", "eth0",
+    ]);
+    assert!(addresses.contains(&format!("{client}/24")), "{addresses}");
+    // Node to pod: the host reaches the pod's address over the bridge.
+    let target: SocketAddr = format!("{web}:8080").parse().unwrap();
+    let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(5)).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1."), "{answer}");
+    // Pod to node: the gateway is the node's address on the bridge.
+    let listener = TcpListener::bind((gateway.as_str(), 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::thread::spawn(move || {
+        let (mut stream, peer) = listener.accept().unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        (peer.ip().to_string(), text)
+    });
+    cloud.ok(&[
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        &format!("echo hello-node | nc -w 5 {gateway} {port}"),
+    ]);
+    let (peer, text) = accepted.join().unwrap();
+    assert_eq!(
+        (peer.as_str(), text.trim()),
+        (client.as_str(), "hello-node")
+    );
+
+    // A deleted pod's address is free again and its veth is gone.
+    let ipam = cloud
+        .data
+        .path()
+        .join("net/ipam")
+        .join(subnet.to_string().replace('/', "_"));
+    assert!(ipam.join(&web).exists());
+    cloud.ok(&["delete", "pod", "web", "--grace-period=1"]);
+    assert!(
+        !ipam.join(&web).exists(),
+        "the address of web is still held"
+    );
+    assert!(ipam.join(&client).exists());
+}
