@@ -1,4 +1,4 @@
-//! Strata's controllers: the workload controllers, node lifecycle and IPAM, the garbage
+//! Strata's controllers: the workload controllers, node lifecycle and IPAM, endpoints, the garbage
 //! collector and the namespace controller. Each is a kube-rs [`Controller`](kube::runtime::Controller)
 //! whose decisions are pure functions of the objects its watch caches hold, so they are
 //! unit-tested without a cluster; the loop around them only reads caches and writes
@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod cache;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod job;
@@ -71,6 +72,7 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
         result = daemonset::run(client.clone(), options.clone()) => result,
         result = node_lifecycle::run(client.clone(), options.clone()) => result,
         result = node_ipam::run(client.clone(), options.clone()) => result,
+        result = endpoints::run(client.clone(), options.clone()) => result,
         result = garbage_collector::run(client.clone(), options.clone()) => result,
         result = namespace::run(client, options) => result,
     }
