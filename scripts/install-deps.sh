@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build=(pkg-config libseccomp-dev gcc)
-test=(busybox-static podman uidmap iproute2 tmux docker-registry apache2-utils openssl python3-venv)
+test=(busybox-static nftables podman uidmap iproute2 tmux docker-registry apache2-utils openssl python3-venv)
 bench=(runc crun hyperfine skopeo umoci curl)
 
 wanted=("${build[@]}")

@@ -237,7 +237,35 @@ impl PodNetwork {
             .execute()
             .await
             .map_err(step(format!("bring bridge {} up", self.bridge)))?;
+        // Packets that come in on the bridge may be routed (to a service's endpoint, to
+        // another node's pods); the proxy's forward rules keep them inside the cluster.
+        let forwarding = PathBuf::from(format!(
+            "/proc/sys/net/ipv4/conf/{}/forwarding",
+            self.bridge
+        ));
+        std::fs::write(&forwarding, "1").map_err(|source| NetError::Sysctl {
+            path: forwarding,
+            source,
+        })?;
         Ok(index)
+    }
+
+    /// Routes `cidr` onto the bridge (for the service range: a service address without
+    /// rules then stays on this machine instead of following the default route out).
+    pub async fn route_to_bridge(&self, cidr: Ipv4Net) -> Result<(), NetError> {
+        let index = self.ensure_bridge().await?;
+        let route = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(cidr.network(), cidr.prefix())
+            .output_interface(index)
+            .scope(rtnetlink::packet_route::route::RouteScope::Link)
+            .build();
+        match self.handle.route().add(route).execute().await {
+            Err(err) if errno(&err) != Some(libc_eexist()) => Err(NetError::Netlink {
+                step: format!("route {cidr} to bridge {}", self.bridge),
+                source: err,
+            }),
+            _ => Ok(()),
+        }
     }
 
     async fn delete_link(&self, name: &str) -> Result<(), NetError> {

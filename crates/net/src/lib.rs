@@ -6,11 +6,13 @@
 //! - [`ipam`]: the addresses of a node subnet, on disk, never handed out twice.
 //! - [`bridge`]: the node's bridge and a veth pair per pod sandbox, over netlink.
 //! - [`netns`]: netlink requests made inside another network namespace.
+//! - [`services`]: service load balancing in nftables (cluster IPs, node ports).
 
 pub mod bridge;
 pub mod cidr;
 pub mod ipam;
 pub mod netns;
+pub mod services;
 
 pub use bridge::{PodAddress, PodNetwork, PodNetworkConfig};
 pub use cidr::{CidrError, Ipv4Net};
@@ -40,6 +42,18 @@ pub enum NetError {
     /// Address management failed.
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    /// nft refused the rules or could not run.
+    #[error("{0}")]
+    Nft(String),
+    /// A kernel setting could not be written.
+    #[error("cannot set {path}")]
+    Sysctl {
+        /// The /proc/sys file.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// Something the kernel should have made is not there.
     #[error("{0}")]
     Missing(String),

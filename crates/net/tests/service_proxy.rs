@@ -1,0 +1,179 @@
+//! Service load balancing on real nftables (as root): a bridge and two sandboxes of the
+//! test's own, a cluster IP and a node port in a range of the test's own, reached from a
+//! pod, from the pod behind it (hairpin) and from the host; a service without endpoints
+//! refuses connections. The table, bridge and namespaces go when the test ends.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use strata_net::services::{self, Endpoint, Protocol, ProxyConfig, ServicePort};
+use strata_net::{PodNetwork, PodNetworkConfig};
+use strata_testkit::netns::TestNetns;
+
+/// Removes the test's table and bridge however the test ends.
+struct Cleanup {
+    table: String,
+    bridge: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = services::remove(&self.table);
+        let _ = std::process::Command::new("/bin/busybox")
+            .args(["ip", "link", "del", &self.bridge])
+            .output();
+    }
+}
+
+fn nft_missing(test: &str) -> bool {
+    let found = std::process::Command::new("nft")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found {
+        println!("SKIP {test}: nft is missing (apt-get install nftables)");
+    }
+    !found
+}
+
+/// Answers every connection on `port` in `netns` with the text `name`, for `count`
+/// connections; returns the peers it saw.
+fn serve(
+    netns: &TestNetns,
+    ip: Ipv4Addr,
+    port: u16,
+    name: &'static str,
+    count: usize,
+) -> std::thread::JoinHandle<Vec<Ipv4Addr>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = netns.path().to_path_buf();
+    let handle = std::thread::spawn(move || {
+        let file = std::fs::File::open(path).unwrap();
+        nix::sched::setns(&file, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let listener = TcpListener::bind((ip, port)).unwrap();
+        tx.send(()).unwrap();
+        let mut peers = Vec::new();
+        for _ in 0..count {
+            let (mut stream, peer) = listener.accept().unwrap();
+            stream.write_all(name.as_bytes()).unwrap();
+            if let std::net::IpAddr::V4(ip) = peer.ip() {
+                peers.push(ip);
+            }
+        }
+        peers
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    handle
+}
+
+fn fetch(target: SocketAddr) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_ips_and_node_ports_reach_endpoints_from_pods_and_the_host() {
+    let test = "cluster_ips_and_node_ports_reach_endpoints_from_pods_and_the_host";
+    if !strata_testkit::require_root(test) || nft_missing(test) {
+        return;
+    }
+    let id = std::process::id() % 100_000;
+    let cleanup = Cleanup {
+        table: format!("strata_test_{id}"),
+        bridge: format!("stp{id}"),
+    };
+    let state = tempfile::tempdir().unwrap();
+    let octet = 100 + std::process::id() % 100;
+    let network = PodNetwork::setup(PodNetworkConfig {
+        bridge: cleanup.bridge.clone(),
+        subnet: format!("10.253.{octet}.0/24").parse().unwrap(),
+        state_dir: state.path().to_path_buf(),
+    })
+    .await
+    .unwrap();
+    // The test's service range, routed onto the bridge.
+    let service_range = format!("10.254.{octet}.0/24").parse().unwrap();
+    network.route_to_bridge(service_range).await.unwrap();
+    let (client, server) = (TestNetns::new(), TestNetns::new());
+    let client_ip = network.attach("client", client.path()).await.unwrap().ip;
+    let server_ip = network.attach("server", server.path()).await.unwrap().ip;
+    let cluster_ip = Ipv4Addr::new(10, 254, octet as u8, 20);
+    let empty_ip = Ipv4Addr::new(10, 254, octet as u8, 30);
+    let node_port = 30000 + (id % 2000) as u16;
+    let config = ProxyConfig {
+        table: cleanup.table.clone(),
+        bridge: cleanup.bridge.clone(),
+        cluster_cidr: format!("10.253.{octet}.0/24").parse().unwrap(),
+    };
+    let ports = [
+        ServicePort {
+            name: "default/web:http".into(),
+            cluster_ip: Some(cluster_ip),
+            port: 80,
+            protocol: Protocol::Tcp,
+            node_port: Some(node_port),
+            endpoints: vec![Endpoint {
+                ip: server_ip,
+                port: 8080,
+            }],
+        },
+        ServicePort {
+            name: "default/empty:http".into(),
+            cluster_ip: Some(empty_ip),
+            port: 80,
+            protocol: Protocol::Tcp,
+            node_port: None,
+            endpoints: vec![],
+        },
+    ];
+    services::apply(&services::render(&config, &ports)).unwrap();
+
+    let served = serve(&server, server_ip, 8080, "web", 4);
+    // Pod to service: DNAT to the endpoint, the client's own address preserved.
+    let target = SocketAddr::from((cluster_ip, 80));
+    assert_eq!(client.run(move || fetch(target)).unwrap(), "web");
+    // Hairpin: the endpoint reaches itself through its service.
+    assert_eq!(server.run(move || fetch(target)).unwrap(), "web");
+    // Host to service, and host to the node port on one of its addresses.
+    assert_eq!(fetch(target).unwrap(), "web");
+    let gateway = network.gateway();
+    assert_eq!(
+        fetch(SocketAddr::from((gateway, node_port))).unwrap(),
+        "web"
+    );
+    let peers = served.join().unwrap();
+    assert_eq!(peers[0], client_ip, "no NAT for a pod client");
+    assert_ne!(peers[1], server_ip, "a hairpin connection is masqueraded");
+
+    // No endpoints: refused at once, from a pod and from the host.
+    let empty = SocketAddr::from((empty_ip, 80));
+    let refused = client.run(move || fetch(empty)).unwrap_err();
+    assert_eq!(
+        refused.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "{refused:?}"
+    );
+    assert_eq!(
+        fetch(empty).unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+
+    // Rules replaced in one go: the service moves to a new port, the old one is gone.
+    let mut moved = ports.clone();
+    moved[0].port = 81;
+    services::apply(&services::render(&config, &moved)).unwrap();
+    let served = serve(&server, server_ip, 8080, "moved", 1);
+    let new_target = SocketAddr::from((cluster_ip, 81));
+    assert_eq!(client.run(move || fetch(new_target)).unwrap(), "moved");
+    served.join().unwrap();
+
+    network.detach("client").await.unwrap();
+    network.detach("server").await.unwrap();
+    drop(cleanup);
+}
