@@ -6,6 +6,7 @@
 //! - [`network`]: the node's pod network (bridge, addresses) once it has a subnet.
 //! - [`node`]: the Node object and the heartbeat Lease.
 //! - [`pods`]: the pods bound to this node, one worker each.
+//! - [`proxy`]: the node's service rules (nftables), from Services and Endpoints.
 //! - [`server`]: the kubelet API (logs, exec, attach, port-forward) that the API server
 //!   proxies to.
 
@@ -13,6 +14,7 @@ pub mod containers;
 pub mod network;
 pub mod node;
 pub mod pods;
+pub mod proxy;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -48,6 +50,10 @@ pub struct AgentOptions {
     pub log_rotation: Rotation,
     /// The bridge of the pod network (`strata0` by default).
     pub bridge: String,
+    /// The cluster's pod range (pods may reach it, nothing beyond).
+    pub cluster_cidr: strata_net::Ipv4Net,
+    /// The service range (routed onto the bridge).
+    pub service_cidr: strata_net::Ipv4Net,
 }
 
 /// Errors of the agent.
@@ -119,7 +125,12 @@ pub async fn run(client: kube::Client, options: AgentOptions) -> Result<(), Agen
                 tokio::spawn(async move { node::heartbeat(&ctx).await })
             };
             let result = match network::setup(&ctx).await {
-                Ok(()) => pods::run(ctx).await,
+                Ok(()) => {
+                    let proxy = tokio::spawn(proxy::run(ctx.clone()));
+                    let result = pods::run(ctx).await;
+                    proxy.abort();
+                    result
+                }
                 Err(err) => Err(err),
             };
             heartbeat.abort();

@@ -154,6 +154,8 @@ pub fn run(data_dir: &Path, args: &AgentArgs) -> Result<u8> {
             },
             log_rotation: Default::default(),
             bridge: args.bridge.clone(),
+            cluster_cidr: args.cluster_cidr,
+            service_cidr: args.service_cidr,
         };
         let mut agent = tokio::spawn(strata_agent::run(client, options));
         eprintln!("strata: node {node_name} joined {server}");

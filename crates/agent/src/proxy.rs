@@ -1,0 +1,252 @@
+//! The node's service proxy (kube-proxy's job): watches Services and Endpoints and keeps
+//! this node's nftables table equal to them through `strata-net`'s service rules. Each
+//! change rebuilds the table in one transaction (after a short pause that gathers a
+//! burst of changes); a restarted agent rebuilds it from the API state. The rules stay
+//! when the agent stops, so running pods keep their services.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, Service};
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use strata_net::services::{self, Endpoint, Protocol, ProxyConfig, ServicePort};
+
+use crate::Context;
+
+/// How long changes are gathered before the table is rebuilt.
+const SETTLE: Duration = Duration::from_millis(100);
+/// How soon a failed rebuild is tried again.
+const RETRY: Duration = Duration::from_secs(2);
+
+/// The nftables table of the node whose bridge is `bridge`.
+pub fn table_name(bridge: &str) -> String {
+    if bridge == crate::network::DEFAULT_BRIDGE {
+        "strata".into()
+    } else {
+        format!("strata_{bridge}")
+    }
+}
+
+/// Runs the proxy until the future is dropped.
+pub async fn run(ctx: Arc<Context>) {
+    let Some(network) = ctx.network.get() else {
+        return;
+    };
+    if let Err(err) = network.route_to_bridge(ctx.options.service_cidr).await {
+        tracing::warn!(error = %crate::containers::monitor::one_line(&err), "cannot route the service range onto the bridge");
+    }
+    let config = ProxyConfig {
+        table: table_name(network.bridge()),
+        bridge: network.bridge().to_string(),
+        cluster_cidr: ctx.options.cluster_cidr,
+    };
+    let (services, service_writer) = reflector::store();
+    let (endpoints, endpoints_writer) = reflector::store();
+    let service_events = watcher(
+        Api::<Service>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(service_writer)
+    .map(|_| ());
+    let endpoint_events = watcher(
+        Api::<Endpoints>::all(ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(endpoints_writer)
+    .map(|_| ());
+    // The watches fill the caches only while polled: a task of their own drives them and
+    // says when something changed.
+    let (changed, mut changes) = tokio::sync::mpsc::channel::<()>(1);
+    let driver = AbortOnDrop(tokio::spawn(async move {
+        let mut events = std::pin::pin!(futures_util::stream::select(
+            service_events,
+            endpoint_events
+        ));
+        while events.next().await.is_some() {
+            let _ = changed.try_send(());
+        }
+    }));
+    let _ = services.wait_until_ready().await;
+    let _ = endpoints.wait_until_ready().await;
+    let mut applied: Option<String> = None;
+    loop {
+        let script = services::render(&config, &service_ports(&services, &endpoints));
+        if applied.as_ref() != Some(&script) {
+            let written = tokio::task::spawn_blocking({
+                let script = script.clone();
+                move || services::apply(&script)
+            })
+            .await;
+            match written {
+                Ok(Ok(())) => applied = Some(script),
+                Ok(Err(err)) => {
+                    tracing::warn!(error = %err, "cannot write the service rules");
+                    tokio::time::sleep(RETRY).await;
+                    continue;
+                }
+                Err(err) => tracing::warn!(error = %err, "the service rules task failed"),
+            }
+        }
+        if changes.recv().await.is_none() {
+            break;
+        }
+        // Gather the rest of a burst before rebuilding.
+        tokio::time::sleep(SETTLE).await;
+        while changes.try_recv().is_ok() {}
+    }
+    drop(driver);
+}
+
+/// Aborts the task when dropped (the proxy's own task may be aborted at any await).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every service port with a cluster IP or node port, with its ready endpoints.
+fn service_ports(services: &Store<Service>, endpoints: &Store<Endpoints>) -> Vec<ServicePort> {
+    let endpoints: BTreeMap<(String, String), Arc<Endpoints>> = endpoints
+        .state()
+        .into_iter()
+        .map(|e| ((e.namespace().unwrap_or_default(), e.name_any()), e))
+        .collect();
+    services
+        .state()
+        .iter()
+        .flat_map(|service| {
+            let key = (service.namespace().unwrap_or_default(), service.name_any());
+            ports_of(service, endpoints.get(&key).map(Arc::as_ref))
+        })
+        .collect()
+}
+
+/// The ports of one service, with the ready addresses of its Endpoints that serve them.
+pub fn ports_of(service: &Service, endpoints: Option<&Endpoints>) -> Vec<ServicePort> {
+    let Some(spec) = service.spec.as_ref() else {
+        return Vec::new();
+    };
+    if spec.type_.as_deref() == Some("ExternalName") {
+        return Vec::new();
+    }
+    let cluster_ip = spec
+        .cluster_ip
+        .as_deref()
+        .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
+    let namespace = service.namespace().unwrap_or_default();
+    let name = service.name_any();
+    spec.ports
+        .iter()
+        .flatten()
+        .filter_map(|port| {
+            let protocol = Protocol::parse(port.protocol.as_deref().unwrap_or("TCP"))?;
+            let number = u16::try_from(port.port).ok()?;
+            let node_port = port
+                .node_port
+                .and_then(|p| u16::try_from(p).ok())
+                .filter(|p| *p != 0);
+            if cluster_ip.is_none() && node_port.is_none() {
+                return None;
+            }
+            let port_name = port.name.clone().unwrap_or_default();
+            let serving = endpoints
+                .and_then(|e| e.subsets.as_ref())
+                .into_iter()
+                .flatten()
+                .flat_map(|subset| {
+                    let target = subset.ports.iter().flatten().find(|p| {
+                        p.name.clone().unwrap_or_default() == port_name
+                            && Protocol::parse(p.protocol.as_deref().unwrap_or("TCP"))
+                                == Some(protocol)
+                    });
+                    let target = target.and_then(|p| u16::try_from(p.port).ok());
+                    subset
+                        .addresses
+                        .iter()
+                        .flatten()
+                        .filter_map(move |address| {
+                            Some(Endpoint {
+                                ip: address.ip.parse().ok()?,
+                                port: target?,
+                            })
+                        })
+                })
+                .collect();
+            Some(ServicePort {
+                name: format!(
+                    "{namespace}/{name}:{}",
+                    if port_name.is_empty() {
+                        number.to_string()
+                    } else {
+                        port_name
+                    }
+                ),
+                cluster_ip,
+                port: number,
+                protocol,
+                node_port,
+                endpoints: serving,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ports_pair_with_the_endpoint_ports_of_the_same_name() {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"type": "NodePort", "clusterIP": "10.43.0.20", "ports": [
+                {"name": "http", "port": 80, "nodePort": 30080},
+                {"name": "dns", "port": 53, "protocol": "UDP"}]}}))
+        .unwrap();
+        let endpoints: Endpoints = serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "shop"},
+            "subsets": [{"addresses": [{"ip": "10.42.0.5"}], "notReadyAddresses": [{"ip": "10.42.0.9"}],
+                         "ports": [{"name": "http", "port": 8080}, {"name": "dns", "port": 5353, "protocol": "UDP"}]}]})).unwrap();
+        let ports = ports_of(&service, Some(&endpoints));
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0].name, "shop/web:http");
+        assert_eq!(ports[0].node_port, Some(30080));
+        assert_eq!(
+            ports[0].endpoints,
+            vec![Endpoint {
+                ip: "10.42.0.5".parse().unwrap(),
+                port: 8080
+            }]
+        );
+        assert_eq!(ports[1].protocol, Protocol::Udp);
+        assert_eq!(ports[1].endpoints[0].port, 5353);
+    }
+
+    #[test]
+    fn headless_external_and_unallocated_services_get_no_rules() {
+        let headless: Service = serde_json::from_value(json!({"metadata": {"name": "h"},
+            "spec": {"clusterIP": "None", "ports": [{"port": 80}]}}))
+        .unwrap();
+        assert!(ports_of(&headless, None).is_empty());
+        let external: Service = serde_json::from_value(json!({"metadata": {"name": "x"},
+            "spec": {"type": "ExternalName", "externalName": "db.example", "ports": [{"port": 80}]}})).unwrap();
+        assert!(ports_of(&external, None).is_empty());
+        let no_endpoints: Service = serde_json::from_value(json!({"metadata": {"name": "e"},
+            "spec": {"clusterIP": "10.43.0.9", "ports": [{"port": 80}]}}))
+        .unwrap();
+        let ports = ports_of(&no_endpoints, None);
+        assert_eq!(ports.len(), 1);
+        assert!(ports[0].endpoints.is_empty());
+    }
+}
