@@ -725,13 +725,15 @@ impl Kind for Service {
                 )),
                 _ => {}
             }
+            // Whether it is in the server's NodePort range, free, and allowed for
+            // the Service's type is the API server's check (it allocates them).
             if let Some(node_port) = p.node_port
-                && !(30000..=32767).contains(&node_port)
+                && !(1..=65535).contains(&node_port)
             {
                 errors.push(FieldError::invalid(
                     format!("spec.ports[{i}].nodePort"),
                     node_port,
-                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
+                    "must be between 1 and 65535, inclusive",
                 ));
             }
         }
