@@ -739,7 +739,15 @@ impl Kind for Service {
         }
     }
     fn validate_update(&self, old: &Self, errors: &mut Vec<FieldError>) {
-        let ip = |s: &Service| s.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+        // An empty clusterIP keeps the allocated one (the API server fills it in), and
+        // a change to or from ExternalName may drop or gain one.
+        let ip = |s: &Service| {
+            s.spec
+                .as_ref()
+                .filter(|s| s.type_.as_deref() != Some("ExternalName"))
+                .and_then(|s| s.cluster_ip.clone())
+                .filter(|ip| !ip.is_empty())
+        };
         if ip(old).is_some() && ip(self).is_some() && ip(self) != ip(old) {
             errors.push(FieldError::invalid(
                 "spec.clusterIPs[0]",
