@@ -292,6 +292,10 @@ pub(crate) async fn insert(
 /// the server owns (only status changes through the status subresource), and
 /// recording managed fields per `tracking`. Returns the stored
 /// object and warnings.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the store and the Service allocator are the two things every write touches"
+)]
 pub(crate) async fn replace(
     store: &dyn Store,
     services: &ServiceAllocator,
