@@ -1,7 +1,9 @@
 //! create, update, patch, delete and deletecollection, plus the scale, binding and
 //! eviction subresources: metadata the server owns (uid, creationTimestamp,
 //! generation, resourceVersion), admission, optimistic concurrency, finalizers and
-//! graceful deletion, dryRun.
+//! graceful deletion, dryRun. Services' cluster IPs and node ports are reserved after
+//! admission and settled by the store's answer (`crate::services`); removing a Service
+//! frees them.
 
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};

@@ -56,6 +56,17 @@ pub enum RangeError {
 
 /// An IPv4 service CIDR. Its network and broadcast addresses are never allocated;
 /// every other address is, at an offset from the network address.
+///
+/// ```
+/// use std::net::Ipv4Addr;
+/// use strata_apiserver::ServiceCidr;
+///
+/// let cidr: ServiceCidr = "10.43.0.0/16".parse()?;
+/// assert_eq!(cidr.offset(Ipv4Addr::new(10, 43, 0, 10)), Some(10));
+/// assert_eq!(cidr.offset(Ipv4Addr::new(10, 43, 255, 255)), None); // broadcast
+/// assert!("10.43.0.1/16".parse::<ServiceCidr>().is_err()); // host bits set
+/// # Ok::<(), strata_apiserver::services::RangeError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ServiceCidr {
     network: Ipv4Addr,
