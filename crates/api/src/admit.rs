@@ -312,6 +312,31 @@ mod tests {
     }
 
     #[test]
+    fn a_service_cluster_ip_may_be_left_out_or_dropped_but_not_changed() {
+        let services = find("", "v1", "services").unwrap();
+        let service = |spec: Value| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": spec});
+        let old = service(json!({"clusterIP": "10.43.0.16", "ports": [{"port": 80}]}));
+        let update = |spec: Value| {
+            admit(
+                services,
+                service(spec),
+                Operation::Update { old: &old },
+                FieldValidation::Strict,
+            )
+        };
+        assert!(update(json!({"ports": [{"port": 80}]})).is_ok());
+        assert!(update(json!({"clusterIP": "", "ports": [{"port": 80}]})).is_ok());
+        assert!(update(json!({"type": "ExternalName", "externalName": "example.com"})).is_ok());
+        let Err(AdmitError::Invalid { errors }) =
+            update(json!({"clusterIP": "10.43.0.17", "ports": [{"port": 80}]}))
+        else {
+            panic!("a changed clusterIP was admitted");
+        };
+        assert_eq!(errors[0].field, "spec.clusterIPs[0]");
+        assert_eq!(errors[0].detail, "may not change once set");
+    }
+
+    #[test]
     fn wrong_types_name_the_field() {
         let err = admit(
             pods(),

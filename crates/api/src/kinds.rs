@@ -725,19 +725,29 @@ impl Kind for Service {
                 )),
                 _ => {}
             }
+            // Whether it is in the server's NodePort range, free, and allowed for
+            // the Service's type is the API server's check (it allocates them).
             if let Some(node_port) = p.node_port
-                && !(30000..=32767).contains(&node_port)
+                && !(1..=65535).contains(&node_port)
             {
                 errors.push(FieldError::invalid(
                     format!("spec.ports[{i}].nodePort"),
                     node_port,
-                    "provided port is not in the valid range. The range of valid ports is 30000-32767",
+                    "must be between 1 and 65535, inclusive",
                 ));
             }
         }
     }
     fn validate_update(&self, old: &Self, errors: &mut Vec<FieldError>) {
-        let ip = |s: &Service| s.spec.as_ref().and_then(|s| s.cluster_ip.clone());
+        // An empty clusterIP keeps the allocated one (the API server fills it in), and
+        // a change to or from ExternalName may drop or gain one.
+        let ip = |s: &Service| {
+            s.spec
+                .as_ref()
+                .filter(|s| s.type_.as_deref() != Some("ExternalName"))
+                .and_then(|s| s.cluster_ip.clone())
+                .filter(|ip| !ip.is_empty())
+        };
         if ip(old).is_some() && ip(self).is_some() && ip(self) != ip(old) {
             errors.push(FieldError::invalid(
                 "spec.clusterIPs[0]",

@@ -1,10 +1,10 @@
 //! The API server as `strata server` and `strata up` run it: on the embedded SQLite store
 //! under the data dir, with the built-in namespaces, each namespace's `default`
 //! ServiceAccount and `kube-root-ca.crt`, periodic compaction, service account tokens,
-//! and node agents allowed to write their own Pods. The garbage collector and the
-//! namespace controller are API clients in `strata-controllers`, as in Kubernetes: a
-//! server without them collects no garbage (kube-apiserver without the controller
-//! manager).
+//! Services' cluster IPs and node ports, and node agents allowed to write their own
+//! Pods. The garbage collector and the namespace controller are API clients in
+//! `strata-controllers`, as in Kubernetes: a server without them collects no garbage
+//! (kube-apiserver without the controller manager).
 //! Tests start the same thing in-process on port 0.
 
 use std::future::Future;
@@ -19,6 +19,7 @@ use crate::auth::layer::{ObjectFuture, PodNodeFuture};
 use crate::auth::rbac::RbacCache;
 use crate::rest::{ApiState, router};
 use crate::server::{Server, ServerConfig, ServerError};
+use crate::services::{ServiceAllocator, ServicesError};
 use crate::{namespaces, serviceaccounts, storage};
 
 /// How much history watches can resume from: compaction keeps this much.
@@ -45,6 +46,9 @@ pub enum EmbeddedError {
         #[source]
         source: StoreError,
     },
+    /// What the stored Services hold could not be read.
+    #[error("cannot load the Services' cluster IPs and node ports")]
+    Services(#[source] ServicesError),
     /// The built-in namespaces could not be created.
     #[error("cannot create the built-in namespaces: {0}")]
     Bootstrap(String),
@@ -59,6 +63,7 @@ pub struct EmbeddedServer {
     server: Server,
     store: Arc<dyn Store>,
     rbac: Arc<RbacCache>,
+    services: Arc<ServiceAllocator>,
 }
 
 impl EmbeddedServer {
@@ -83,6 +88,13 @@ impl EmbeddedServer {
         crate::auth::rbac::bootstrap(store.as_ref())
             .await
             .map_err(|err| EmbeddedError::Bootstrap(err.to_string()))?;
+        let services = ServiceAllocator::load(
+            store.as_ref(),
+            config.service_cidr,
+            config.service_node_port_range,
+        )
+        .await
+        .map_err(EmbeddedError::Services)?;
         let resolver = Arc::new(StoredPodNodes(store.clone()));
         let rbac = RbacCache::new(store.clone());
         let server = Server::bind(config)
@@ -93,6 +105,7 @@ impl EmbeddedServer {
             server,
             store,
             rbac,
+            services: Arc::new(services),
         })
     }
 
@@ -128,6 +141,7 @@ impl EmbeddedServer {
             kubelet,
             sa_tokens: Some(self.server.sa_tokens().clone()),
             rbac: Some(self.rbac.clone()),
+            services: self.services.clone(),
         });
         // Joining node agents get their kubelet serving certificate here.
         let app = router(state).route(

@@ -2,7 +2,8 @@
 //!
 //! Landed so far: the secure edge. [`pki`] makes and keeps the CA and certificates and writes
 //! the admin kubeconfig; [`tls`] is the HTTPS listener; [`auth`] authenticates and authorizes
-//! every request in one place; [`server`] ties them together.
+//! every request in one place; [`server`] ties them together. [`services`] hands Services
+//! their cluster IPs and node ports.
 //!
 //! How the REST handlers plug in: build an axum `Router` and hand it to [`Server::serve`].
 //! Every request that reaches it has passed authentication and authorization, and carries in
@@ -39,6 +40,7 @@ pub mod pki;
 pub mod rest;
 pub mod server;
 pub mod serviceaccounts;
+pub mod services;
 pub mod status;
 pub mod storage;
 pub mod table;
@@ -48,3 +50,4 @@ pub use auth::Identity;
 pub use embedded::{EmbeddedError, EmbeddedServer};
 pub use pki::{Pki, PkiError};
 pub use server::{Server, ServerConfig, ServerError, serve};
+pub use services::{NodePortRange, ServiceAllocator, ServiceCidr};

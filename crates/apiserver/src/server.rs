@@ -14,6 +14,7 @@ use crate::auth::rbac::RbacCache;
 use crate::auth::serviceaccount::{SaTokenError, SaTokens};
 use crate::auth::{AuthLayer, Authenticator, PodNodeResolver, TokenError, TokenStore};
 use crate::pki::{Pki, PkiError, server_url};
+use crate::services::{NodePortRange, ServiceCidr};
 use crate::tls::{self, TlsError};
 
 /// Default listen address of the API server.
@@ -32,17 +33,39 @@ pub struct ServerConfig {
     pub tls_sans: Vec<String>,
     /// How long open connections get to finish after shutdown is asked for.
     pub shutdown_grace: Duration,
+    /// The range Services' cluster IPs come from (`--service-cidr`, `10.43.0.0/16`).
+    pub service_cidr: ServiceCidr,
+    /// The range Services' node ports come from (`--service-node-port-range`,
+    /// `30000-32767`).
+    pub service_node_port_range: NodePortRange,
 }
 
 impl ServerConfig {
-    /// A config for `data_dir` and `listen`, no extra SANs, the default grace period.
+    /// A config for `data_dir` and `listen`, no extra SANs, the default grace period
+    /// and the default service ranges.
     pub fn new(data_dir: impl Into<PathBuf>, listen: SocketAddr) -> Self {
         ServerConfig {
             data_dir: data_dir.into(),
             listen,
             tls_sans: Vec::new(),
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            service_cidr: ServiceCidr::default(),
+            service_node_port_range: NodePortRange::default(),
         }
+    }
+
+    /// Gives Services cluster IPs from `cidr`.
+    #[must_use]
+    pub fn with_service_cidr(mut self, cidr: ServiceCidr) -> Self {
+        self.service_cidr = cidr;
+        self
+    }
+
+    /// Gives NodePort and LoadBalancer Services node ports from `range`.
+    #[must_use]
+    pub fn with_service_node_port_range(mut self, range: NodePortRange) -> Self {
+        self.service_node_port_range = range;
+        self
     }
 
     /// Adds SANs to the serving certificate.

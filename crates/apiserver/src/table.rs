@@ -270,6 +270,41 @@ fn event_cells(o: &Value) -> Vec<Value> {
     ]
 }
 
+/// kubectl's EXTERNAL-IP of a Service: the external name, the load balancer's
+/// addresses (`<pending>` until it has one) and `spec.externalIPs`.
+fn service_external_ip(spec: &Value, status: &Value) -> String {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut addresses = Vec::new();
+    match spec["type"].as_str() {
+        Some("ExternalName") => return text(&spec["externalName"]),
+        Some("LoadBalancer") => {
+            for ingress in status["loadBalancer"]["ingress"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                match (ingress["ip"].as_str(), ingress["hostname"].as_str()) {
+                    (Some(ip), _) if !ip.is_empty() => addresses.push(ip.to_string()),
+                    (_, Some(host)) if !host.is_empty() => addresses.push(host.to_string()),
+                    _ => {}
+                }
+            }
+            addresses.extend(strings(&spec["externalIPs"]));
+            if addresses.is_empty() {
+                return "<pending>".into();
+            }
+        }
+        _ => addresses.extend(strings(&spec["externalIPs"])),
+    }
+    or_none(addresses.join(","))
+}
+
 fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
     let name = json!(text(&o["metadata"]["name"]));
     let age = json!(age(o));
@@ -379,7 +414,7 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
                 name,
                 json!(text(&spec["type"])),
                 json!(or_none(text(&spec["clusterIP"]))),
-                json!("<none>"),
+                json!(service_external_ip(spec, status)),
                 json!(or_none(ports.join(","))),
                 age,
                 json!(or_none(selector)),
@@ -512,6 +547,54 @@ mod tests {
         assert_eq!(human_duration(3600 * 5), "5h");
         assert_eq!(human_duration(3600 * 24 * 2 + 3600 * 3), "2d3h");
         assert_eq!(human_duration(3600 * 24 * 400), "400d");
+    }
+
+    #[test]
+    fn services_show_cluster_ip_node_ports_and_external_ips() {
+        let services = strata_api::resources::find("", "v1", "services").unwrap();
+        let service = |spec: Value| json!({"metadata": {"name": "web"}, "spec": spec});
+        let rows = table(
+            services,
+            &[
+                service(
+                    json!({"type": "NodePort", "clusterIP": "10.43.0.20", "ports": [
+                    {"port": 80, "protocol": "TCP", "nodePort": 30080},
+                    {"port": 53, "protocol": "UDP", "nodePort": 30053}]}),
+                ),
+                service(json!({"type": "ClusterIP", "clusterIP": "None", "ports": [
+                    {"port": 80, "protocol": "TCP"}]})),
+                service(
+                    json!({"type": "LoadBalancer", "clusterIP": "10.43.0.21", "ports": [
+                    {"port": 443, "protocol": "TCP", "nodePort": 30443}]}),
+                ),
+                service(json!({"type": "ExternalName", "externalName": "example.com"})),
+            ],
+            json!("5"),
+        );
+        let cells = |i: usize| -> Vec<String> {
+            rows["rows"][i]["cells"].as_array().unwrap()[1..5]
+                .iter()
+                .map(|c| c.as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            cells(0),
+            [
+                "NodePort",
+                "10.43.0.20",
+                "<none>",
+                "80:30080/TCP,53:30053/UDP"
+            ]
+        );
+        assert_eq!(cells(1), ["ClusterIP", "None", "<none>", "80/TCP"]);
+        assert_eq!(
+            cells(2),
+            ["LoadBalancer", "10.43.0.21", "<pending>", "443:30443/TCP"]
+        );
+        assert_eq!(
+            cells(3),
+            ["ExternalName", "<none>", "example.com", "<none>"]
+        );
     }
 
     #[test]

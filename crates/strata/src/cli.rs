@@ -407,6 +407,13 @@ pub struct ServerArgs {
     /// Extra name or IP for the serving certificate (repeatable).
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_san: Vec<String>,
+    /// IPv4 range Services' cluster IPs come from (/12 to /24). Its first 16
+    /// addresses go only to Services that ask for one in `spec.clusterIP` (cluster DNS is `.10`).
+    #[arg(long, value_name = "CIDR", default_value = strata_apiserver::services::DEFAULT_SERVICE_CIDR)]
+    pub service_cidr: strata_apiserver::ServiceCidr,
+    /// Ports NodePort and LoadBalancer Services are exposed on, both ends included.
+    #[arg(long, value_name = "FIRST-LAST", default_value = strata_apiserver::services::DEFAULT_NODE_PORT_RANGE)]
+    pub service_node_port_range: strata_apiserver::NodePortRange,
 }
 
 /// `strata up`.

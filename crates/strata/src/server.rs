@@ -45,8 +45,10 @@ pub fn run(data_dir: &Path, args: &ServerArgs) -> Result<u8> {
 
 /// Opens the store and binds the API server as `args` ask, and says where it listens.
 pub async fn start(data_dir: &Path, args: &ServerArgs) -> Result<EmbeddedServer> {
-    let config =
-        ServerConfig::new(data_dir, args.listen).with_tls_sans(args.tls_san.iter().cloned());
+    let config = ServerConfig::new(data_dir, args.listen)
+        .with_tls_sans(args.tls_san.iter().cloned())
+        .with_service_cidr(args.service_cidr)
+        .with_service_node_port_range(args.service_node_port_range);
     let embedded = EmbeddedServer::start(config)
         .await
         .context("cannot start the API server")?;

@@ -1,6 +1,7 @@
 //! A real API server in-process ([`TestApiServer`]): the same [`EmbeddedServer`] that
 //! `strata server` runs, on a temporary data dir and a free loopback port, with kube-rs
-//! clients for the admin and for node identities. Shut down on drop.
+//! clients for the admin and for node identities. Shut down on drop; [`TestApiServer::restart`]
+//! starts it again over the same data dir.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +16,7 @@ pub struct TestApiServer {
     kubeconfig: PathBuf,
     pki: Arc<Pki>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestApiServer {
@@ -25,28 +27,32 @@ impl TestApiServer {
             .prefix("strata-api-")
             .tempdir()
             .expect("temporary data dir");
-        let config = ServerConfig::new(dir.path(), "127.0.0.1:0".parse().expect("address"));
-        let embedded = EmbeddedServer::start(config)
-            .await
-            .expect("the API server starts");
-        let url = embedded.server().url();
-        let kubeconfig = embedded.server().kubeconfig_path().to_path_buf();
-        let pki = embedded.server().pki().clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = embedded
-                .serve(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let launched = launch(dir.path()).await;
         Self {
             dir,
-            url,
-            kubeconfig,
-            pki,
-            shutdown: Some(tx),
+            url: launched.url,
+            kubeconfig: launched.kubeconfig,
+            pki: launched.pki,
+            shutdown: Some(launched.shutdown),
+            serving: Some(launched.serving),
         }
+    }
+
+    /// Stops the server, waits until it has shut down, and starts it again over the
+    /// same data dir (same store and PKI, a new port: make new clients).
+    pub async fn restart(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(serving) = self.serving.take() {
+            let _ = serving.await;
+        }
+        let launched = launch(self.dir.path()).await;
+        self.url = launched.url;
+        self.kubeconfig = launched.kubeconfig;
+        self.pki = launched.pki;
+        self.shutdown = Some(launched.shutdown);
+        self.serving = Some(launched.serving);
     }
 
     /// The `https://127.0.0.1:<port>` URL.
@@ -88,6 +94,40 @@ impl Drop for TestApiServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// A server serving from `dir` in a task of its own.
+struct Launched {
+    url: String,
+    kubeconfig: PathBuf,
+    pki: Arc<Pki>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+async fn launch(dir: &Path) -> Launched {
+    let config = ServerConfig::new(dir, "127.0.0.1:0".parse().expect("address"));
+    let embedded = EmbeddedServer::start(config)
+        .await
+        .expect("the API server starts");
+    let url = embedded.server().url();
+    let kubeconfig = embedded.server().kubeconfig_path().to_path_buf();
+    let pki = embedded.server().pki().clone();
+    let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(async move {
+        let _ = embedded
+            .serve(async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    Launched {
+        url,
+        kubeconfig,
+        pki,
+        shutdown,
+        serving,
     }
 }
 

@@ -15,11 +15,13 @@ use super::query::Query;
 use super::read::load;
 use super::write::{PATCH_ATTEMPTS, insert, now, replace};
 use super::{Target, object_response};
+use crate::services::ServiceAllocator;
 use crate::status::ApiError;
 
 /// Serves an apply request to `target`.
 pub(super) async fn apply(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     query: &Query,
     body: &[u8],
@@ -69,6 +71,7 @@ pub(super) async fn apply(
                 }
                 match replace(
                     store,
+                    services,
                     target,
                     query,
                     &live,
@@ -98,7 +101,7 @@ pub(super) async fn apply(
                 .map_err(apply_error)?;
                 let mut new = applied.object;
                 applied.managed.store_in(&mut new);
-                match insert(store, target, query, new, &Tracking::Applied).await {
+                match insert(store, services, target, query, new, &Tracking::Applied).await {
                     Ok((object, warnings)) => {
                         return Ok(object_response(StatusCode::CREATED, &object, &warnings));
                     }

@@ -46,6 +46,8 @@ pub struct ApiState {
     pub sa_tokens: Option<Arc<crate::auth::serviceaccount::SaTokens>>,
     /// The RBAC policy, for access reviews; without it reviews see no RBAC grants.
     pub rbac: Option<Arc<crate::auth::rbac::RbacCache>>,
+    /// The cluster IPs and node ports of Services.
+    pub services: Arc<crate::services::ServiceAllocator>,
 }
 
 /// The REST router over `state` (put the auth layer around it).
@@ -152,15 +154,18 @@ async fn serve(
         _ => Vec::new(),
     };
     let store = state.store.as_ref();
+    let services = state.services.as_ref();
     match target.subresource {
         Some(Subresource::Status) | None => {}
         Some(Subresource::Scale) => {
-            return write::scale(store, &target, &query, &headers, &body).await;
+            return write::scale(store, services, &target, &query, &headers, &body).await;
         }
         Some(Subresource::Binding) => {
             return write::bind(store, &target, &query, &headers, &body).await;
         }
-        Some(Subresource::Eviction) => return write::evict(store, &target, &headers, &body).await,
+        Some(Subresource::Eviction) => {
+            return write::evict(store, services, &target, &headers, &body).await;
+        }
         Some(Subresource::Token) if target.verb == Verb::Create => {
             return token::request(store, state.sa_tokens.as_deref(), &target, &headers, &body)
                 .await;
@@ -174,12 +179,12 @@ async fn serve(
         Verb::Get => read::get(store, &target, &headers).await,
         Verb::List => read::list(store, &target, &query, &headers).await,
         Verb::Watch => watch::watch(state.store.clone(), target, query, &headers).await,
-        Verb::Create => write::create(store, &target, &query, &headers, &body).await,
-        Verb::Update => write::update(store, &target, &query, &headers, &body).await,
-        Verb::Patch => write::patch(store, &target, &query, &headers, &body).await,
-        Verb::Delete => write::delete(store, &target, &query, &headers, &body).await,
+        Verb::Create => write::create(store, services, &target, &query, &headers, &body).await,
+        Verb::Update => write::update(store, services, &target, &query, &headers, &body).await,
+        Verb::Patch => write::patch(store, services, &target, &query, &headers, &body).await,
+        Verb::Delete => write::delete(store, services, &target, &query, &headers, &body).await,
         Verb::DeleteCollection => {
-            write::delete_collection(store, &target, &query, &headers, &body).await
+            write::delete_collection(store, services, &target, &query, &headers, &body).await
         }
     }
 }

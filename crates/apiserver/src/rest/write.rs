@@ -1,7 +1,9 @@
 //! create, update, patch, delete and deletecollection, plus the scale, binding and
 //! eviction subresources: metadata the server owns (uid, creationTimestamp,
 //! generation, resourceVersion), admission, optimistic concurrency, finalizers and
-//! graceful deletion, dryRun.
+//! graceful deletion, dryRun. Services' cluster IPs and node ports are reserved after
+//! admission and settled by the store's answer (`crate::services`); removing a Service
+//! frees them.
 
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
@@ -15,6 +17,7 @@ use super::query::Query;
 use super::read::{list_page, load};
 use super::{Target, object_response, parse_body};
 use crate::auth::Verb;
+use crate::services::{Reservation, ServiceAllocator};
 use crate::status::ApiError;
 use crate::storage;
 
@@ -196,6 +199,7 @@ async fn namespace_exists(store: &dyn Store, namespace: &str) -> Result<(), ApiE
 
 pub(super) async fn create(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -211,7 +215,7 @@ pub(super) async fn create(
         subresource: None,
         api_version: target.resource.api_version(),
     };
-    let (stored, warnings) = insert(store, target, query, object, &tracking).await?;
+    let (stored, warnings) = insert(store, services, target, query, object, &tracking).await?;
     Ok(object_response(StatusCode::CREATED, &stored, &warnings))
 }
 
@@ -220,6 +224,7 @@ pub(super) async fn create(
 /// and warnings.
 pub(crate) async fn insert(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     query: &Query,
     mut object: Value,
@@ -272,14 +277,14 @@ pub(crate) async fn insert(
     let mut admitted = admit(resource, object, Operation::Create, query.field_validation)
         .map_err(|e| admit_error(resource, &name, e))?;
     managed::record(tracking, resource, false, None, &mut admitted.object);
+    let reservation = services.reserve(resource, None, &mut admitted.object, query.dry_run)?;
     if query.dry_run {
         return Ok((admitted.object, admitted.warnings));
     }
     let key = storage::key(resource, target.namespace.as_deref(), &name);
-    let kv = store
-        .create(&key, storage::encode(&admitted.object))
-        .await
-        .map_err(write_error(resource, &name))?;
+    let created = store.create(&key, storage::encode(&admitted.object)).await;
+    reservation.settle(&created);
+    let kv = created.map_err(write_error(resource, &name))?;
     let mut stored = admitted.object;
     storage::set_resource_version(&mut stored, kv.mod_revision);
     Ok((stored, admitted.warnings))
@@ -289,8 +294,13 @@ pub(crate) async fn insert(
 /// the server owns (only status changes through the status subresource), and
 /// recording managed fields per `tracking`. Returns the stored
 /// object and warnings.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the store and the Service allocator are the two things every write touches"
+)]
 pub(crate) async fn replace(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     query: &Query,
     old: &Value,
@@ -372,6 +382,11 @@ pub(crate) async fn replace(
     .map_err(|e| admit_error(resource, &name, e))?;
     let mut object = admitted.object;
     managed::record(tracking, resource, status_only, Some(old), &mut object);
+    let reservation = if status_only {
+        Reservation::none(services)
+    } else {
+        services.reserve(resource, Some(old), &mut object, query.dry_run)?
+    };
     // Finalizers emptied on an object being deleted: the deletion completes now.
     let deleting = object["metadata"]["deletionTimestamp"].is_string();
     let finalizers_left = object["metadata"]["finalizers"]
@@ -387,10 +402,13 @@ pub(crate) async fn replace(
         && !pending_graceful(resource, &object)
         && !namespace_finalizers_left(resource, &object)
     {
+        // The new version is never stored: what it took goes back at once.
+        reservation.revert();
         store
             .delete(&key, Some(old_rv))
             .await
             .map_err(write_error(resource, &name))?;
+        services.release(resource, old);
         storage::set_resource_version(&mut object, old_rv);
         return Ok((object, admitted.warnings, StatusCode::OK));
     }
@@ -402,14 +420,16 @@ pub(crate) async fn replace(
         }
     }
     if old_cmp == new_cmp {
-        // Nothing changed: no new revision, like Kubernetes.
+        // Nothing changed: no new revision, like Kubernetes (and nothing allocated).
+        reservation.commit();
         storage::set_resource_version(&mut object, old_rv);
         return Ok((object, admitted.warnings, StatusCode::OK));
     }
-    let kv = store
+    let updated = store
         .update(&key, storage::encode(&object), Some(old_rv))
-        .await
-        .map_err(write_error(resource, &name))?;
+        .await;
+    reservation.settle(&updated);
+    let kv = updated.map_err(write_error(resource, &name))?;
     storage::set_resource_version(&mut object, kv.mod_revision);
     Ok((object, admitted.warnings, StatusCode::OK))
 }
@@ -440,6 +460,7 @@ fn pending_graceful(resource: &Resource, object: &Value) -> bool {
 
 pub(super) async fn update(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -451,7 +472,7 @@ pub(super) async fn update(
     let manager = managed::manager(query, headers, "UpdateOptions")?;
     let tracking = update_tracking(target, &manager, status_only);
     let (object, warnings, code) =
-        replace(store, target, query, &old, old_rv, new, &tracking).await?;
+        replace(store, services, target, query, &old, old_rv, new, &tracking).await?;
     Ok(object_response(code, &object, &warnings))
 }
 
@@ -466,6 +487,7 @@ fn patch_error(err: PatchError) -> ApiError {
 
 pub(super) async fn patch(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -476,7 +498,7 @@ pub(super) async fn patch(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
     if strata_api::patch::is_apply(content_type) {
-        return super::apply::apply(store, target, query, body).await;
+        return super::apply::apply(store, services, target, query, body).await;
     }
     let patch_type = PatchType::from_content_type(content_type).ok_or_else(|| {
         ApiError::UnsupportedMediaType(format!(
@@ -514,7 +536,7 @@ pub(super) async fn patch(
         if !pinned {
             storage::set_resource_version(&mut new, old_rv);
         }
-        match replace(store, target, query, &old, old_rv, new, &tracking).await {
+        match replace(store, services, target, query, &old, old_rv, new, &tracking).await {
             Ok((object, warnings, code)) => return Ok(object_response(code, &object, &warnings)),
             // A write that came between load and replace: like Kubernetes'
             // GuaranteedUpdate, apply the patch again to the fresh object.
@@ -595,6 +617,7 @@ fn delete_options(
 /// namespaces, foreground/orphan propagation). Returns the object as it now is.
 pub(crate) async fn delete_object(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     options: &DeleteOptions,
 ) -> Result<Value, ApiError> {
@@ -656,6 +679,7 @@ pub(crate) async fn delete_object(
                 .delete(&key, Some(rv))
                 .await
                 .map_err(write_error(resource, &name))?;
+            services.release(resource, &object);
         }
         return Ok(object);
     }
@@ -684,13 +708,14 @@ pub(crate) async fn delete_object(
 
 pub(super) async fn delete(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let options = delete_options(query, headers, body)?;
-    let object = delete_object(store, target, &options).await?;
+    let object = delete_object(store, services, target, &options).await?;
     let code = if object["metadata"]["deletionTimestamp"].is_string() && !options.dry_run {
         StatusCode::ACCEPTED
     } else {
@@ -701,6 +726,7 @@ pub(super) async fn delete(
 
 pub(super) async fn delete_collection(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -720,7 +746,7 @@ pub(super) async fn delete_collection(
             subresource: None,
             verb: target.verb,
         };
-        match delete_object(store, &one, &options).await {
+        match delete_object(store, services, &one, &options).await {
             Ok(object) => deleted.push(object),
             Err(ApiError::NotFound { .. }) => {}
             Err(err) => return Err(err),
@@ -738,6 +764,7 @@ pub(super) async fn delete_collection(
 /// `…/scale`: an `autoscaling/v1` Scale over `spec.replicas`.
 pub(super) async fn scale(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     query: &Query,
     headers: &HeaderMap,
@@ -818,7 +845,8 @@ pub(super) async fn scale(
         subresource: Some("scale"),
         api_version: target.resource.api_version(),
     };
-    let (stored, _, _) = replace(store, &main, query, &object, rv, new, &tracking).await?;
+    let (stored, _, _) =
+        replace(store, services, &main, query, &object, rv, new, &tracking).await?;
     let rv = stored["metadata"]["resourceVersion"]
         .as_str()
         .and_then(|r| r.parse().ok())
@@ -923,6 +951,7 @@ pub(super) async fn bind(
 /// `pods/eviction`: deletes the pod (no PodDisruptionBudgets yet).
 pub(super) async fn evict(
     store: &dyn Store,
+    services: &ServiceAllocator,
     target: &Target,
     headers: &HeaderMap,
     body: &[u8],
@@ -942,7 +971,7 @@ pub(super) async fn evict(
         subresource: None,
         verb: Verb::Delete,
     };
-    delete_object(store, &pod, &options).await?;
+    delete_object(store, services, &pod, &options).await?;
     let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201});
     Ok(object_response(StatusCode::CREATED, &status, &[]))
 }
