@@ -196,6 +196,11 @@ fn main() {
             sa_tokens: Some(server.sa_tokens().clone()),
             // The bench runs as system:masters, which RBAC never consults.
             rbac: None,
+            // The bench writes configmaps only; no Service needs an address.
+            services: Arc::new(strata_apiserver::services::ServiceAllocator::new(
+                Default::default(),
+                Default::default(),
+            )),
         });
         tokio::spawn(server.serve(router(state), std::future::pending()));
         let client = reqwest::Client::builder()

@@ -443,9 +443,6 @@ pub struct UpArgs {
     /// The Linux bridge of this node's pod network.
     #[arg(long, default_value = strata_agent::network::DEFAULT_BRIDGE, value_parser = parse_bridge)]
     pub bridge: String,
-    /// The cluster's service range (cluster IPs).
-    #[arg(long, default_value = "10.43.0.0/16", value_name = "CIDR")]
-    pub service_cidr: strata_net::Ipv4Net,
 }
 
 /// An interface name the kernel takes: 1 to 15 bytes, no '/', no white space.

@@ -63,7 +63,12 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             log_rotation: Default::default(),
             bridge: args.bridge.clone(),
             cluster_cidr: args.cluster_cidr,
-            service_cidr: args.service_cidr,
+            service_cidr: args
+                .server
+                .service_cidr
+                .to_string()
+                .parse()
+                .context("the service range")?,
         };
         let yaml = Kubeconfig::with_client_cert(&server.url(), server.pki().ca_cert_pem(), &node_cert)
             .to_yaml()

@@ -153,6 +153,8 @@ impl Drop for Agent {
             let _ = Command::new("/bin/busybox")
                 .args(["ip", "link", "del", &self.args[at + 1]])
                 .output();
+            let _ =
+                strata_net::services::remove(&strata_agent::proxy::table_name(&self.args[at + 1]));
         }
     }
 }
@@ -187,6 +189,8 @@ fn join_args(cloud: &Cloud) -> Vec<String> {
     let mut args = words[2..].to_vec();
     // A bridge of its own: the joined node shares this machine's network with the cloud's.
     args.extend(["--bridge".into(), format!("{}j", cloud.bridge)]);
+    args.extend(["--cluster-cidr".into(), cloud.cluster_cidr.clone()]);
+    args.extend(["--service-cidr".into(), cloud.service_cidr.clone()]);
     args
 }
 

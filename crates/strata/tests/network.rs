@@ -15,7 +15,7 @@ use common::cloud::{Cloud, NODE};
 const PODS: &str = r#"
 apiVersion: v1
 kind: Pod
-metadata: {name: web}
+metadata: {name: web, labels: {app: web}}
 spec:
   containers:
   - name: httpd
@@ -46,6 +46,16 @@ spec:
     image: localhost/busybox:latest
     imagePullPolicy: IfNotPresent
     command: ["sleep", "3600"]
+"#;
+
+const SERVICE: &str = r#"
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: 8080}]
 "#;
 
 fn pod_ip(cloud: &Cloud, pod: &str) -> Option<String> {
@@ -154,7 +164,66 @@ fn pods_get_addresses_of_the_node_subnet_and_reach_each_other() {
         (client.as_str(), "hello-node")
     );
 
-    // A deleted pod's address is free again and its veth is gone.
+    // A NodePort service: its cluster IP and node port lead to web, from a pod and
+    // from the host; Endpoints list web.
+    cloud.apply(SERVICE);
+    let cluster_ip = cloud.ok(&["get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    let node_port = cloud.ok(&[
+        "get",
+        "svc",
+        "web",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let services: strata_net::Ipv4Net = cloud.service_cidr.parse().unwrap();
+    assert!(
+        services.contains(cluster_ip.parse().unwrap()),
+        "{cluster_ip} in {services}"
+    );
+    cloud.wait_for("the endpoints of web", || {
+        cloud
+            .ok(&[
+                "get",
+                "endpoints",
+                "web",
+                "-o",
+                "jsonpath={.subsets[0].addresses[0].ip}",
+            ])
+            .trim()
+            == web
+    });
+    let through_service = |host: &str, port: &str| {
+        let command = format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {host} {port}");
+        String::from_utf8_lossy(
+            &cloud
+                .kubectl(&["exec", "client", "--", "sh", "-c", &command])
+                .stdout,
+        )
+        .into_owned()
+    };
+    cloud.wait_for("the service rules", || {
+        through_service(&cluster_ip, "80").contains("Hello from a Strata container")
+    });
+    let from_host = |target: SocketAddr| {
+        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(5)).unwrap();
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    let via_ip = from_host(format!("{cluster_ip}:80").parse().unwrap());
+    assert!(via_ip.contains("Hello from a Strata container"), "{via_ip}");
+    let via_node_port = from_host(format!("{gateway}:{node_port}").parse().unwrap());
+    assert!(
+        via_node_port.contains("Hello from a Strata container"),
+        "{via_node_port}"
+    );
+
+    // A deleted pod's address is free again and its veth is gone; its service then
+    // refuses connections instead of hanging.
     let ipam = cloud
         .data
         .path()

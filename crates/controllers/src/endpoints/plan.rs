@@ -14,6 +14,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::pods;
 
+/// A pod's ports for the service's ports: (name, number, protocol) each.
+type ResolvedPorts = Vec<(String, i32, String)>;
+
 /// The selector of a service that manages its endpoints (`None`: no or empty selector;
 /// such services' Endpoints are the user's).
 pub fn selector(service: &Service) -> Option<&BTreeMap<String, String>> {
@@ -40,10 +43,8 @@ pub fn subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
     let publish_not_ready = spec.publish_not_ready_addresses.unwrap_or(false);
     let ports = spec.ports.unwrap_or_default();
     // Keyed by the resolved ports, so pods with the same ports share a subset.
-    let mut groups: BTreeMap<
-        Vec<(String, i32, String)>,
-        (Vec<EndpointAddress>, Vec<EndpointAddress>),
-    > = BTreeMap::new();
+    let mut groups: BTreeMap<ResolvedPorts, (Vec<EndpointAddress>, Vec<EndpointAddress>)> =
+        BTreeMap::new();
     for pod in pods.iter().filter(|p| selects(selector, p)) {
         let Some(ip) = pod
             .status
@@ -56,7 +57,7 @@ pub fn subsets(service: &Service, pods: &[&Pod]) -> Vec<EndpointSubset> {
         if pods::is_terminating(&pod.metadata) || is_finished(pod) {
             continue;
         }
-        let resolved: Option<Vec<(String, i32, String)>> = ports
+        let resolved: Option<ResolvedPorts> = ports
             .iter()
             .map(|port| {
                 target_port(port, pod).map(|number| {

@@ -19,17 +19,21 @@ pub struct Cloud {
     listen: String,
     /// The cluster's pod range, of this cloud alone (tests run side by side).
     pub cluster_cidr: String,
+    /// The cluster's service range, of this cloud alone.
+    pub service_cidr: String,
     /// The bridge of this cloud's node.
     pub bridge: String,
 }
 
-/// A pod range and bridge name no other cloud of this run uses.
-fn network_of_its_own() -> (String, String) {
+/// A pod range, service range and bridge name no other cloud of this run uses.
+fn network_of_its_own() -> (String, String, String) {
     static CLOUDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = CLOUDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let pid = std::process::id();
+    let octet = 100 + (pid + n) % 150;
     (
-        format!("10.{}.0.0/16", 100 + (pid + n) % 150),
+        format!("10.{octet}.0.0/17"),
+        format!("10.{octet}.128.0/17"),
         format!("stu{}x{}", pid % 10_000, n % 100),
     )
 }
@@ -61,12 +65,13 @@ impl Cloud {
             .local_addr()
             .unwrap()
             .port();
-        let (cluster_cidr, bridge) = network_of_its_own();
+        let (cluster_cidr, service_cidr, bridge) = network_of_its_own();
         let mut cloud = Cloud {
             child: None,
             data,
             listen: format!("127.0.0.1:{port}"),
             cluster_cidr,
+            service_cidr,
             bridge,
         };
         cloud.launch();
@@ -97,6 +102,7 @@ impl Cloud {
                 "--bridge",
                 &self.bridge,
             ])
+            .args(["--service-cidr", &self.service_cidr])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -229,6 +235,7 @@ impl Drop for Cloud {
         let _ = Command::new("/bin/busybox")
             .args(["ip", "link", "del", &self.bridge])
             .output();
+        let _ = strata_net::services::remove(&strata_agent::proxy::table_name(&self.bridge));
     }
 }
 
