@@ -54,7 +54,20 @@ pub struct AgentOptions {
     pub cluster_cidr: strata_net::Ipv4Net,
     /// The service range (routed onto the bridge).
     pub service_cidr: strata_net::Ipv4Net,
+    /// The cluster DNS address pods are told to use.
+    pub cluster_dns: std::net::Ipv4Addr,
+    /// The cluster domain (`cluster.local`).
+    pub cluster_domain: String,
 }
+
+/// The cluster DNS address of a service range: its tenth address (10.43.0.10), as k3s
+/// picks it.
+pub fn cluster_dns_of(service_cidr: strata_net::Ipv4Net) -> std::net::Ipv4Addr {
+    service_cidr.nth(10).unwrap_or(service_cidr.network())
+}
+
+/// The cluster domain.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
 /// Errors of the agent.
 #[derive(Debug, thiserror::Error)]

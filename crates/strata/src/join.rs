@@ -140,7 +140,10 @@ pub fn run(data_dir: &Path, args: &AgentArgs) -> Result<u8> {
             _ => anyhow::Error::new(err).context(format!("cannot reach the server at {server}")),
         })?;
         let kubelet = kubelet_cert(&client, &node_dir, &node_name, node_ip, &ca_pem).await?;
+        let service_cidr = args.service_cidr;
         let options = AgentOptions {
+            cluster_dns: strata_agent::cluster_dns_of(service_cidr),
+            cluster_domain: strata_agent::CLUSTER_DOMAIN.to_string(),
             node_name: node_name.clone(),
             node_ip: node_ip.to_string(),
             data_dir: data_dir.to_path_buf(),
@@ -155,7 +158,7 @@ pub fn run(data_dir: &Path, args: &AgentArgs) -> Result<u8> {
             log_rotation: Default::default(),
             bridge: args.bridge.clone(),
             cluster_cidr: args.cluster_cidr,
-            service_cidr: args.service_cidr,
+            service_cidr,
         };
         let mut agent = tokio::spawn(strata_agent::run(client, options));
         eprintln!("strata: node {node_name} joined {server}");

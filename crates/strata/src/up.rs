@@ -48,7 +48,15 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             .pki()
             .issue_kubelet_serving_cert(&node_name, &[args.node_ip])
             .context("cannot issue the kubelet serving certificate")?;
+        let service_cidr: strata_net::Ipv4Net = args
+            .server
+            .service_cidr
+            .to_string()
+            .parse()
+            .context("the service range")?;
         let options = AgentOptions {
+            cluster_dns: strata_agent::cluster_dns_of(service_cidr),
+            cluster_domain: strata_agent::CLUSTER_DOMAIN.to_string(),
             node_name: node_name.clone(),
             node_ip: args.node_ip.to_string(),
             data_dir: data_dir.to_path_buf(),
@@ -63,12 +71,7 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             log_rotation: Default::default(),
             bridge: args.bridge.clone(),
             cluster_cidr: args.cluster_cidr,
-            service_cidr: args
-                .server
-                .service_cidr
-                .to_string()
-                .parse()
-                .context("the service range")?,
+            service_cidr,
         };
         let yaml = Kubeconfig::with_client_cert(&server.url(), server.pki().ca_cert_pem(), &node_cert)
             .to_yaml()

@@ -107,6 +107,20 @@ fn pods_get_addresses_of_the_node_subnet_and_reach_each_other() {
             .contains(&format!("my-ip={client}"))
     });
 
+    // Name resolution files: the cluster DNS (the service range's tenth address) with the
+    // namespace's search path, and the pod's own name in /etc/hosts.
+    let services: strata_net::Ipv4Net = cloud.service_cidr.parse().unwrap();
+    let resolv = cloud.ok(&["exec", "client", "--", "cat", "/etc/resolv.conf"]);
+    assert_eq!(
+        resolv,
+        format!(
+            "nameserver {}\nsearch default.svc.cluster.local svc.cluster.local cluster.local\noptions ndots:5\n",
+            services.nth(10).unwrap()
+        )
+    );
+    let hosts = cloud.ok(&["exec", "client", "--", "cat", "/etc/hosts"]);
+    assert!(hosts.contains(&format!("{client}\tclient\n")), "{hosts}");
+
     // Pod to pod, through the bridge.
     // (busybox-static's wget crashes in Debian 12's build; nc speaks the HTTP.)
     let page = cloud.ok(&[
@@ -175,7 +189,6 @@ fn pods_get_addresses_of_the_node_subnet_and_reach_each_other() {
         "-o",
         "jsonpath={.spec.ports[0].nodePort}",
     ]);
-    let services: strata_net::Ipv4Net = cloud.service_cidr.parse().unwrap();
     assert!(
         services.contains(cluster_ip.parse().unwrap()),
         "{cluster_ip} in {services}"

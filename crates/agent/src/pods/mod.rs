@@ -7,6 +7,7 @@
 pub mod actions;
 pub mod atomic_writer;
 pub mod cgroup;
+pub mod dns;
 pub mod downward;
 mod insecure_tls;
 pub mod prober;

@@ -39,6 +39,8 @@ pub struct Inputs<'a> {
     pub host_ip: &'a str,
     /// The pod's IP (`status.podIP`), known once the sandbox is on the network.
     pub pod_ip: &'a str,
+    /// The directory holding the pod's `resolv.conf` and `etc-hosts`, if written.
+    pub name_files: Option<PathBuf>,
     /// The cgroup path of the container.
     pub cgroups_path: PathBuf,
 }
@@ -503,6 +505,25 @@ fn mounts(container: &Container, inputs: &Inputs<'_>) -> Result<Vec<BindMount>, 
             destination: PathBuf::from(&mount.mount_path),
             read_only: mount.read_only.unwrap_or(false),
         });
+    }
+    // The pod's name resolution files, unless the container mounts its own there.
+    if let Some(dir) = &inputs.name_files {
+        for (file, destination) in [
+            (super::worker::RESOLV_CONF, "/etc/resolv.conf"),
+            (super::worker::HOSTS, "/etc/hosts"),
+        ] {
+            let source = dir.join(file);
+            let taken = mounts
+                .iter()
+                .any(|m| m.destination == Path::new(destination));
+            if !taken && source.is_file() {
+                mounts.push(BindMount {
+                    source,
+                    destination: PathBuf::from(destination),
+                    read_only: false,
+                });
+            }
+        }
     }
     Ok(mounts)
 }

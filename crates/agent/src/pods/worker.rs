@@ -201,7 +201,9 @@ impl Worker {
             Err(err) => return Err(ConfigError(format!("cannot create the pod sandbox: {err}"))),
         }
         if self.pod_ip.is_none() {
-            self.pod_ip = Some(self.attach_network(pod).await?);
+            let ip = self.attach_network(pod).await?;
+            self.write_name_files(pod, &ip)?;
+            self.pod_ip = Some(ip);
         }
         if self.pod_cgroup.is_none() {
             let path = super::cgroup::path(pod, &self.uid);
@@ -851,6 +853,35 @@ impl Worker {
         }
     }
 
+    /// Writes the pod's `/etc/resolv.conf` and `/etc/hosts` (mounted into each container).
+    fn write_name_files(&self, pod: &Pod, pod_ip: &str) -> Result<(), ConfigError> {
+        let options = &self.ctx.options;
+        let dns = super::dns::ClusterDns {
+            ip: options.cluster_dns,
+            domain: options.cluster_domain.clone(),
+        };
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host_network = pod.spec.as_ref().and_then(|s| s.host_network) == Some(true);
+        let hosts = if host_network {
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            super::dns::hosts(pod, pod_ip, &options.cluster_domain)
+        };
+        let dir = self.pod_dir();
+        for (name, text) in [
+            (
+                RESOLV_CONF,
+                super::dns::resolv_conf(pod, &dns, &host_resolv),
+            ),
+            (HOSTS, hosts),
+        ] {
+            let path = dir.join(name);
+            std::fs::write(&path, text)
+                .map_err(|err| ConfigError(format!("cannot write {}: {err}", path.display())))?;
+        }
+        Ok(())
+    }
+
     /// Stops and removes everything of the pod; deletes the object once it is empty.
     async fn tear_down(&mut self, pod: Option<&Pod>) {
         self.probes.clear();
@@ -1102,6 +1133,7 @@ fn start_blocking(
             node_name: &ctx.options.node_name,
             host_ip: &ctx.options.node_ip,
             pod_ip: &pod_ip,
+            name_files: Some(ctx.options.data_dir.join("pods").join(&uid)),
             cgroups_path: cgroup.clone(),
         };
         let config = translate::container_config(pod, container, &inputs).map_err(config_error)?;
@@ -1147,6 +1179,11 @@ fn start_blocking(
         .spawn(&ctx.containers, &id)
         .map_err(|err| ("RunContainerError".to_string(), monitor::one_line(&err)))
 }
+
+/// The pod's resolv.conf, in its directory.
+pub const RESOLV_CONF: &str = "resolv.conf";
+/// The pod's hosts file, in its directory.
+pub const HOSTS: &str = "etc-hosts";
 
 /// Where a container goes: its pod's sandbox and cgroup.
 struct Placement {
