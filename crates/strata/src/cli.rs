@@ -465,8 +465,14 @@ pub struct AgentArgs {
     /// The API server, e.g. https://10.0.0.1:6443.
     #[arg(long, value_name = "URL")]
     pub server: String,
-    /// The node's join token (`strata token create --node NAME` prints it).
-    #[arg(long, env = "STRATA_TOKEN", hide_env_values = true)]
+    /// The node's join token (`strata token create --node NAME` prints it). Random
+    /// base64url, so it may start with '-'.
+    #[arg(
+        long,
+        env = "STRATA_TOKEN",
+        hide_env_values = true,
+        allow_hyphen_values = true
+    )]
     pub token: String,
     /// Trust the server if its CA certificate has this hash (`sha256:<hex>` of the DER,
     /// printed by `strata token create`).
@@ -600,4 +606,32 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     /// The registry (HOST[:PORT]); Docker Hub when absent.
     pub registry: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn a_join_token_may_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from([
+            "strata",
+            "agent",
+            "--server",
+            "https://10.0.0.1:6443",
+            "--token",
+            "-Hx_y.z",
+        ])
+        .map_err(|err| err.to_string());
+        let Ok(Cli {
+            command: Command::Agent(args),
+            ..
+        }) = cli
+        else {
+            panic!("not parsed as an agent command: {cli:?}");
+        };
+        assert_eq!(args.token, "-Hx_y.z");
+    }
 }
