@@ -18,6 +18,7 @@ pub mod services;
 
 pub use bridge::{PodAddress, PodNetwork, PodNetworkConfig};
 pub use cidr::{CidrError, Ipv4Net};
+pub use dns::{DnsEndpoint, DnsPort, DnsRecords, DnsServer, DnsService};
 pub use ipam::{Ipam, IpamError};
 
 /// Errors of the pod network.

@@ -379,3 +379,33 @@ async fn large_answers_are_truncated_over_udp_and_whole_over_tcp() {
     assert!(!large.metadata.truncation);
     assert_eq!(large.answers.len(), 100);
 }
+
+#[tokio::test]
+async fn serving_stops_when_the_future_is_dropped() {
+    let records = DnsRecords::new("cluster.local");
+    records.replace(services());
+    let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), records)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let task = tokio::spawn(server.serve());
+    let ask = question("web.default.svc.cluster.local.", RecordType::A);
+    assert_eq!(
+        addresses(&udp(addr, &ask).await),
+        [Ipv4Addr::new(10, 43, 0, 20)]
+    );
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    // The serving tasks are aborted with the future: nothing answers any more.
+    assert_eq!(udp_raw(addr, &ask.to_vec().unwrap()).await, None);
+    // The listener closes once the runtime has dropped the aborted tasks.
+    let mut refused = false;
+    for _ in 0..100 {
+        if TcpStream::connect(addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the TCP listener is still open");
+}

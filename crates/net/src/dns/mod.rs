@@ -35,6 +35,20 @@
 //! answers from the records instead of its zone catalog, whose zones are static files
 //! or stores rather than a table swapped whole.
 //!
+//! ```no_run
+//! use std::net::SocketAddr;
+//! use strata_net::dns::{DnsRecords, DnsServer};
+//!
+//! # async fn run() -> Result<(), strata_net::NetError> {
+//! let records = DnsRecords::new("cluster.local");
+//! let server = DnsServer::bind(SocketAddr::from(([10, 42, 0, 1], 53)), records.clone()).await?;
+//! tokio::spawn(server.serve());
+//! // On every change of Services or Endpoints:
+//! records.replace(Vec::new());
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! - `records`: the records and their shared, swappable table.
 //! - `names`: what a query name means in the cluster domain.
 //! - `answer`: the answer to one question, as pure code.

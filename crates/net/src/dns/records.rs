@@ -89,7 +89,7 @@ impl DnsRecords {
     }
 
     /// Swaps the whole table for `services` at once. Of two services with the same
-    /// namespace and name, the later one wins.
+    /// namespace and name, the later one wins; an endpoint listed twice is served once.
     pub fn replace(&self, services: Vec<DnsService>) {
         let current = self.snapshot();
         let mut table = Table {
@@ -98,7 +98,11 @@ impl DnsRecords {
             services: HashMap::with_capacity(services.len()),
             namespaces: HashSet::new(),
         };
-        for service in services {
+        for mut service in services {
+            let mut seen = HashSet::new();
+            service
+                .endpoints
+                .retain(|endpoint| seen.insert((endpoint.ip, endpoint.label())));
             let key = (
                 service.namespace.to_ascii_lowercase(),
                 service.name.to_ascii_lowercase(),
@@ -225,6 +229,18 @@ mod tests {
         assert!(second.service("default", "web").is_none());
         assert!(!second.has_namespace("default"));
         assert!(second.serial > first.serial);
+        let mut twice = service("default", "db", [10, 43, 0, 40]);
+        let endpoint = DnsEndpoint {
+            ip: Ipv4Addr::new(10, 42, 0, 5),
+            hostname: None,
+        };
+        twice.endpoints = vec![endpoint.clone(), endpoint.clone()];
+        records.replace(vec![twice]);
+        let third = reader.snapshot();
+        assert_eq!(
+            third.service("default", "db").unwrap().endpoints,
+            [endpoint]
+        );
         // The old snapshot is unchanged.
         assert!(first.service("default", "web").is_some());
     }

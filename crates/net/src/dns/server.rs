@@ -8,7 +8,7 @@ use std::time::Duration;
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
 use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::{DNSClass, RecordType};
+use hickory_server::proto::rr::{DNSClass, Name, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::net::{TcpListener, UdpSocket};
@@ -31,6 +31,7 @@ const FREE_PORT_ATTEMPTS: usize = 16;
 pub struct DnsServer {
     udp: UdpSocket,
     tcp: TcpListener,
+    local_addr: SocketAddr,
     records: DnsRecords,
 }
 
@@ -51,7 +52,14 @@ impl DnsServer {
                 .local_addr()
                 .map_err(|source| bind_failed("UDP", addr, source))?;
             match TcpListener::bind(port_addr).await {
-                Ok(tcp) => return Ok(Self { udp, tcp, records }),
+                Ok(tcp) => {
+                    return Ok(Self {
+                        udp,
+                        tcp,
+                        local_addr: port_addr,
+                        records,
+                    });
+                }
                 // Another socket holds the TCP port that UDP got: try another port.
                 Err(source) if source.kind() == io::ErrorKind::AddrInUse && addr.port() == 0 => {
                     last = Some(source);
@@ -65,11 +73,7 @@ impl DnsServer {
 
     /// The address both sockets are bound to.
     pub fn local_addr(&self) -> SocketAddr {
-        // Both sockets are bound, so the UDP address is known; fall back to TCP's anyway.
-        self.udp
-            .local_addr()
-            .or_else(|_| self.tcp.local_addr())
-            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        self.local_addr
     }
 
     /// Serves until the future is dropped (which stops the serving tasks). Each query is
@@ -151,9 +155,7 @@ impl RequestHandler for Handler {
 /// The one question of a request that can be answered, or the code to refuse it with:
 /// FORMERR unless exactly one question, NOTIMP for other opcodes and zone transfers,
 /// REFUSED for classes other than IN, BADVERS for EDNS versions above 0.
-fn check(
-    request: &Request,
-) -> Result<(&hickory_server::proto::rr::Name, RecordType), ResponseCode> {
+fn check(request: &Request) -> Result<(&Name, RecordType), ResponseCode> {
     if request.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
         return Err(ResponseCode::BADVERS);
     }
