@@ -7,15 +7,18 @@
 //! - [`bridge`]: the node's bridge and a veth pair per pod sandbox, over netlink.
 //! - [`netns`]: netlink requests made inside another network namespace.
 //! - [`services`]: service load balancing in nftables (cluster IPs, node ports).
+//! - [`dns`]: the cluster DNS server, answering from records the agent feeds it.
 
 pub mod bridge;
 pub mod cidr;
+pub mod dns;
 pub mod ipam;
 pub mod netns;
 pub mod services;
 
 pub use bridge::{PodAddress, PodNetwork, PodNetworkConfig};
 pub use cidr::{CidrError, Ipv4Net};
+pub use dns::{DnsEndpoint, DnsPort, DnsRecords, DnsServer, DnsService};
 pub use ipam::{Ipam, IpamError};
 
 /// Errors of the pod network.
@@ -50,6 +53,17 @@ pub enum NetError {
     Sysctl {
         /// The /proc/sys file.
         path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The DNS server could not bind its socket.
+    #[error("cannot bind the DNS server's {protocol} socket to {addr}")]
+    DnsBind {
+        /// `UDP` or `TCP`.
+        protocol: &'static str,
+        /// The address asked for.
+        addr: std::net::SocketAddr,
         /// Cause.
         #[source]
         source: std::io::Error,
