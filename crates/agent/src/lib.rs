@@ -1,6 +1,7 @@
 //! Strata's node agent, a kubelet: it registers its Node, keeps a Lease fresh, and runs
 //! the Pods bound to it as containers on Strata's runtime and image store.
 //!
+//! - [`cluster_dns`]: the node's DNS server for the cluster domain.
 //! - [`containers`]: the containers of this machine (shared with `strata run`): their
 //!   directories, monitors and logs.
 //! - [`network`]: the node's pod network (bridge, addresses) once it has a subnet.
@@ -10,6 +11,7 @@
 //! - [`server`]: the kubelet API (logs, exec, attach, port-forward) that the API server
 //!   proxies to.
 
+pub mod cluster_dns;
 pub mod containers;
 pub mod network;
 pub mod node;

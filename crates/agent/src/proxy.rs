@@ -1,5 +1,6 @@
 //! The node's service proxy (kube-proxy's job): watches Services and Endpoints and keeps
-//! this node's nftables table equal to them through `strata-net`'s service rules. Each
+//! this node's nftables table equal to them through `strata-net`'s service rules, and
+//! the node's cluster DNS records with them ([`crate::cluster_dns`]). Each
 //! change rebuilds the table in one transaction (after a short pause that gathers a
 //! burst of changes); a restarted agent rebuilds it from the API state. The rules stay
 //! when the agent stops, so running pods keep their services.
@@ -46,6 +47,11 @@ pub async fn run(ctx: Arc<Context>) {
         bridge: network.bridge().to_string(),
         cluster_cidr: ctx.options.cluster_cidr,
     };
+    let gateway = network.gateway();
+    let dns = crate::cluster_dns::start(gateway, &ctx.options.cluster_domain).await;
+    let _dns_server = dns
+        .as_ref()
+        .map(|(_, task)| AbortOnDrop(task.abort_handle()));
     let (services, service_writer) = reflector::store();
     let (endpoints, endpoints_writer) = reflector::store();
     let service_events = watcher(
@@ -65,7 +71,7 @@ pub async fn run(ctx: Arc<Context>) {
     // The watches fill the caches only while polled: a task of their own drives them and
     // says when something changed.
     let (changed, mut changes) = tokio::sync::mpsc::channel::<()>(1);
-    let driver = AbortOnDrop(tokio::spawn(async move {
+    let driver = AbortOnDrop::of(tokio::spawn(async move {
         let mut events = std::pin::pin!(futures_util::stream::select(
             service_events,
             endpoint_events
@@ -78,7 +84,15 @@ pub async fn run(ctx: Arc<Context>) {
     let _ = endpoints.wait_until_ready().await;
     let mut applied: Option<String> = None;
     loop {
-        let script = services::render(&config, &service_ports(&services, &endpoints));
+        let mut ports = service_ports(&services, &endpoints);
+        if let Some((records, _)) = &dns {
+            records.replace(crate::cluster_dns::records_of(&services, &endpoints));
+            ports.extend(crate::cluster_dns::dns_rules(
+                ctx.options.cluster_dns,
+                gateway,
+            ));
+        }
+        let script = services::render(&config, &ports);
         if applied.as_ref() != Some(&script) {
             let written = tokio::task::spawn_blocking({
                 let script = script.clone();
@@ -106,7 +120,13 @@ pub async fn run(ctx: Arc<Context>) {
 }
 
 /// Aborts the task when dropped (the proxy's own task may be aborted at any await).
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl AbortOnDrop {
+    fn of(task: tokio::task::JoinHandle<()>) -> Self {
+        Self(task.abort_handle())
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

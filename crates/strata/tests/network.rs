@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! The pod network of `strata up`, driven by real kubectl: the node gets a subnet of the
 //! cluster range, pods get distinct addresses in it (also in their downward API), reach
-//! each other and the node, and a deleted pod's address and veth go. All traffic stays on
+//! each other and the node, reach a Service by cluster IP, node port and DNS name, and a
+//! deleted pod's address and veth go. All traffic stays on
 //! the test's own bridge.
 
 mod common;
@@ -217,6 +218,33 @@ fn pods_get_addresses_of_the_node_subnet_and_reach_each_other() {
     cloud.wait_for("the service rules", || {
         through_service(&cluster_ip, "80").contains("Hello from a Strata container")
     });
+    // By name, through the cluster DNS: the name gives the cluster IP, which leads to web.
+    let lookup = cloud.ok(&[
+        "exec",
+        "client",
+        "--",
+        "nslookup",
+        "web.default.svc.cluster.local",
+    ]);
+    assert!(
+        lookup.contains(&format!("Address: {cluster_ip}")),
+        "{lookup}"
+    );
+    assert!(
+        through_service("web.default.svc.cluster.local", "80")
+            .contains("Hello from a Strata container")
+    );
+    let missing = cloud.kubectl(&[
+        "exec",
+        "client",
+        "--",
+        "nslookup",
+        "nothing.default.svc.cluster.local",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&missing.stdout).contains("NXDOMAIN")
+            || String::from_utf8_lossy(&missing.stderr).contains("NXDOMAIN")
+    );
     let from_host = |target: SocketAddr| {
         let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(5)).unwrap();
         stream.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
