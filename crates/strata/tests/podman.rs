@@ -84,7 +84,9 @@ impl Podman {
     }
 
     fn run(&self, extra: &[&str], command: &[&str]) -> Run {
-        let mut args = vec!["run"];
+        // No network: podman's default one is a NAT bridge (cni-podman0 and iptables
+        // tables) that would outlive the test, and nothing here needs one.
+        let mut args = vec!["run", "--network", "none"];
         args.extend_from_slice(&ULIMITS);
         args.extend_from_slice(extra);
         args.push(&self.image);
@@ -147,7 +149,7 @@ fn podman_shows_strata_runc_errors() {
         println!("SKIP podman_shows_strata_runc_errors: this host grants podman's rlimits");
         return;
     }
-    let out = p.podman(&["run", "--rm", &p.image, "true"]);
+    let out = p.podman(&["run", "--network", "none", "--rm", &p.image, "true"]);
     assert_ne!(out.code, 0);
     assert!(out.stderr.contains("RLIMIT_NOFILE"), "{}", out.stderr);
 }
