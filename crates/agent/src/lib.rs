@@ -7,6 +7,7 @@
 //! - [`network`]: the node's pod network (bridge, addresses) once it has a subnet.
 //! - [`node`]: the Node object and the heartbeat Lease.
 //! - [`pods`]: the pods bound to this node, one worker each.
+//! - [`routes`]: routes to the other nodes' pod subnets.
 //! - [`proxy`]: the node's service rules (nftables), from Services and Endpoints.
 //! - [`server`]: the kubelet API (logs, exec, attach, port-forward) that the API server
 //!   proxies to.
@@ -17,6 +18,7 @@ pub mod network;
 pub mod node;
 pub mod pods;
 pub mod proxy;
+pub mod routes;
 pub mod server;
 
 use std::net::SocketAddr;
@@ -142,8 +144,10 @@ pub async fn run(client: kube::Client, options: AgentOptions) -> Result<(), Agen
             let result = match network::setup(&ctx).await {
                 Ok(()) => {
                     let proxy = tokio::spawn(proxy::run(ctx.clone()));
+                    let routes = tokio::spawn(routes::run(ctx.clone()));
                     let result = pods::run(ctx).await;
                     proxy.abort();
+                    routes.abort();
                     result
                 }
                 Err(err) => Err(err),

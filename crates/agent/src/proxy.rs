@@ -46,6 +46,7 @@ pub async fn run(ctx: Arc<Context>) {
         table: table_name(network.bridge()),
         bridge: network.bridge().to_string(),
         cluster_cidr: ctx.options.cluster_cidr,
+        node_link: node_link(&ctx.options.node_ip).await,
     };
     let gateway = network.gateway();
     let dns = crate::cluster_dns::start(gateway, &ctx.options.cluster_domain).await;
@@ -131,6 +132,19 @@ impl AbortOnDrop {
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// The interface of the node's address, made to forward (pods of other nodes come in
+/// there); `None` for loopback or when it cannot be found.
+async fn node_link(node_ip: &str) -> Option<String> {
+    let address: Ipv4Addr = node_ip.parse().ok().filter(|ip: &Ipv4Addr| !ip.is_loopback())?;
+    match strata_net::routes::enable_forwarding_on(address).await {
+        Ok(link) => link,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot let the node's interface forward to pods");
+            None
+        }
     }
 }
 

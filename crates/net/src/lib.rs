@@ -6,6 +6,7 @@
 //! - [`ipam`]: the addresses of a node subnet, on disk, never handed out twice.
 //! - [`bridge`]: the node's bridge and a veth pair per pod sandbox, over netlink.
 //! - [`netns`]: netlink requests made inside another network namespace.
+//! - [`routes`]: routes to the other nodes' pod subnets (host-gw).
 //! - [`services`]: service load balancing in nftables (cluster IPs, node ports).
 //! - [`dns`]: the cluster DNS server, answering from records the agent feeds it.
 
@@ -14,6 +15,7 @@ pub mod cidr;
 pub mod dns;
 pub mod ipam;
 pub mod netns;
+pub mod routes;
 pub mod services;
 
 pub use bridge::{PodAddress, PodNetwork, PodNetworkConfig};

@@ -10,7 +10,8 @@
 //!   comes back through the bridge;
 //! - egress is off: traffic from the bridge that leaves through another interface for an
 //!   address outside the cluster's pod range is dropped, so pods never reach beyond the
-//!   machine (and the cluster's other nodes).
+//!   machine (and the cluster's other nodes), and what comes in on the link to the
+//!   other nodes is forwarded only to the pods.
 //!
 //! [`render`] is pure: the whole table as one nft script that deletes the old table and
 //! makes the new one, which `nft -f` applies as one transaction ([`apply`]), so packets
@@ -93,6 +94,9 @@ pub struct ProxyConfig {
     pub bridge: String,
     /// The cluster's pod range (pods may reach it through other interfaces).
     pub cluster_cidr: Ipv4Net,
+    /// The interface towards the other nodes, when it forwards (see
+    /// [`crate::routes::enable_forwarding_on`]).
+    pub node_link: Option<String>,
 }
 
 /// The whole table for `ports`, as one nft script (delete the old table, make the new).
@@ -176,6 +180,13 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
     );
     let bridge = &config.bridge;
     let cluster = config.cluster_cidr;
+    // What comes in on the link to the other nodes may only go to the pods.
+    let link_rule = match &config.node_link {
+        Some(link) => format!(
+            "\n    iifname \"{link}\" oifname != \"{bridge}\" drop comment \"the node link forwards only to pods\""
+        ),
+        None => String::new(),
+    };
     let _ = write!(
         out,
         "  chain services {{
@@ -201,7 +212,7 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
   chain filter-forward {{
     type filter hook forward priority filter; policy accept;
     ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services
-    iifname \"{bridge}\" oifname != \"{bridge}\" ip daddr != {cluster} drop comment \"no egress beyond the cluster\"
+    iifname \"{bridge}\" oifname != \"{bridge}\" ip daddr != {cluster} drop comment \"no egress beyond the cluster\"{link_rule}
   }}
   chain filter-output {{
     type filter hook output priority filter; policy accept;
@@ -282,6 +293,7 @@ mod tests {
             table: "strata".into(),
             bridge: "strata0".into(),
             cluster_cidr: "10.42.0.0/16".parse().unwrap(),
+            node_link: Some("eth1".into()),
         }
     }
 
@@ -352,6 +364,7 @@ mod tests {
             )
         );
         assert!(script.starts_with("add table ip strata\ndelete table ip strata\n"));
+        assert!(script.contains("iifname \"eth1\" oifname != \"strata0\" drop"));
     }
 
     #[test]

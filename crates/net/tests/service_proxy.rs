@@ -110,6 +110,7 @@ async fn cluster_ips_and_node_ports_reach_endpoints_from_pods_and_the_host() {
         table: cleanup.table.clone(),
         bridge: cleanup.bridge.clone(),
         cluster_cidr: format!("10.253.{octet}.0/24").parse().unwrap(),
+        node_link: None,
     };
     let ports = [
         ServicePort {
