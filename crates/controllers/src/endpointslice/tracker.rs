@@ -25,10 +25,13 @@ enum Expect {
     Deleted,
 }
 
-/// Per service (`namespace/name`): slice name → the expected state, with when.
+/// One service's pending writes: slice name → the expected state, with when.
+type Pending = HashMap<String, (Expect, Instant)>;
+
+/// Pending writes per service (`namespace/name`).
 #[derive(Debug, Default)]
 pub struct Tracker {
-    services: Mutex<HashMap<String, HashMap<String, (Expect, Instant)>>>,
+    services: Mutex<HashMap<String, Pending>>,
 }
 
 impl Tracker {

@@ -174,7 +174,7 @@ fn up_to_date_slices_are_left_and_stale_or_surplus_ones_fixed() {
     // Readiness changes: one update.
     let a_unready = pod("a", "10.42.0.5", false, 8080);
     let update = changes(&svc, &[&a_unready], &[&slice]);
-    assert!(matches!(&update[..], [Change::Update(s)] if conditions(&s.endpoints[0]).0 == false));
+    assert!(matches!(&update[..], [Change::Update(s)] if !conditions(&s.endpoints[0]).0));
 
     // A duplicate slice (e.g. a lost race) is deleted.
     let twin = stored(slice.clone(), "web-zzzzz");
