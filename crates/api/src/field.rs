@@ -18,6 +18,8 @@ pub enum ErrorType {
     Forbidden,
     /// The value is too long.
     TooLong,
+    /// The list has too many items.
+    TooMany,
 }
 
 impl ErrorType {
@@ -30,6 +32,7 @@ impl ErrorType {
             ErrorType::NotSupported => "FieldValueNotSupported",
             ErrorType::Forbidden => "FieldValueForbidden",
             ErrorType::TooLong => "FieldValueTooLong",
+            ErrorType::TooMany => "FieldValueTooMany",
         }
     }
 
@@ -41,6 +44,7 @@ impl ErrorType {
             ErrorType::NotSupported => "Unsupported value",
             ErrorType::Forbidden => "Forbidden",
             ErrorType::TooLong => "Too long",
+            ErrorType::TooMany => "Too many",
         }
     }
 }
@@ -105,6 +109,16 @@ impl FieldError {
             field: field.into(),
             value: Some(format!("{value:?}")),
             detail: format!("supported values: {}", list.join(", ")),
+        }
+    }
+
+    /// The list at `field` has `count` items, more than `max`.
+    pub fn too_many(field: impl Into<String>, count: usize, max: usize) -> Self {
+        Self {
+            kind: ErrorType::TooMany,
+            field: field.into(),
+            value: Some(count.to_string()),
+            detail: format!("must have at most {max} items"),
         }
     }
 

@@ -32,7 +32,7 @@ pub trait Kind: Serialize + DeserializeOwned {
 /// Calls `$f::<T>(args…)` with `T` the typed kind of `$resource`.
 macro_rules! dispatch {
     ($resource:expr, $f:ident, $($arg:expr),*) => {{
-        use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core, events::v1 as events};
+        use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core, discovery::v1 as discovery, events::v1 as events};
         match ($resource.group, $resource.kind) {
             ("", "Namespace") => $f::<core::Namespace>($($arg),*),
             ("", "Pod") => $f::<core::Pod>($($arg),*),
@@ -49,6 +49,7 @@ macro_rules! dispatch {
             ("apps", "StatefulSet") => $f::<apps::StatefulSet>($($arg),*),
             ("batch", "Job") => $f::<batch::Job>($($arg),*),
             ("coordination.k8s.io", "Lease") => $f::<coordination::Lease>($($arg),*),
+            ("discovery.k8s.io", "EndpointSlice") => $f::<discovery::EndpointSlice>($($arg),*),
             ("events.k8s.io", "Event") => $f::<events::Event>($($arg),*),
             ("rbac.authorization.k8s.io", "Role") => $f::<k8s_openapi::api::rbac::v1::Role>($($arg),*),
             ("rbac.authorization.k8s.io", "ClusterRole") => $f::<k8s_openapi::api::rbac::v1::ClusterRole>($($arg),*),

@@ -3,6 +3,7 @@
 //! build on it; the object types themselves are k8s-openapi's.
 
 pub mod admit;
+pub mod endpointslice;
 pub mod field;
 pub mod fields;
 pub mod fuzz;

@@ -300,6 +300,17 @@ pub static RESOURCES: &[Resource] = &[
         []
     ),
     resource!(
+        "discovery.k8s.io",
+        "v1",
+        "EndpointSlice",
+        "endpointslices",
+        "endpointslice",
+        true,
+        [],
+        [],
+        []
+    ),
+    resource!(
         "events.k8s.io",
         "v1",
         "Event",

@@ -11,8 +11,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::{
-    apps, authentication, authorization, autoscaling, batch, coordination, core, events, policy,
-    rbac,
+    apps, authentication, authorization, autoscaling, batch, coordination, core, discovery, events,
+    policy, rbac,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions;
 use quote::ToTokens;
@@ -46,6 +46,7 @@ roots! {
     "apps/v1" "StatefulSet" "api.apps.v1" => apps::v1::StatefulSet,
     "batch/v1" "Job" "api.batch.v1" => batch::v1::Job,
     "coordination.k8s.io/v1" "Lease" "api.coordination.v1" => coordination::v1::Lease,
+    "discovery.k8s.io/v1" "EndpointSlice" "api.discovery.v1" => discovery::v1::EndpointSlice,
     "events.k8s.io/v1" "Event" "api.events.v1" => events::v1::Event,
     "policy/v1" "Eviction" "api.policy.v1" => policy::v1::Eviction,
     "autoscaling/v1" "Scale" "api.autoscaling.v1" => autoscaling::v1::Scale,

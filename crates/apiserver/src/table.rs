@@ -211,6 +211,13 @@ fn columns(resource: &Resource) -> Vec<Column> {
             ("Holder", "string", 0),
             ("Age", "string", 0),
         ],
+        ("discovery.k8s.io", "EndpointSlice") => vec![
+            ("Name", "string", 0),
+            ("AddressType", "string", 0),
+            ("Ports", "string", 0),
+            ("Endpoints", "string", 0),
+            ("Age", "string", 0),
+        ],
         ("", "Event") | ("events.k8s.io", "Event") => vec![
             ("Last Seen", "string", 0),
             ("Type", "string", 0),
@@ -268,6 +275,17 @@ fn event_cells(o: &Value) -> Vec<Value> {
         json!(count),
         json!(text(&o["metadata"]["name"])),
     ]
+}
+
+/// Up to three items, `,`-joined, then ` + N more...` (`<unset>` for none): how kubectl
+/// prints an EndpointSlice's ports and addresses.
+fn first_three(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    match items.len() {
+        0 => "<unset>".into(),
+        n if n > 3 => format!("{} + {} more...", items[..3].join(","), n - 3),
+        _ => items.join(","),
+    }
 }
 
 /// kubectl's EXTERNAL-IP of a Service: the external name, the load balancer's
@@ -466,6 +484,28 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
         ("coordination.k8s.io", "Lease") => {
             vec![name, json!(or_none(text(&spec["holderIdentity"]))), age]
         }
+        ("discovery.k8s.io", "EndpointSlice") => {
+            let ports = o["ports"].as_array().into_iter().flatten().map(|p| {
+                match (p["port"].as_i64(), p["name"].as_str()) {
+                    (Some(port), _) => port.to_string(),
+                    (None, Some(name)) => name.to_string(),
+                    (None, None) => "*".into(),
+                }
+            });
+            let addresses = o["endpoints"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|e| e["addresses"].as_array().into_iter().flatten())
+                .map(text);
+            vec![
+                name,
+                json!(text(&o["addressType"])),
+                json!(first_three(ports)),
+                json!(first_three(addresses)),
+                age,
+            ]
+        }
         ("", "Event") | ("events.k8s.io", "Event") => event_cells(o),
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
             vec![name, json!(text(&o["metadata"]["creationTimestamp"]))]
@@ -595,6 +635,51 @@ mod tests {
             cells(3),
             ["ExternalName", "<none>", "example.com", "<none>"]
         );
+    }
+
+    #[test]
+    fn endpoint_slices_show_three_ports_and_addresses_then_how_many_more() {
+        let slices =
+            strata_api::resources::find("discovery.k8s.io", "v1", "endpointslices").unwrap();
+        let endpoints: Vec<Value> = (1..=5)
+            .map(|i| json!({"addresses": [format!("10.42.0.{i}")]}))
+            .collect();
+        let t = table(
+            slices,
+            &[
+                json!({"metadata": {"name": "web-x1y2z"}, "addressType": "IPv4",
+                    "endpoints": endpoints,
+                    "ports": [{"name": "http", "port": 8080}, {"name": "all"}]}),
+                json!({"metadata": {"name": "web-abcde"}, "addressType": "IPv6", "endpoints": []}),
+            ],
+            json!("5"),
+        );
+        let row = |i: usize| t["rows"][i]["cells"].as_array().unwrap()[..4].to_vec();
+        assert_eq!(
+            row(0),
+            [
+                json!("web-x1y2z"),
+                json!("IPv4"),
+                json!("8080,all"),
+                json!("10.42.0.1,10.42.0.2,10.42.0.3 + 2 more...")
+            ]
+        );
+        assert_eq!(
+            row(1),
+            [
+                json!("web-abcde"),
+                json!("IPv6"),
+                json!("<unset>"),
+                json!("<unset>")
+            ]
+        );
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["Name", "AddressType", "Ports", "Endpoints", "Age"]);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Strata's controllers: the workload controllers, node lifecycle and IPAM, endpoints, the garbage
-//! collector and the namespace controller. Each is a kube-rs [`Controller`](kube::runtime::Controller)
+//! Strata's controllers: the workload controllers, node lifecycle and IPAM, endpoints and
+//! endpoint slices, the garbage collector and the namespace controller. Each is a kube-rs [`Controller`](kube::runtime::Controller)
 //! whose decisions are pure functions of the objects its watch caches hold, so they are
 //! unit-tested without a cluster; the loop around them only reads caches and writes
 //! through the API. [`run`] runs them all; each module also has its own `run`.
@@ -9,6 +9,7 @@ pub mod cache;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
+pub mod endpointslice;
 pub mod expectations;
 pub mod garbage_collector;
 pub mod job;
@@ -73,6 +74,7 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
         result = node_lifecycle::run(client.clone(), options.clone()) => result,
         result = node_ipam::run(client.clone(), options.clone()) => result,
         result = endpoints::run(client.clone(), options.clone()) => result,
+        result = endpointslice::run(client.clone(), options.clone()) => result,
         result = garbage_collector::run(client.clone(), options.clone()) => result,
         result = namespace::run(client, options) => result,
     }

@@ -189,7 +189,7 @@ static NODE_STATUS: TypeSchema = TypeSchema {
 };
 
 /// Kinds whose only special fields are in `metadata`: ConfigMap, Secret, Endpoints
-/// (`subsets` is atomic), Event, Lease.
+/// (`subsets` is atomic), Event, Lease, EndpointSlice (`endpoints` and `ports` are atomic).
 static META_ONLY: TypeSchema = TypeSchema {
     name: "Object",
     fields: &[object("metadata", &OBJECT_META)],
@@ -255,6 +255,7 @@ pub fn schema_for(group: &str, kind: &str) -> Option<&'static TypeSchema> {
         ("", "ServiceAccount") => &SERVICE_ACCOUNT,
         ("", "Endpoints" | "ConfigMap" | "Secret" | "Event")
         | ("coordination.k8s.io", "Lease")
+        | ("discovery.k8s.io", "EndpointSlice")
         | ("events.k8s.io", "Event")
         // RBAC's rules and subjects are atomic lists.
         | ("rbac.authorization.k8s.io", _) => &META_ONLY,

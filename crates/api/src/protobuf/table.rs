@@ -41,509 +41,523 @@ use super::schema::Kind::*;
 use super::schema::{Message, Root};
 
 /// Every message a request body can hold, reachable from [`ROOTS`].
-pub(crate) static MESSAGES: [Message; 249] = [
+pub(crate) static MESSAGES: [Message; 256] = [
     // 0: io.k8s.api.core.v1.Namespace
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(28), One), (3, "status", Msg(29), One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(29), One), (3, "status", Msg(30), One),] },
     // 1: io.k8s.api.core.v1.Pod
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(30), One), (3, "status", Msg(31), One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(31), One), (3, "status", Msg(32), One),] },
     // 2: io.k8s.api.core.v1.Service
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(32), One), (3, "status", Msg(33), One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(33), One), (3, "status", Msg(34), One),] },
     // 3: io.k8s.api.core.v1.Endpoints
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "subsets", Msg(34), Many),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "subsets", Msg(35), Many),] },
     // 4: io.k8s.api.core.v1.ConfigMap
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "data", Str, Map), (3, "binaryData", Bytes, Map), (4, "immutable", Bool, One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "data", Str, Map), (3, "binaryData", Bytes, Map), (4, "immutable", Bool, One),] },
     // 5: io.k8s.api.core.v1.Secret
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "data", Bytes, Map), (3, "type", Str, One), (4, "stringData", Str, Map), (5, "immutable", Bool, One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "data", Bytes, Map), (3, "type", Str, One), (4, "stringData", Str, Map), (5, "immutable", Bool, One),] },
     // 6: io.k8s.api.core.v1.ServiceAccount
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "secrets", Msg(35), Many), (3, "imagePullSecrets", Msg(36), Many), (4, "automountServiceAccountToken", Bool, One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "secrets", Msg(36), Many), (3, "imagePullSecrets", Msg(37), Many), (4, "automountServiceAccountToken", Bool, One),] },
     // 7: io.k8s.api.core.v1.Node
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(37), One), (3, "status", Msg(38), One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(38), One), (3, "status", Msg(39), One),] },
     // 8: io.k8s.api.core.v1.Event
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "involvedObject", Msg(35), One), (3, "reason", Str, One), (4, "message", Str, One), (5, "source", Msg(39), One), (6, "firstTimestamp", Time, One), (7, "lastTimestamp", Time, One), (8, "count", I32, One), (9, "type", Str, One), (10, "eventTime", MicroTime, One), (11, "series", Msg(40), One), (12, "action", Str, One), (13, "related", Msg(35), One), (14, "reportingComponent", Str, One), (15, "reportingInstance", Str, One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "involvedObject", Msg(36), One), (3, "reason", Str, One), (4, "message", Str, One), (5, "source", Msg(40), One), (6, "firstTimestamp", Time, One), (7, "lastTimestamp", Time, One), (8, "count", I32, One), (9, "type", Str, One), (10, "eventTime", MicroTime, One), (11, "series", Msg(41), One), (12, "action", Str, One), (13, "related", Msg(36), One), (14, "reportingComponent", Str, One), (15, "reportingInstance", Str, One),] },
     // 9: io.k8s.api.core.v1.Binding
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "target", Msg(35), One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "target", Msg(36), One),] },
     // 10: io.k8s.api.apps.v1.Deployment
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(41), One), (3, "status", Msg(42), One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(42), One), (3, "status", Msg(43), One),] },
     // 11: io.k8s.api.apps.v1.ReplicaSet
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(43), One), (3, "status", Msg(44), One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(44), One), (3, "status", Msg(45), One),] },
     // 12: io.k8s.api.apps.v1.DaemonSet
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(45), One), (3, "status", Msg(46), One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(46), One), (3, "status", Msg(47), One),] },
     // 13: io.k8s.api.apps.v1.StatefulSet
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(47), One), (3, "status", Msg(48), One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(48), One), (3, "status", Msg(49), One),] },
     // 14: io.k8s.api.batch.v1.Job
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(49), One), (3, "status", Msg(50), One),] },
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(50), One), (3, "status", Msg(51), One),] },
     // 15: io.k8s.api.coordination.v1.Lease
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(51), One),] },
-    // 16: io.k8s.api.events.v1.Event
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "eventTime", MicroTime, One), (3, "series", Msg(52), One), (4, "reportingController", Str, One), (5, "reportingInstance", Str, One), (6, "action", Str, One), (7, "reason", Str, One), (8, "regarding", Msg(35), One), (9, "related", Msg(35), One), (10, "note", Str, One), (11, "type", Str, One), (12, "deprecatedSource", Msg(39), One), (13, "deprecatedFirstTimestamp", Time, One), (14, "deprecatedLastTimestamp", Time, One), (15, "deprecatedCount", I32, One),] },
-    // 17: io.k8s.api.policy.v1.Eviction
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "deleteOptions", Msg(26), One),] },
-    // 18: io.k8s.api.autoscaling.v1.Scale
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(53), One), (3, "status", Msg(54), One),] },
-    // 19: io.k8s.api.authentication.v1.TokenRequest
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(55), One), (3, "status", Msg(56), One),] },
-    // 20: io.k8s.api.rbac.v1.ClusterRole
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "rules", Msg(57), Many), (3, "aggregationRule", Msg(58), One),] },
-    // 21: io.k8s.api.rbac.v1.ClusterRoleBinding
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "subjects", Msg(59), Many), (3, "roleRef", Msg(60), One),] },
-    // 22: io.k8s.api.rbac.v1.Role
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "rules", Msg(57), Many),] },
-    // 23: io.k8s.api.rbac.v1.RoleBinding
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "subjects", Msg(59), Many), (3, "roleRef", Msg(60), One),] },
-    // 24: io.k8s.api.authorization.v1.SelfSubjectAccessReview
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(61), One), (3, "status", Msg(62), One),] },
-    // 25: io.k8s.api.authorization.v1.SelfSubjectRulesReview
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(63), One), (3, "status", Msg(64), One),] },
-    // 26: io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions
-    Message { fields: &[(1, "gracePeriodSeconds", I64, One), (2, "preconditions", Msg(65), One), (3, "orphanDependents", Bool, One), (4, "propagationPolicy", Str, One), (5, "dryRun", Str, Many), (6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool, One),] },
-    // 27: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
-    Message { fields: &[(1, "name", Str, One), (2, "generateName", Str, One), (3, "namespace", Str, One), (4, "selfLink", Str, One), (5, "uid", Str, One), (6, "resourceVersion", Str, One), (7, "generation", I64, One), (8, "creationTimestamp", Time, One), (9, "deletionTimestamp", Time, One), (10, "deletionGracePeriodSeconds", I64, One), (11, "labels", Str, Map), (12, "annotations", Str, Map), (13, "ownerReferences", Msg(66), Many), (14, "finalizers", Str, Many), (17, "managedFields", Msg(67), Many),] },
-    // 28: io.k8s.api.core.v1.NamespaceSpec
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(52), One),] },
+    // 16: io.k8s.api.discovery.v1.EndpointSlice
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "endpoints", Msg(53), Many), (3, "ports", Msg(54), Many), (4, "addressType", Str, One),] },
+    // 17: io.k8s.api.events.v1.Event
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "eventTime", MicroTime, One), (3, "series", Msg(55), One), (4, "reportingController", Str, One), (5, "reportingInstance", Str, One), (6, "action", Str, One), (7, "reason", Str, One), (8, "regarding", Msg(36), One), (9, "related", Msg(36), One), (10, "note", Str, One), (11, "type", Str, One), (12, "deprecatedSource", Msg(40), One), (13, "deprecatedFirstTimestamp", Time, One), (14, "deprecatedLastTimestamp", Time, One), (15, "deprecatedCount", I32, One),] },
+    // 18: io.k8s.api.policy.v1.Eviction
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "deleteOptions", Msg(27), One),] },
+    // 19: io.k8s.api.autoscaling.v1.Scale
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(56), One), (3, "status", Msg(57), One),] },
+    // 20: io.k8s.api.authentication.v1.TokenRequest
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(58), One), (3, "status", Msg(59), One),] },
+    // 21: io.k8s.api.rbac.v1.ClusterRole
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "rules", Msg(60), Many), (3, "aggregationRule", Msg(61), One),] },
+    // 22: io.k8s.api.rbac.v1.ClusterRoleBinding
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "subjects", Msg(62), Many), (3, "roleRef", Msg(63), One),] },
+    // 23: io.k8s.api.rbac.v1.Role
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "rules", Msg(60), Many),] },
+    // 24: io.k8s.api.rbac.v1.RoleBinding
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "subjects", Msg(62), Many), (3, "roleRef", Msg(63), One),] },
+    // 25: io.k8s.api.authorization.v1.SelfSubjectAccessReview
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(64), One), (3, "status", Msg(65), One),] },
+    // 26: io.k8s.api.authorization.v1.SelfSubjectRulesReview
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(66), One), (3, "status", Msg(67), One),] },
+    // 27: io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions
+    Message { fields: &[(1, "gracePeriodSeconds", I64, One), (2, "preconditions", Msg(68), One), (3, "orphanDependents", Bool, One), (4, "propagationPolicy", Str, One), (5, "dryRun", Str, Many), (6, "ignoreStoreReadErrorWithClusterBreakingPotential", Bool, One),] },
+    // 28: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+    Message { fields: &[(1, "name", Str, One), (2, "generateName", Str, One), (3, "namespace", Str, One), (4, "selfLink", Str, One), (5, "uid", Str, One), (6, "resourceVersion", Str, One), (7, "generation", I64, One), (8, "creationTimestamp", Time, One), (9, "deletionTimestamp", Time, One), (10, "deletionGracePeriodSeconds", I64, One), (11, "labels", Str, Map), (12, "annotations", Str, Map), (13, "ownerReferences", Msg(69), Many), (14, "finalizers", Str, Many), (17, "managedFields", Msg(70), Many),] },
+    // 29: io.k8s.api.core.v1.NamespaceSpec
     Message { fields: &[(1, "finalizers", Str, Many),] },
-    // 29: io.k8s.api.core.v1.NamespaceStatus
-    Message { fields: &[(1, "phase", Str, One), (2, "conditions", Msg(68), Many),] },
-    // 30: io.k8s.api.core.v1.PodSpec
-    Message { fields: &[(1, "volumes", Msg(69), Many), (2, "containers", Msg(70), Many), (3, "restartPolicy", Str, One), (4, "terminationGracePeriodSeconds", I64, One), (5, "activeDeadlineSeconds", I64, One), (6, "dnsPolicy", Str, One), (7, "nodeSelector", Str, Map), (8, "serviceAccountName", Str, One), (9, "serviceAccount", Str, One), (10, "nodeName", Str, One), (11, "hostNetwork", Bool, One), (12, "hostPID", Bool, One), (13, "hostIPC", Bool, One), (14, "securityContext", Msg(71), One), (15, "imagePullSecrets", Msg(36), Many), (16, "hostname", Str, One), (17, "subdomain", Str, One), (18, "affinity", Msg(72), One), (19, "schedulerName", Str, One), (20, "initContainers", Msg(70), Many), (21, "automountServiceAccountToken", Bool, One), (22, "tolerations", Msg(73), Many), (23, "hostAliases", Msg(74), Many), (24, "priorityClassName", Str, One), (25, "priority", I32, One), (26, "dnsConfig", Msg(75), One), (27, "shareProcessNamespace", Bool, One), (28, "readinessGates", Msg(76), Many), (29, "runtimeClassName", Str, One), (30, "enableServiceLinks", Bool, One), (31, "preemptionPolicy", Str, One), (32, "overhead", Quantity, Map), (33, "topologySpreadConstraints", Msg(77), Many), (34, "ephemeralContainers", Msg(78), Many), (35, "setHostnameAsFQDN", Bool, One), (36, "os", Msg(79), One), (37, "hostUsers", Bool, One), (38, "schedulingGates", Msg(80), Many), (39, "resourceClaims", Msg(81), Many), (40, "resources", Msg(82), One), (41, "hostnameOverride", Str, One), (42, "workloadRef", Msg(83), One),] },
-    // 31: io.k8s.api.core.v1.PodStatus
-    Message { fields: &[(1, "phase", Str, One), (2, "conditions", Msg(84), Many), (3, "message", Str, One), (4, "reason", Str, One), (5, "hostIP", Str, One), (6, "podIP", Str, One), (7, "startTime", Time, One), (8, "containerStatuses", Msg(85), Many), (9, "qosClass", Str, One), (10, "initContainerStatuses", Msg(85), Many), (11, "nominatedNodeName", Str, One), (12, "podIPs", Msg(86), Many), (13, "ephemeralContainerStatuses", Msg(85), Many), (14, "resize", Str, One), (15, "resourceClaimStatuses", Msg(87), Many), (16, "hostIPs", Msg(88), Many), (17, "observedGeneration", I64, One), (18, "extendedResourceClaimStatus", Msg(89), One), (19, "allocatedResources", Quantity, Map), (20, "resources", Msg(82), One),] },
-    // 32: io.k8s.api.core.v1.ServiceSpec
-    Message { fields: &[(1, "ports", Msg(90), Many), (2, "selector", Str, Map), (3, "clusterIP", Str, One), (4, "type", Str, One), (5, "externalIPs", Str, Many), (7, "sessionAffinity", Str, One), (8, "loadBalancerIP", Str, One), (9, "loadBalancerSourceRanges", Str, Many), (10, "externalName", Str, One), (11, "externalTrafficPolicy", Str, One), (12, "healthCheckNodePort", I32, One), (13, "publishNotReadyAddresses", Bool, One), (14, "sessionAffinityConfig", Msg(91), One), (17, "ipFamilyPolicy", Str, One), (18, "clusterIPs", Str, Many), (19, "ipFamilies", Str, Many), (20, "allocateLoadBalancerNodePorts", Bool, One), (21, "loadBalancerClass", Str, One), (22, "internalTrafficPolicy", Str, One), (23, "trafficDistribution", Str, One),] },
-    // 33: io.k8s.api.core.v1.ServiceStatus
-    Message { fields: &[(1, "loadBalancer", Msg(92), One), (2, "conditions", Msg(93), Many),] },
-    // 34: io.k8s.api.core.v1.EndpointSubset
-    Message { fields: &[(1, "addresses", Msg(94), Many), (2, "notReadyAddresses", Msg(94), Many), (3, "ports", Msg(95), Many),] },
-    // 35: io.k8s.api.core.v1.ObjectReference
+    // 30: io.k8s.api.core.v1.NamespaceStatus
+    Message { fields: &[(1, "phase", Str, One), (2, "conditions", Msg(71), Many),] },
+    // 31: io.k8s.api.core.v1.PodSpec
+    Message { fields: &[(1, "volumes", Msg(72), Many), (2, "containers", Msg(73), Many), (3, "restartPolicy", Str, One), (4, "terminationGracePeriodSeconds", I64, One), (5, "activeDeadlineSeconds", I64, One), (6, "dnsPolicy", Str, One), (7, "nodeSelector", Str, Map), (8, "serviceAccountName", Str, One), (9, "serviceAccount", Str, One), (10, "nodeName", Str, One), (11, "hostNetwork", Bool, One), (12, "hostPID", Bool, One), (13, "hostIPC", Bool, One), (14, "securityContext", Msg(74), One), (15, "imagePullSecrets", Msg(37), Many), (16, "hostname", Str, One), (17, "subdomain", Str, One), (18, "affinity", Msg(75), One), (19, "schedulerName", Str, One), (20, "initContainers", Msg(73), Many), (21, "automountServiceAccountToken", Bool, One), (22, "tolerations", Msg(76), Many), (23, "hostAliases", Msg(77), Many), (24, "priorityClassName", Str, One), (25, "priority", I32, One), (26, "dnsConfig", Msg(78), One), (27, "shareProcessNamespace", Bool, One), (28, "readinessGates", Msg(79), Many), (29, "runtimeClassName", Str, One), (30, "enableServiceLinks", Bool, One), (31, "preemptionPolicy", Str, One), (32, "overhead", Quantity, Map), (33, "topologySpreadConstraints", Msg(80), Many), (34, "ephemeralContainers", Msg(81), Many), (35, "setHostnameAsFQDN", Bool, One), (36, "os", Msg(82), One), (37, "hostUsers", Bool, One), (38, "schedulingGates", Msg(83), Many), (39, "resourceClaims", Msg(84), Many), (40, "resources", Msg(85), One), (41, "hostnameOverride", Str, One), (42, "workloadRef", Msg(86), One),] },
+    // 32: io.k8s.api.core.v1.PodStatus
+    Message { fields: &[(1, "phase", Str, One), (2, "conditions", Msg(87), Many), (3, "message", Str, One), (4, "reason", Str, One), (5, "hostIP", Str, One), (6, "podIP", Str, One), (7, "startTime", Time, One), (8, "containerStatuses", Msg(88), Many), (9, "qosClass", Str, One), (10, "initContainerStatuses", Msg(88), Many), (11, "nominatedNodeName", Str, One), (12, "podIPs", Msg(89), Many), (13, "ephemeralContainerStatuses", Msg(88), Many), (14, "resize", Str, One), (15, "resourceClaimStatuses", Msg(90), Many), (16, "hostIPs", Msg(91), Many), (17, "observedGeneration", I64, One), (18, "extendedResourceClaimStatus", Msg(92), One), (19, "allocatedResources", Quantity, Map), (20, "resources", Msg(85), One),] },
+    // 33: io.k8s.api.core.v1.ServiceSpec
+    Message { fields: &[(1, "ports", Msg(93), Many), (2, "selector", Str, Map), (3, "clusterIP", Str, One), (4, "type", Str, One), (5, "externalIPs", Str, Many), (7, "sessionAffinity", Str, One), (8, "loadBalancerIP", Str, One), (9, "loadBalancerSourceRanges", Str, Many), (10, "externalName", Str, One), (11, "externalTrafficPolicy", Str, One), (12, "healthCheckNodePort", I32, One), (13, "publishNotReadyAddresses", Bool, One), (14, "sessionAffinityConfig", Msg(94), One), (17, "ipFamilyPolicy", Str, One), (18, "clusterIPs", Str, Many), (19, "ipFamilies", Str, Many), (20, "allocateLoadBalancerNodePorts", Bool, One), (21, "loadBalancerClass", Str, One), (22, "internalTrafficPolicy", Str, One), (23, "trafficDistribution", Str, One),] },
+    // 34: io.k8s.api.core.v1.ServiceStatus
+    Message { fields: &[(1, "loadBalancer", Msg(95), One), (2, "conditions", Msg(96), Many),] },
+    // 35: io.k8s.api.core.v1.EndpointSubset
+    Message { fields: &[(1, "addresses", Msg(97), Many), (2, "notReadyAddresses", Msg(97), Many), (3, "ports", Msg(98), Many),] },
+    // 36: io.k8s.api.core.v1.ObjectReference
     Message { fields: &[(1, "kind", Str, One), (2, "namespace", Str, One), (3, "name", Str, One), (4, "uid", Str, One), (5, "apiVersion", Str, One), (6, "resourceVersion", Str, One), (7, "fieldPath", Str, One),] },
-    // 36: io.k8s.api.core.v1.LocalObjectReference
+    // 37: io.k8s.api.core.v1.LocalObjectReference
     Message { fields: &[(1, "name", Str, One),] },
-    // 37: io.k8s.api.core.v1.NodeSpec
-    Message { fields: &[(1, "podCIDR", Str, One), (2, "externalID", Str, One), (3, "providerID", Str, One), (4, "unschedulable", Bool, One), (5, "taints", Msg(96), Many), (6, "configSource", Msg(97), One), (7, "podCIDRs", Str, Many),] },
-    // 38: io.k8s.api.core.v1.NodeStatus
-    Message { fields: &[(1, "capacity", Quantity, Map), (2, "allocatable", Quantity, Map), (3, "phase", Str, One), (4, "conditions", Msg(98), Many), (5, "addresses", Msg(99), Many), (6, "daemonEndpoints", Msg(100), One), (7, "nodeInfo", Msg(101), One), (8, "images", Msg(102), Many), (9, "volumesInUse", Str, Many), (10, "volumesAttached", Msg(103), Many), (11, "config", Msg(104), One), (12, "runtimeHandlers", Msg(105), Many), (13, "features", Msg(106), One), (14, "declaredFeatures", Str, Many),] },
-    // 39: io.k8s.api.core.v1.EventSource
+    // 38: io.k8s.api.core.v1.NodeSpec
+    Message { fields: &[(1, "podCIDR", Str, One), (2, "externalID", Str, One), (3, "providerID", Str, One), (4, "unschedulable", Bool, One), (5, "taints", Msg(99), Many), (6, "configSource", Msg(100), One), (7, "podCIDRs", Str, Many),] },
+    // 39: io.k8s.api.core.v1.NodeStatus
+    Message { fields: &[(1, "capacity", Quantity, Map), (2, "allocatable", Quantity, Map), (3, "phase", Str, One), (4, "conditions", Msg(101), Many), (5, "addresses", Msg(102), Many), (6, "daemonEndpoints", Msg(103), One), (7, "nodeInfo", Msg(104), One), (8, "images", Msg(105), Many), (9, "volumesInUse", Str, Many), (10, "volumesAttached", Msg(106), Many), (11, "config", Msg(107), One), (12, "runtimeHandlers", Msg(108), Many), (13, "features", Msg(109), One), (14, "declaredFeatures", Str, Many),] },
+    // 40: io.k8s.api.core.v1.EventSource
     Message { fields: &[(1, "component", Str, One), (2, "host", Str, One),] },
-    // 40: io.k8s.api.core.v1.EventSeries
+    // 41: io.k8s.api.core.v1.EventSeries
     Message { fields: &[(1, "count", I32, One), (2, "lastObservedTime", MicroTime, One),] },
-    // 41: io.k8s.api.apps.v1.DeploymentSpec
-    Message { fields: &[(1, "replicas", I32, One), (2, "selector", Msg(107), One), (3, "template", Msg(108), One), (4, "strategy", Msg(109), One), (5, "minReadySeconds", I32, One), (6, "revisionHistoryLimit", I32, One), (7, "paused", Bool, One), (9, "progressDeadlineSeconds", I32, One),] },
-    // 42: io.k8s.api.apps.v1.DeploymentStatus
-    Message { fields: &[(1, "observedGeneration", I64, One), (2, "replicas", I32, One), (3, "updatedReplicas", I32, One), (4, "availableReplicas", I32, One), (5, "unavailableReplicas", I32, One), (6, "conditions", Msg(110), Many), (7, "readyReplicas", I32, One), (8, "collisionCount", I32, One), (9, "terminatingReplicas", I32, One),] },
-    // 43: io.k8s.api.apps.v1.ReplicaSetSpec
-    Message { fields: &[(1, "replicas", I32, One), (2, "selector", Msg(107), One), (3, "template", Msg(108), One), (4, "minReadySeconds", I32, One),] },
-    // 44: io.k8s.api.apps.v1.ReplicaSetStatus
-    Message { fields: &[(1, "replicas", I32, One), (2, "fullyLabeledReplicas", I32, One), (3, "observedGeneration", I64, One), (4, "readyReplicas", I32, One), (5, "availableReplicas", I32, One), (6, "conditions", Msg(111), Many), (7, "terminatingReplicas", I32, One),] },
-    // 45: io.k8s.api.apps.v1.DaemonSetSpec
-    Message { fields: &[(1, "selector", Msg(107), One), (2, "template", Msg(108), One), (3, "updateStrategy", Msg(112), One), (4, "minReadySeconds", I32, One), (6, "revisionHistoryLimit", I32, One),] },
-    // 46: io.k8s.api.apps.v1.DaemonSetStatus
-    Message { fields: &[(1, "currentNumberScheduled", I32, One), (2, "numberMisscheduled", I32, One), (3, "desiredNumberScheduled", I32, One), (4, "numberReady", I32, One), (5, "observedGeneration", I64, One), (6, "updatedNumberScheduled", I32, One), (7, "numberAvailable", I32, One), (8, "numberUnavailable", I32, One), (9, "collisionCount", I32, One), (10, "conditions", Msg(113), Many),] },
-    // 47: io.k8s.api.apps.v1.StatefulSetSpec
-    Message { fields: &[(1, "replicas", I32, One), (2, "selector", Msg(107), One), (3, "template", Msg(108), One), (4, "volumeClaimTemplates", Msg(114), Many), (5, "serviceName", Str, One), (6, "podManagementPolicy", Str, One), (7, "updateStrategy", Msg(115), One), (8, "revisionHistoryLimit", I32, One), (9, "minReadySeconds", I32, One), (10, "persistentVolumeClaimRetentionPolicy", Msg(116), One), (11, "ordinals", Msg(117), One),] },
-    // 48: io.k8s.api.apps.v1.StatefulSetStatus
-    Message { fields: &[(1, "observedGeneration", I64, One), (2, "replicas", I32, One), (3, "readyReplicas", I32, One), (4, "currentReplicas", I32, One), (5, "updatedReplicas", I32, One), (6, "currentRevision", Str, One), (7, "updateRevision", Str, One), (9, "collisionCount", I32, One), (10, "conditions", Msg(118), Many), (11, "availableReplicas", I32, One),] },
-    // 49: io.k8s.api.batch.v1.JobSpec
-    Message { fields: &[(1, "parallelism", I32, One), (2, "completions", I32, One), (3, "activeDeadlineSeconds", I64, One), (4, "selector", Msg(107), One), (5, "manualSelector", Bool, One), (6, "template", Msg(108), One), (7, "backoffLimit", I32, One), (8, "ttlSecondsAfterFinished", I32, One), (9, "completionMode", Str, One), (10, "suspend", Bool, One), (11, "podFailurePolicy", Msg(119), One), (12, "backoffLimitPerIndex", I32, One), (13, "maxFailedIndexes", I32, One), (14, "podReplacementPolicy", Str, One), (15, "managedBy", Str, One), (16, "successPolicy", Msg(120), One),] },
-    // 50: io.k8s.api.batch.v1.JobStatus
-    Message { fields: &[(1, "conditions", Msg(121), Many), (2, "startTime", Time, One), (3, "completionTime", Time, One), (4, "active", I32, One), (5, "succeeded", I32, One), (6, "failed", I32, One), (7, "completedIndexes", Str, One), (8, "uncountedTerminatedPods", Msg(122), One), (9, "ready", I32, One), (10, "failedIndexes", Str, One), (11, "terminating", I32, One),] },
-    // 51: io.k8s.api.coordination.v1.LeaseSpec
+    // 42: io.k8s.api.apps.v1.DeploymentSpec
+    Message { fields: &[(1, "replicas", I32, One), (2, "selector", Msg(110), One), (3, "template", Msg(111), One), (4, "strategy", Msg(112), One), (5, "minReadySeconds", I32, One), (6, "revisionHistoryLimit", I32, One), (7, "paused", Bool, One), (9, "progressDeadlineSeconds", I32, One),] },
+    // 43: io.k8s.api.apps.v1.DeploymentStatus
+    Message { fields: &[(1, "observedGeneration", I64, One), (2, "replicas", I32, One), (3, "updatedReplicas", I32, One), (4, "availableReplicas", I32, One), (5, "unavailableReplicas", I32, One), (6, "conditions", Msg(113), Many), (7, "readyReplicas", I32, One), (8, "collisionCount", I32, One), (9, "terminatingReplicas", I32, One),] },
+    // 44: io.k8s.api.apps.v1.ReplicaSetSpec
+    Message { fields: &[(1, "replicas", I32, One), (2, "selector", Msg(110), One), (3, "template", Msg(111), One), (4, "minReadySeconds", I32, One),] },
+    // 45: io.k8s.api.apps.v1.ReplicaSetStatus
+    Message { fields: &[(1, "replicas", I32, One), (2, "fullyLabeledReplicas", I32, One), (3, "observedGeneration", I64, One), (4, "readyReplicas", I32, One), (5, "availableReplicas", I32, One), (6, "conditions", Msg(114), Many), (7, "terminatingReplicas", I32, One),] },
+    // 46: io.k8s.api.apps.v1.DaemonSetSpec
+    Message { fields: &[(1, "selector", Msg(110), One), (2, "template", Msg(111), One), (3, "updateStrategy", Msg(115), One), (4, "minReadySeconds", I32, One), (6, "revisionHistoryLimit", I32, One),] },
+    // 47: io.k8s.api.apps.v1.DaemonSetStatus
+    Message { fields: &[(1, "currentNumberScheduled", I32, One), (2, "numberMisscheduled", I32, One), (3, "desiredNumberScheduled", I32, One), (4, "numberReady", I32, One), (5, "observedGeneration", I64, One), (6, "updatedNumberScheduled", I32, One), (7, "numberAvailable", I32, One), (8, "numberUnavailable", I32, One), (9, "collisionCount", I32, One), (10, "conditions", Msg(116), Many),] },
+    // 48: io.k8s.api.apps.v1.StatefulSetSpec
+    Message { fields: &[(1, "replicas", I32, One), (2, "selector", Msg(110), One), (3, "template", Msg(111), One), (4, "volumeClaimTemplates", Msg(117), Many), (5, "serviceName", Str, One), (6, "podManagementPolicy", Str, One), (7, "updateStrategy", Msg(118), One), (8, "revisionHistoryLimit", I32, One), (9, "minReadySeconds", I32, One), (10, "persistentVolumeClaimRetentionPolicy", Msg(119), One), (11, "ordinals", Msg(120), One),] },
+    // 49: io.k8s.api.apps.v1.StatefulSetStatus
+    Message { fields: &[(1, "observedGeneration", I64, One), (2, "replicas", I32, One), (3, "readyReplicas", I32, One), (4, "currentReplicas", I32, One), (5, "updatedReplicas", I32, One), (6, "currentRevision", Str, One), (7, "updateRevision", Str, One), (9, "collisionCount", I32, One), (10, "conditions", Msg(121), Many), (11, "availableReplicas", I32, One),] },
+    // 50: io.k8s.api.batch.v1.JobSpec
+    Message { fields: &[(1, "parallelism", I32, One), (2, "completions", I32, One), (3, "activeDeadlineSeconds", I64, One), (4, "selector", Msg(110), One), (5, "manualSelector", Bool, One), (6, "template", Msg(111), One), (7, "backoffLimit", I32, One), (8, "ttlSecondsAfterFinished", I32, One), (9, "completionMode", Str, One), (10, "suspend", Bool, One), (11, "podFailurePolicy", Msg(122), One), (12, "backoffLimitPerIndex", I32, One), (13, "maxFailedIndexes", I32, One), (14, "podReplacementPolicy", Str, One), (15, "managedBy", Str, One), (16, "successPolicy", Msg(123), One),] },
+    // 51: io.k8s.api.batch.v1.JobStatus
+    Message { fields: &[(1, "conditions", Msg(124), Many), (2, "startTime", Time, One), (3, "completionTime", Time, One), (4, "active", I32, One), (5, "succeeded", I32, One), (6, "failed", I32, One), (7, "completedIndexes", Str, One), (8, "uncountedTerminatedPods", Msg(125), One), (9, "ready", I32, One), (10, "failedIndexes", Str, One), (11, "terminating", I32, One),] },
+    // 52: io.k8s.api.coordination.v1.LeaseSpec
     Message { fields: &[(1, "holderIdentity", Str, One), (2, "leaseDurationSeconds", I32, One), (3, "acquireTime", MicroTime, One), (4, "renewTime", MicroTime, One), (5, "leaseTransitions", I32, One), (6, "strategy", Str, One), (7, "preferredHolder", Str, One),] },
-    // 52: io.k8s.api.events.v1.EventSeries
+    // 53: io.k8s.api.discovery.v1.Endpoint
+    Message { fields: &[(1, "addresses", Str, Many), (2, "conditions", Msg(126), One), (3, "hostname", Str, One), (4, "targetRef", Msg(36), One), (5, "deprecatedTopology", Str, Map), (6, "nodeName", Str, One), (7, "zone", Str, One), (8, "hints", Msg(127), One),] },
+    // 54: io.k8s.api.discovery.v1.EndpointPort
+    Message { fields: &[(1, "name", Str, One), (2, "protocol", Str, One), (3, "port", I32, One), (4, "appProtocol", Str, One),] },
+    // 55: io.k8s.api.events.v1.EventSeries
     Message { fields: &[(1, "count", I32, One), (2, "lastObservedTime", MicroTime, One),] },
-    // 53: io.k8s.api.autoscaling.v1.ScaleSpec
+    // 56: io.k8s.api.autoscaling.v1.ScaleSpec
     Message { fields: &[(1, "replicas", I32, One),] },
-    // 54: io.k8s.api.autoscaling.v1.ScaleStatus
+    // 57: io.k8s.api.autoscaling.v1.ScaleStatus
     Message { fields: &[(1, "replicas", I32, One), (2, "selector", Str, One),] },
-    // 55: io.k8s.api.authentication.v1.TokenRequestSpec
-    Message { fields: &[(1, "audiences", Str, Many), (3, "boundObjectRef", Msg(123), One), (4, "expirationSeconds", I64, One),] },
-    // 56: io.k8s.api.authentication.v1.TokenRequestStatus
+    // 58: io.k8s.api.authentication.v1.TokenRequestSpec
+    Message { fields: &[(1, "audiences", Str, Many), (3, "boundObjectRef", Msg(128), One), (4, "expirationSeconds", I64, One),] },
+    // 59: io.k8s.api.authentication.v1.TokenRequestStatus
     Message { fields: &[(1, "token", Str, One), (2, "expirationTimestamp", Time, One),] },
-    // 57: io.k8s.api.rbac.v1.PolicyRule
+    // 60: io.k8s.api.rbac.v1.PolicyRule
     Message { fields: &[(1, "verbs", Str, Many), (2, "apiGroups", Str, Many), (3, "resources", Str, Many), (4, "resourceNames", Str, Many), (5, "nonResourceURLs", Str, Many),] },
-    // 58: io.k8s.api.rbac.v1.AggregationRule
-    Message { fields: &[(1, "clusterRoleSelectors", Msg(107), Many),] },
-    // 59: io.k8s.api.rbac.v1.Subject
+    // 61: io.k8s.api.rbac.v1.AggregationRule
+    Message { fields: &[(1, "clusterRoleSelectors", Msg(110), Many),] },
+    // 62: io.k8s.api.rbac.v1.Subject
     Message { fields: &[(1, "kind", Str, One), (2, "apiGroup", Str, One), (3, "name", Str, One), (4, "namespace", Str, One),] },
-    // 60: io.k8s.api.rbac.v1.RoleRef
+    // 63: io.k8s.api.rbac.v1.RoleRef
     Message { fields: &[(1, "apiGroup", Str, One), (2, "kind", Str, One), (3, "name", Str, One),] },
-    // 61: io.k8s.api.authorization.v1.SelfSubjectAccessReviewSpec
-    Message { fields: &[(1, "resourceAttributes", Msg(124), One), (2, "nonResourceAttributes", Msg(125), One),] },
-    // 62: io.k8s.api.authorization.v1.SubjectAccessReviewStatus
+    // 64: io.k8s.api.authorization.v1.SelfSubjectAccessReviewSpec
+    Message { fields: &[(1, "resourceAttributes", Msg(129), One), (2, "nonResourceAttributes", Msg(130), One),] },
+    // 65: io.k8s.api.authorization.v1.SubjectAccessReviewStatus
     Message { fields: &[(1, "allowed", Bool, One), (2, "reason", Str, One), (3, "evaluationError", Str, One), (4, "denied", Bool, One),] },
-    // 63: io.k8s.api.authorization.v1.SelfSubjectRulesReviewSpec
+    // 66: io.k8s.api.authorization.v1.SelfSubjectRulesReviewSpec
     Message { fields: &[(1, "namespace", Str, One),] },
-    // 64: io.k8s.api.authorization.v1.SubjectRulesReviewStatus
-    Message { fields: &[(1, "resourceRules", Msg(126), Many), (2, "nonResourceRules", Msg(127), Many), (3, "incomplete", Bool, One), (4, "evaluationError", Str, One),] },
-    // 65: io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions
+    // 67: io.k8s.api.authorization.v1.SubjectRulesReviewStatus
+    Message { fields: &[(1, "resourceRules", Msg(131), Many), (2, "nonResourceRules", Msg(132), Many), (3, "incomplete", Bool, One), (4, "evaluationError", Str, One),] },
+    // 68: io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions
     Message { fields: &[(1, "uid", Str, One), (2, "resourceVersion", Str, One),] },
-    // 66: io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference
+    // 69: io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference
     Message { fields: &[(1, "kind", Str, One), (3, "name", Str, One), (4, "uid", Str, One), (5, "apiVersion", Str, One), (6, "controller", Bool, One), (7, "blockOwnerDeletion", Bool, One),] },
-    // 67: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
+    // 70: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
     Message { fields: &[(1, "manager", Str, One), (2, "operation", Str, One), (3, "apiVersion", Str, One), (4, "time", Time, One), (6, "fieldsType", Str, One), (7, "fieldsV1", RawJson, One), (8, "subresource", Str, One),] },
-    // 68: io.k8s.api.core.v1.NamespaceCondition
+    // 71: io.k8s.api.core.v1.NamespaceCondition
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One), (4, "lastTransitionTime", Time, One), (5, "reason", Str, One), (6, "message", Str, One),] },
-    // 69: io.k8s.api.core.v1.Volume
-    Message { fields: &[(1, "name", Str, One), (2, "volumeSource", Msg(128), Inline),] },
-    // 70: io.k8s.api.core.v1.Container
-    Message { fields: &[(1, "name", Str, One), (2, "image", Str, One), (3, "command", Str, Many), (4, "args", Str, Many), (5, "workingDir", Str, One), (6, "ports", Msg(129), Many), (7, "env", Msg(130), Many), (8, "resources", Msg(82), One), (9, "volumeMounts", Msg(131), Many), (10, "livenessProbe", Msg(132), One), (11, "readinessProbe", Msg(132), One), (12, "lifecycle", Msg(133), One), (13, "terminationMessagePath", Str, One), (14, "imagePullPolicy", Str, One), (15, "securityContext", Msg(134), One), (16, "stdin", Bool, One), (17, "stdinOnce", Bool, One), (18, "tty", Bool, One), (19, "envFrom", Msg(135), Many), (20, "terminationMessagePolicy", Str, One), (21, "volumeDevices", Msg(136), Many), (22, "startupProbe", Msg(132), One), (23, "resizePolicy", Msg(137), Many), (24, "restartPolicy", Str, One), (25, "restartPolicyRules", Msg(138), Many),] },
-    // 71: io.k8s.api.core.v1.PodSecurityContext
-    Message { fields: &[(1, "seLinuxOptions", Msg(139), One), (2, "runAsUser", I64, One), (3, "runAsNonRoot", Bool, One), (4, "supplementalGroups", I64, Many), (5, "fsGroup", I64, One), (6, "runAsGroup", I64, One), (7, "sysctls", Msg(140), Many), (8, "windowsOptions", Msg(141), One), (9, "fsGroupChangePolicy", Str, One), (10, "seccompProfile", Msg(142), One), (11, "appArmorProfile", Msg(143), One), (12, "supplementalGroupsPolicy", Str, One), (13, "seLinuxChangePolicy", Str, One),] },
-    // 72: io.k8s.api.core.v1.Affinity
-    Message { fields: &[(1, "nodeAffinity", Msg(144), One), (2, "podAffinity", Msg(145), One), (3, "podAntiAffinity", Msg(146), One),] },
-    // 73: io.k8s.api.core.v1.Toleration
+    // 72: io.k8s.api.core.v1.Volume
+    Message { fields: &[(1, "name", Str, One), (2, "volumeSource", Msg(133), Inline),] },
+    // 73: io.k8s.api.core.v1.Container
+    Message { fields: &[(1, "name", Str, One), (2, "image", Str, One), (3, "command", Str, Many), (4, "args", Str, Many), (5, "workingDir", Str, One), (6, "ports", Msg(134), Many), (7, "env", Msg(135), Many), (8, "resources", Msg(85), One), (9, "volumeMounts", Msg(136), Many), (10, "livenessProbe", Msg(137), One), (11, "readinessProbe", Msg(137), One), (12, "lifecycle", Msg(138), One), (13, "terminationMessagePath", Str, One), (14, "imagePullPolicy", Str, One), (15, "securityContext", Msg(139), One), (16, "stdin", Bool, One), (17, "stdinOnce", Bool, One), (18, "tty", Bool, One), (19, "envFrom", Msg(140), Many), (20, "terminationMessagePolicy", Str, One), (21, "volumeDevices", Msg(141), Many), (22, "startupProbe", Msg(137), One), (23, "resizePolicy", Msg(142), Many), (24, "restartPolicy", Str, One), (25, "restartPolicyRules", Msg(143), Many),] },
+    // 74: io.k8s.api.core.v1.PodSecurityContext
+    Message { fields: &[(1, "seLinuxOptions", Msg(144), One), (2, "runAsUser", I64, One), (3, "runAsNonRoot", Bool, One), (4, "supplementalGroups", I64, Many), (5, "fsGroup", I64, One), (6, "runAsGroup", I64, One), (7, "sysctls", Msg(145), Many), (8, "windowsOptions", Msg(146), One), (9, "fsGroupChangePolicy", Str, One), (10, "seccompProfile", Msg(147), One), (11, "appArmorProfile", Msg(148), One), (12, "supplementalGroupsPolicy", Str, One), (13, "seLinuxChangePolicy", Str, One),] },
+    // 75: io.k8s.api.core.v1.Affinity
+    Message { fields: &[(1, "nodeAffinity", Msg(149), One), (2, "podAffinity", Msg(150), One), (3, "podAntiAffinity", Msg(151), One),] },
+    // 76: io.k8s.api.core.v1.Toleration
     Message { fields: &[(1, "key", Str, One), (2, "operator", Str, One), (3, "value", Str, One), (4, "effect", Str, One), (5, "tolerationSeconds", I64, One),] },
-    // 74: io.k8s.api.core.v1.HostAlias
+    // 77: io.k8s.api.core.v1.HostAlias
     Message { fields: &[(1, "ip", Str, One), (2, "hostnames", Str, Many),] },
-    // 75: io.k8s.api.core.v1.PodDNSConfig
-    Message { fields: &[(1, "nameservers", Str, Many), (2, "searches", Str, Many), (3, "options", Msg(147), Many),] },
-    // 76: io.k8s.api.core.v1.PodReadinessGate
+    // 78: io.k8s.api.core.v1.PodDNSConfig
+    Message { fields: &[(1, "nameservers", Str, Many), (2, "searches", Str, Many), (3, "options", Msg(152), Many),] },
+    // 79: io.k8s.api.core.v1.PodReadinessGate
     Message { fields: &[(1, "conditionType", Str, One),] },
-    // 77: io.k8s.api.core.v1.TopologySpreadConstraint
-    Message { fields: &[(1, "maxSkew", I32, One), (2, "topologyKey", Str, One), (3, "whenUnsatisfiable", Str, One), (4, "labelSelector", Msg(107), One), (5, "minDomains", I32, One), (6, "nodeAffinityPolicy", Str, One), (7, "nodeTaintsPolicy", Str, One), (8, "matchLabelKeys", Str, Many),] },
-    // 78: io.k8s.api.core.v1.EphemeralContainer
-    Message { fields: &[(1, "ephemeralContainerCommon", Msg(148), Inline), (2, "targetContainerName", Str, One),] },
-    // 79: io.k8s.api.core.v1.PodOS
+    // 80: io.k8s.api.core.v1.TopologySpreadConstraint
+    Message { fields: &[(1, "maxSkew", I32, One), (2, "topologyKey", Str, One), (3, "whenUnsatisfiable", Str, One), (4, "labelSelector", Msg(110), One), (5, "minDomains", I32, One), (6, "nodeAffinityPolicy", Str, One), (7, "nodeTaintsPolicy", Str, One), (8, "matchLabelKeys", Str, Many),] },
+    // 81: io.k8s.api.core.v1.EphemeralContainer
+    Message { fields: &[(1, "ephemeralContainerCommon", Msg(153), Inline), (2, "targetContainerName", Str, One),] },
+    // 82: io.k8s.api.core.v1.PodOS
     Message { fields: &[(1, "name", Str, One),] },
-    // 80: io.k8s.api.core.v1.PodSchedulingGate
+    // 83: io.k8s.api.core.v1.PodSchedulingGate
     Message { fields: &[(1, "name", Str, One),] },
-    // 81: io.k8s.api.core.v1.PodResourceClaim
+    // 84: io.k8s.api.core.v1.PodResourceClaim
     Message { fields: &[(1, "name", Str, One), (3, "resourceClaimName", Str, One), (4, "resourceClaimTemplateName", Str, One),] },
-    // 82: io.k8s.api.core.v1.ResourceRequirements
-    Message { fields: &[(1, "limits", Quantity, Map), (2, "requests", Quantity, Map), (3, "claims", Msg(149), Many),] },
-    // 83: io.k8s.api.core.v1.WorkloadReference
+    // 85: io.k8s.api.core.v1.ResourceRequirements
+    Message { fields: &[(1, "limits", Quantity, Map), (2, "requests", Quantity, Map), (3, "claims", Msg(154), Many),] },
+    // 86: io.k8s.api.core.v1.WorkloadReference
     Message { fields: &[(1, "name", Str, One), (2, "podGroup", Str, One), (3, "podGroupReplicaKey", Str, One),] },
-    // 84: io.k8s.api.core.v1.PodCondition
+    // 87: io.k8s.api.core.v1.PodCondition
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One), (3, "lastProbeTime", Time, One), (4, "lastTransitionTime", Time, One), (5, "reason", Str, One), (6, "message", Str, One), (7, "observedGeneration", I64, One),] },
-    // 85: io.k8s.api.core.v1.ContainerStatus
-    Message { fields: &[(1, "name", Str, One), (2, "state", Msg(150), One), (3, "lastState", Msg(150), One), (4, "ready", Bool, One), (5, "restartCount", I32, One), (6, "image", Str, One), (7, "imageID", Str, One), (8, "containerID", Str, One), (9, "started", Bool, One), (10, "allocatedResources", Quantity, Map), (11, "resources", Msg(82), One), (12, "volumeMounts", Msg(151), Many), (13, "user", Msg(152), One), (14, "allocatedResourcesStatus", Msg(153), Many), (15, "stopSignal", Str, One),] },
-    // 86: io.k8s.api.core.v1.PodIP
+    // 88: io.k8s.api.core.v1.ContainerStatus
+    Message { fields: &[(1, "name", Str, One), (2, "state", Msg(155), One), (3, "lastState", Msg(155), One), (4, "ready", Bool, One), (5, "restartCount", I32, One), (6, "image", Str, One), (7, "imageID", Str, One), (8, "containerID", Str, One), (9, "started", Bool, One), (10, "allocatedResources", Quantity, Map), (11, "resources", Msg(85), One), (12, "volumeMounts", Msg(156), Many), (13, "user", Msg(157), One), (14, "allocatedResourcesStatus", Msg(158), Many), (15, "stopSignal", Str, One),] },
+    // 89: io.k8s.api.core.v1.PodIP
     Message { fields: &[(1, "ip", Str, One),] },
-    // 87: io.k8s.api.core.v1.PodResourceClaimStatus
+    // 90: io.k8s.api.core.v1.PodResourceClaimStatus
     Message { fields: &[(1, "name", Str, One), (2, "resourceClaimName", Str, One),] },
-    // 88: io.k8s.api.core.v1.HostIP
+    // 91: io.k8s.api.core.v1.HostIP
     Message { fields: &[(1, "ip", Str, One),] },
-    // 89: io.k8s.api.core.v1.PodExtendedResourceClaimStatus
-    Message { fields: &[(1, "requestMappings", Msg(154), Many), (2, "resourceClaimName", Str, One),] },
-    // 90: io.k8s.api.core.v1.ServicePort
+    // 92: io.k8s.api.core.v1.PodExtendedResourceClaimStatus
+    Message { fields: &[(1, "requestMappings", Msg(159), Many), (2, "resourceClaimName", Str, One),] },
+    // 93: io.k8s.api.core.v1.ServicePort
     Message { fields: &[(1, "name", Str, One), (2, "protocol", Str, One), (3, "port", I32, One), (4, "targetPort", IntOrString, One), (5, "nodePort", I32, One), (6, "appProtocol", Str, One),] },
-    // 91: io.k8s.api.core.v1.SessionAffinityConfig
-    Message { fields: &[(1, "clientIP", Msg(155), One),] },
-    // 92: io.k8s.api.core.v1.LoadBalancerStatus
-    Message { fields: &[(1, "ingress", Msg(156), Many),] },
-    // 93: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+    // 94: io.k8s.api.core.v1.SessionAffinityConfig
+    Message { fields: &[(1, "clientIP", Msg(160), One),] },
+    // 95: io.k8s.api.core.v1.LoadBalancerStatus
+    Message { fields: &[(1, "ingress", Msg(161), Many),] },
+    // 96: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One), (3, "observedGeneration", I64, One), (4, "lastTransitionTime", Time, One), (5, "reason", Str, One), (6, "message", Str, One),] },
-    // 94: io.k8s.api.core.v1.EndpointAddress
-    Message { fields: &[(1, "ip", Str, One), (2, "targetRef", Msg(35), One), (3, "hostname", Str, One), (4, "nodeName", Str, One),] },
-    // 95: io.k8s.api.core.v1.EndpointPort
+    // 97: io.k8s.api.core.v1.EndpointAddress
+    Message { fields: &[(1, "ip", Str, One), (2, "targetRef", Msg(36), One), (3, "hostname", Str, One), (4, "nodeName", Str, One),] },
+    // 98: io.k8s.api.core.v1.EndpointPort
     Message { fields: &[(1, "name", Str, One), (2, "port", I32, One), (3, "protocol", Str, One), (4, "appProtocol", Str, One),] },
-    // 96: io.k8s.api.core.v1.Taint
+    // 99: io.k8s.api.core.v1.Taint
     Message { fields: &[(1, "key", Str, One), (2, "value", Str, One), (3, "effect", Str, One), (4, "timeAdded", Time, One),] },
-    // 97: io.k8s.api.core.v1.NodeConfigSource
-    Message { fields: &[(2, "configMap", Msg(157), One),] },
-    // 98: io.k8s.api.core.v1.NodeCondition
+    // 100: io.k8s.api.core.v1.NodeConfigSource
+    Message { fields: &[(2, "configMap", Msg(162), One),] },
+    // 101: io.k8s.api.core.v1.NodeCondition
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One), (3, "lastHeartbeatTime", Time, One), (4, "lastTransitionTime", Time, One), (5, "reason", Str, One), (6, "message", Str, One),] },
-    // 99: io.k8s.api.core.v1.NodeAddress
+    // 102: io.k8s.api.core.v1.NodeAddress
     Message { fields: &[(1, "type", Str, One), (2, "address", Str, One),] },
-    // 100: io.k8s.api.core.v1.NodeDaemonEndpoints
-    Message { fields: &[(1, "kubeletEndpoint", Msg(158), One),] },
-    // 101: io.k8s.api.core.v1.NodeSystemInfo
-    Message { fields: &[(1, "machineID", Str, One), (2, "systemUUID", Str, One), (3, "bootID", Str, One), (4, "kernelVersion", Str, One), (5, "osImage", Str, One), (6, "containerRuntimeVersion", Str, One), (7, "kubeletVersion", Str, One), (8, "kubeProxyVersion", Str, One), (9, "operatingSystem", Str, One), (10, "architecture", Str, One), (11, "swap", Msg(159), One),] },
-    // 102: io.k8s.api.core.v1.ContainerImage
+    // 103: io.k8s.api.core.v1.NodeDaemonEndpoints
+    Message { fields: &[(1, "kubeletEndpoint", Msg(163), One),] },
+    // 104: io.k8s.api.core.v1.NodeSystemInfo
+    Message { fields: &[(1, "machineID", Str, One), (2, "systemUUID", Str, One), (3, "bootID", Str, One), (4, "kernelVersion", Str, One), (5, "osImage", Str, One), (6, "containerRuntimeVersion", Str, One), (7, "kubeletVersion", Str, One), (8, "kubeProxyVersion", Str, One), (9, "operatingSystem", Str, One), (10, "architecture", Str, One), (11, "swap", Msg(164), One),] },
+    // 105: io.k8s.api.core.v1.ContainerImage
     Message { fields: &[(1, "names", Str, Many), (2, "sizeBytes", I64, One),] },
-    // 103: io.k8s.api.core.v1.AttachedVolume
+    // 106: io.k8s.api.core.v1.AttachedVolume
     Message { fields: &[(1, "name", Str, One), (2, "devicePath", Str, One),] },
-    // 104: io.k8s.api.core.v1.NodeConfigStatus
-    Message { fields: &[(1, "assigned", Msg(97), One), (2, "active", Msg(97), One), (3, "lastKnownGood", Msg(97), One), (4, "error", Str, One),] },
-    // 105: io.k8s.api.core.v1.NodeRuntimeHandler
-    Message { fields: &[(1, "name", Str, One), (2, "features", Msg(160), One),] },
-    // 106: io.k8s.api.core.v1.NodeFeatures
+    // 107: io.k8s.api.core.v1.NodeConfigStatus
+    Message { fields: &[(1, "assigned", Msg(100), One), (2, "active", Msg(100), One), (3, "lastKnownGood", Msg(100), One), (4, "error", Str, One),] },
+    // 108: io.k8s.api.core.v1.NodeRuntimeHandler
+    Message { fields: &[(1, "name", Str, One), (2, "features", Msg(165), One),] },
+    // 109: io.k8s.api.core.v1.NodeFeatures
     Message { fields: &[(1, "supplementalGroupsPolicy", Bool, One),] },
-    // 107: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
-    Message { fields: &[(1, "matchLabels", Str, Map), (2, "matchExpressions", Msg(161), Many),] },
-    // 108: io.k8s.api.core.v1.PodTemplateSpec
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(30), One),] },
-    // 109: io.k8s.api.apps.v1.DeploymentStrategy
-    Message { fields: &[(1, "type", Str, One), (2, "rollingUpdate", Msg(162), One),] },
-    // 110: io.k8s.api.apps.v1.DeploymentCondition
+    // 110: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
+    Message { fields: &[(1, "matchLabels", Str, Map), (2, "matchExpressions", Msg(166), Many),] },
+    // 111: io.k8s.api.core.v1.PodTemplateSpec
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(31), One),] },
+    // 112: io.k8s.api.apps.v1.DeploymentStrategy
+    Message { fields: &[(1, "type", Str, One), (2, "rollingUpdate", Msg(167), One),] },
+    // 113: io.k8s.api.apps.v1.DeploymentCondition
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One), (4, "reason", Str, One), (5, "message", Str, One), (6, "lastUpdateTime", Time, One), (7, "lastTransitionTime", Time, One),] },
-    // 111: io.k8s.api.apps.v1.ReplicaSetCondition
+    // 114: io.k8s.api.apps.v1.ReplicaSetCondition
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One), (3, "lastTransitionTime", Time, One), (4, "reason", Str, One), (5, "message", Str, One),] },
-    // 112: io.k8s.api.apps.v1.DaemonSetUpdateStrategy
-    Message { fields: &[(1, "type", Str, One), (2, "rollingUpdate", Msg(163), One),] },
-    // 113: io.k8s.api.apps.v1.DaemonSetCondition
+    // 115: io.k8s.api.apps.v1.DaemonSetUpdateStrategy
+    Message { fields: &[(1, "type", Str, One), (2, "rollingUpdate", Msg(168), One),] },
+    // 116: io.k8s.api.apps.v1.DaemonSetCondition
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One), (3, "lastTransitionTime", Time, One), (4, "reason", Str, One), (5, "message", Str, One),] },
-    // 114: io.k8s.api.core.v1.PersistentVolumeClaim
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(164), One), (3, "status", Msg(165), One),] },
-    // 115: io.k8s.api.apps.v1.StatefulSetUpdateStrategy
-    Message { fields: &[(1, "type", Str, One), (2, "rollingUpdate", Msg(166), One),] },
-    // 116: io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy
+    // 117: io.k8s.api.core.v1.PersistentVolumeClaim
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(169), One), (3, "status", Msg(170), One),] },
+    // 118: io.k8s.api.apps.v1.StatefulSetUpdateStrategy
+    Message { fields: &[(1, "type", Str, One), (2, "rollingUpdate", Msg(171), One),] },
+    // 119: io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy
     Message { fields: &[(1, "whenDeleted", Str, One), (2, "whenScaled", Str, One),] },
-    // 117: io.k8s.api.apps.v1.StatefulSetOrdinals
+    // 120: io.k8s.api.apps.v1.StatefulSetOrdinals
     Message { fields: &[(1, "start", I32, One),] },
-    // 118: io.k8s.api.apps.v1.StatefulSetCondition
+    // 121: io.k8s.api.apps.v1.StatefulSetCondition
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One), (3, "lastTransitionTime", Time, One), (4, "reason", Str, One), (5, "message", Str, One),] },
-    // 119: io.k8s.api.batch.v1.PodFailurePolicy
-    Message { fields: &[(1, "rules", Msg(167), Many),] },
-    // 120: io.k8s.api.batch.v1.SuccessPolicy
-    Message { fields: &[(1, "rules", Msg(168), Many),] },
-    // 121: io.k8s.api.batch.v1.JobCondition
+    // 122: io.k8s.api.batch.v1.PodFailurePolicy
+    Message { fields: &[(1, "rules", Msg(172), Many),] },
+    // 123: io.k8s.api.batch.v1.SuccessPolicy
+    Message { fields: &[(1, "rules", Msg(173), Many),] },
+    // 124: io.k8s.api.batch.v1.JobCondition
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One), (3, "lastProbeTime", Time, One), (4, "lastTransitionTime", Time, One), (5, "reason", Str, One), (6, "message", Str, One),] },
-    // 122: io.k8s.api.batch.v1.UncountedTerminatedPods
+    // 125: io.k8s.api.batch.v1.UncountedTerminatedPods
     Message { fields: &[(1, "succeeded", Str, Many), (2, "failed", Str, Many),] },
-    // 123: io.k8s.api.authentication.v1.BoundObjectReference
+    // 126: io.k8s.api.discovery.v1.EndpointConditions
+    Message { fields: &[(1, "ready", Bool, One), (2, "serving", Bool, One), (3, "terminating", Bool, One),] },
+    // 127: io.k8s.api.discovery.v1.EndpointHints
+    Message { fields: &[(1, "forZones", Msg(174), Many), (2, "forNodes", Msg(175), Many),] },
+    // 128: io.k8s.api.authentication.v1.BoundObjectReference
     Message { fields: &[(1, "kind", Str, One), (2, "apiVersion", Str, One), (3, "name", Str, One), (4, "uid", Str, One),] },
-    // 124: io.k8s.api.authorization.v1.ResourceAttributes
-    Message { fields: &[(1, "namespace", Str, One), (2, "verb", Str, One), (3, "group", Str, One), (4, "version", Str, One), (5, "resource", Str, One), (6, "subresource", Str, One), (7, "name", Str, One), (8, "fieldSelector", Msg(169), One), (9, "labelSelector", Msg(170), One),] },
-    // 125: io.k8s.api.authorization.v1.NonResourceAttributes
+    // 129: io.k8s.api.authorization.v1.ResourceAttributes
+    Message { fields: &[(1, "namespace", Str, One), (2, "verb", Str, One), (3, "group", Str, One), (4, "version", Str, One), (5, "resource", Str, One), (6, "subresource", Str, One), (7, "name", Str, One), (8, "fieldSelector", Msg(176), One), (9, "labelSelector", Msg(177), One),] },
+    // 130: io.k8s.api.authorization.v1.NonResourceAttributes
     Message { fields: &[(1, "path", Str, One), (2, "verb", Str, One),] },
-    // 126: io.k8s.api.authorization.v1.ResourceRule
+    // 131: io.k8s.api.authorization.v1.ResourceRule
     Message { fields: &[(1, "verbs", Str, Many), (2, "apiGroups", Str, Many), (3, "resources", Str, Many), (4, "resourceNames", Str, Many),] },
-    // 127: io.k8s.api.authorization.v1.NonResourceRule
+    // 132: io.k8s.api.authorization.v1.NonResourceRule
     Message { fields: &[(1, "verbs", Str, Many), (2, "nonResourceURLs", Str, Many),] },
-    // 128: io.k8s.api.core.v1.Volume
-    Message { fields: &[(1, "hostPath", Msg(171), One), (2, "emptyDir", Msg(172), One), (3, "gcePersistentDisk", Msg(173), One), (4, "awsElasticBlockStore", Msg(174), One), (5, "gitRepo", Msg(175), One), (6, "secret", Msg(176), One), (7, "nfs", Msg(177), One), (8, "iscsi", Msg(178), One), (9, "glusterfs", Msg(179), One), (10, "persistentVolumeClaim", Msg(180), One), (11, "rbd", Msg(181), One), (12, "flexVolume", Msg(182), One), (13, "cinder", Msg(183), One), (14, "cephfs", Msg(184), One), (15, "flocker", Msg(185), One), (16, "downwardAPI", Msg(186), One), (17, "fc", Msg(187), One), (18, "azureFile", Msg(188), One), (19, "configMap", Msg(189), One), (20, "vsphereVolume", Msg(190), One), (21, "quobyte", Msg(191), One), (22, "azureDisk", Msg(192), One), (23, "photonPersistentDisk", Msg(193), One), (24, "portworxVolume", Msg(194), One), (25, "scaleIO", Msg(195), One), (26, "projected", Msg(196), One), (27, "storageos", Msg(197), One), (28, "csi", Msg(198), One), (29, "ephemeral", Msg(199), One), (30, "image", Msg(200), One),] },
-    // 129: io.k8s.api.core.v1.ContainerPort
+    // 133: io.k8s.api.core.v1.Volume
+    Message { fields: &[(1, "hostPath", Msg(178), One), (2, "emptyDir", Msg(179), One), (3, "gcePersistentDisk", Msg(180), One), (4, "awsElasticBlockStore", Msg(181), One), (5, "gitRepo", Msg(182), One), (6, "secret", Msg(183), One), (7, "nfs", Msg(184), One), (8, "iscsi", Msg(185), One), (9, "glusterfs", Msg(186), One), (10, "persistentVolumeClaim", Msg(187), One), (11, "rbd", Msg(188), One), (12, "flexVolume", Msg(189), One), (13, "cinder", Msg(190), One), (14, "cephfs", Msg(191), One), (15, "flocker", Msg(192), One), (16, "downwardAPI", Msg(193), One), (17, "fc", Msg(194), One), (18, "azureFile", Msg(195), One), (19, "configMap", Msg(196), One), (20, "vsphereVolume", Msg(197), One), (21, "quobyte", Msg(198), One), (22, "azureDisk", Msg(199), One), (23, "photonPersistentDisk", Msg(200), One), (24, "portworxVolume", Msg(201), One), (25, "scaleIO", Msg(202), One), (26, "projected", Msg(203), One), (27, "storageos", Msg(204), One), (28, "csi", Msg(205), One), (29, "ephemeral", Msg(206), One), (30, "image", Msg(207), One),] },
+    // 134: io.k8s.api.core.v1.ContainerPort
     Message { fields: &[(1, "name", Str, One), (2, "hostPort", I32, One), (3, "containerPort", I32, One), (4, "protocol", Str, One), (5, "hostIP", Str, One),] },
-    // 130: io.k8s.api.core.v1.EnvVar
-    Message { fields: &[(1, "name", Str, One), (2, "value", Str, One), (3, "valueFrom", Msg(201), One),] },
-    // 131: io.k8s.api.core.v1.VolumeMount
+    // 135: io.k8s.api.core.v1.EnvVar
+    Message { fields: &[(1, "name", Str, One), (2, "value", Str, One), (3, "valueFrom", Msg(208), One),] },
+    // 136: io.k8s.api.core.v1.VolumeMount
     Message { fields: &[(1, "name", Str, One), (2, "readOnly", Bool, One), (3, "mountPath", Str, One), (4, "subPath", Str, One), (5, "mountPropagation", Str, One), (6, "subPathExpr", Str, One), (7, "recursiveReadOnly", Str, One),] },
-    // 132: io.k8s.api.core.v1.Probe
-    Message { fields: &[(1, "handler", Msg(202), Inline), (2, "initialDelaySeconds", I32, One), (3, "timeoutSeconds", I32, One), (4, "periodSeconds", I32, One), (5, "successThreshold", I32, One), (6, "failureThreshold", I32, One), (7, "terminationGracePeriodSeconds", I64, One),] },
-    // 133: io.k8s.api.core.v1.Lifecycle
-    Message { fields: &[(1, "postStart", Msg(203), One), (2, "preStop", Msg(203), One), (3, "stopSignal", Str, One),] },
-    // 134: io.k8s.api.core.v1.SecurityContext
-    Message { fields: &[(1, "capabilities", Msg(204), One), (2, "privileged", Bool, One), (3, "seLinuxOptions", Msg(139), One), (4, "runAsUser", I64, One), (5, "runAsNonRoot", Bool, One), (6, "readOnlyRootFilesystem", Bool, One), (7, "allowPrivilegeEscalation", Bool, One), (8, "runAsGroup", I64, One), (9, "procMount", Str, One), (10, "windowsOptions", Msg(141), One), (11, "seccompProfile", Msg(142), One), (12, "appArmorProfile", Msg(143), One),] },
-    // 135: io.k8s.api.core.v1.EnvFromSource
-    Message { fields: &[(1, "prefix", Str, One), (2, "configMapRef", Msg(205), One), (3, "secretRef", Msg(206), One),] },
-    // 136: io.k8s.api.core.v1.VolumeDevice
+    // 137: io.k8s.api.core.v1.Probe
+    Message { fields: &[(1, "handler", Msg(209), Inline), (2, "initialDelaySeconds", I32, One), (3, "timeoutSeconds", I32, One), (4, "periodSeconds", I32, One), (5, "successThreshold", I32, One), (6, "failureThreshold", I32, One), (7, "terminationGracePeriodSeconds", I64, One),] },
+    // 138: io.k8s.api.core.v1.Lifecycle
+    Message { fields: &[(1, "postStart", Msg(210), One), (2, "preStop", Msg(210), One), (3, "stopSignal", Str, One),] },
+    // 139: io.k8s.api.core.v1.SecurityContext
+    Message { fields: &[(1, "capabilities", Msg(211), One), (2, "privileged", Bool, One), (3, "seLinuxOptions", Msg(144), One), (4, "runAsUser", I64, One), (5, "runAsNonRoot", Bool, One), (6, "readOnlyRootFilesystem", Bool, One), (7, "allowPrivilegeEscalation", Bool, One), (8, "runAsGroup", I64, One), (9, "procMount", Str, One), (10, "windowsOptions", Msg(146), One), (11, "seccompProfile", Msg(147), One), (12, "appArmorProfile", Msg(148), One),] },
+    // 140: io.k8s.api.core.v1.EnvFromSource
+    Message { fields: &[(1, "prefix", Str, One), (2, "configMapRef", Msg(212), One), (3, "secretRef", Msg(213), One),] },
+    // 141: io.k8s.api.core.v1.VolumeDevice
     Message { fields: &[(1, "name", Str, One), (2, "devicePath", Str, One),] },
-    // 137: io.k8s.api.core.v1.ContainerResizePolicy
+    // 142: io.k8s.api.core.v1.ContainerResizePolicy
     Message { fields: &[(1, "resourceName", Str, One), (2, "restartPolicy", Str, One),] },
-    // 138: io.k8s.api.core.v1.ContainerRestartRule
-    Message { fields: &[(1, "action", Str, One), (2, "exitCodes", Msg(207), One),] },
-    // 139: io.k8s.api.core.v1.SELinuxOptions
+    // 143: io.k8s.api.core.v1.ContainerRestartRule
+    Message { fields: &[(1, "action", Str, One), (2, "exitCodes", Msg(214), One),] },
+    // 144: io.k8s.api.core.v1.SELinuxOptions
     Message { fields: &[(1, "user", Str, One), (2, "role", Str, One), (3, "type", Str, One), (4, "level", Str, One),] },
-    // 140: io.k8s.api.core.v1.Sysctl
+    // 145: io.k8s.api.core.v1.Sysctl
     Message { fields: &[(1, "name", Str, One), (2, "value", Str, One),] },
-    // 141: io.k8s.api.core.v1.WindowsSecurityContextOptions
+    // 146: io.k8s.api.core.v1.WindowsSecurityContextOptions
     Message { fields: &[(1, "gmsaCredentialSpecName", Str, One), (2, "gmsaCredentialSpec", Str, One), (3, "runAsUserName", Str, One), (4, "hostProcess", Bool, One),] },
-    // 142: io.k8s.api.core.v1.SeccompProfile
+    // 147: io.k8s.api.core.v1.SeccompProfile
     Message { fields: &[(1, "type", Str, One), (2, "localhostProfile", Str, One),] },
-    // 143: io.k8s.api.core.v1.AppArmorProfile
+    // 148: io.k8s.api.core.v1.AppArmorProfile
     Message { fields: &[(1, "type", Str, One), (2, "localhostProfile", Str, One),] },
-    // 144: io.k8s.api.core.v1.NodeAffinity
-    Message { fields: &[(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(208), One), (2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(209), Many),] },
-    // 145: io.k8s.api.core.v1.PodAffinity
-    Message { fields: &[(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(210), Many), (2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(211), Many),] },
-    // 146: io.k8s.api.core.v1.PodAntiAffinity
-    Message { fields: &[(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(210), Many), (2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(211), Many),] },
-    // 147: io.k8s.api.core.v1.PodDNSConfigOption
+    // 149: io.k8s.api.core.v1.NodeAffinity
+    Message { fields: &[(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(215), One), (2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(216), Many),] },
+    // 150: io.k8s.api.core.v1.PodAffinity
+    Message { fields: &[(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(217), Many), (2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(218), Many),] },
+    // 151: io.k8s.api.core.v1.PodAntiAffinity
+    Message { fields: &[(1, "requiredDuringSchedulingIgnoredDuringExecution", Msg(217), Many), (2, "preferredDuringSchedulingIgnoredDuringExecution", Msg(218), Many),] },
+    // 152: io.k8s.api.core.v1.PodDNSConfigOption
     Message { fields: &[(1, "name", Str, One), (2, "value", Str, One),] },
-    // 148: io.k8s.api.core.v1.EphemeralContainer
-    Message { fields: &[(1, "name", Str, One), (2, "image", Str, One), (3, "command", Str, Many), (4, "args", Str, Many), (5, "workingDir", Str, One), (6, "ports", Msg(129), Many), (7, "env", Msg(130), Many), (8, "resources", Msg(82), One), (9, "volumeMounts", Msg(131), Many), (10, "livenessProbe", Msg(132), One), (11, "readinessProbe", Msg(132), One), (12, "lifecycle", Msg(133), One), (13, "terminationMessagePath", Str, One), (14, "imagePullPolicy", Str, One), (15, "securityContext", Msg(134), One), (16, "stdin", Bool, One), (17, "stdinOnce", Bool, One), (18, "tty", Bool, One), (19, "envFrom", Msg(135), Many), (20, "terminationMessagePolicy", Str, One), (21, "volumeDevices", Msg(136), Many), (22, "startupProbe", Msg(132), One), (23, "resizePolicy", Msg(137), Many), (24, "restartPolicy", Str, One), (25, "restartPolicyRules", Msg(138), Many),] },
-    // 149: io.k8s.api.core.v1.ResourceClaim
+    // 153: io.k8s.api.core.v1.EphemeralContainer
+    Message { fields: &[(1, "name", Str, One), (2, "image", Str, One), (3, "command", Str, Many), (4, "args", Str, Many), (5, "workingDir", Str, One), (6, "ports", Msg(134), Many), (7, "env", Msg(135), Many), (8, "resources", Msg(85), One), (9, "volumeMounts", Msg(136), Many), (10, "livenessProbe", Msg(137), One), (11, "readinessProbe", Msg(137), One), (12, "lifecycle", Msg(138), One), (13, "terminationMessagePath", Str, One), (14, "imagePullPolicy", Str, One), (15, "securityContext", Msg(139), One), (16, "stdin", Bool, One), (17, "stdinOnce", Bool, One), (18, "tty", Bool, One), (19, "envFrom", Msg(140), Many), (20, "terminationMessagePolicy", Str, One), (21, "volumeDevices", Msg(141), Many), (22, "startupProbe", Msg(137), One), (23, "resizePolicy", Msg(142), Many), (24, "restartPolicy", Str, One), (25, "restartPolicyRules", Msg(143), Many),] },
+    // 154: io.k8s.api.core.v1.ResourceClaim
     Message { fields: &[(1, "name", Str, One), (2, "request", Str, One),] },
-    // 150: io.k8s.api.core.v1.ContainerState
-    Message { fields: &[(1, "waiting", Msg(212), One), (2, "running", Msg(213), One), (3, "terminated", Msg(214), One),] },
-    // 151: io.k8s.api.core.v1.VolumeMountStatus
+    // 155: io.k8s.api.core.v1.ContainerState
+    Message { fields: &[(1, "waiting", Msg(219), One), (2, "running", Msg(220), One), (3, "terminated", Msg(221), One),] },
+    // 156: io.k8s.api.core.v1.VolumeMountStatus
     Message { fields: &[(1, "name", Str, One), (2, "mountPath", Str, One), (3, "readOnly", Bool, One), (4, "recursiveReadOnly", Str, One),] },
-    // 152: io.k8s.api.core.v1.ContainerUser
-    Message { fields: &[(1, "linux", Msg(215), One),] },
-    // 153: io.k8s.api.core.v1.ResourceStatus
-    Message { fields: &[(1, "name", Str, One), (2, "resources", Msg(216), Many),] },
-    // 154: io.k8s.api.core.v1.ContainerExtendedResourceRequest
+    // 157: io.k8s.api.core.v1.ContainerUser
+    Message { fields: &[(1, "linux", Msg(222), One),] },
+    // 158: io.k8s.api.core.v1.ResourceStatus
+    Message { fields: &[(1, "name", Str, One), (2, "resources", Msg(223), Many),] },
+    // 159: io.k8s.api.core.v1.ContainerExtendedResourceRequest
     Message { fields: &[(1, "containerName", Str, One), (2, "resourceName", Str, One), (3, "requestName", Str, One),] },
-    // 155: io.k8s.api.core.v1.ClientIPConfig
+    // 160: io.k8s.api.core.v1.ClientIPConfig
     Message { fields: &[(1, "timeoutSeconds", I32, One),] },
-    // 156: io.k8s.api.core.v1.LoadBalancerIngress
-    Message { fields: &[(1, "ip", Str, One), (2, "hostname", Str, One), (3, "ipMode", Str, One), (4, "ports", Msg(217), Many),] },
-    // 157: io.k8s.api.core.v1.ConfigMapNodeConfigSource
+    // 161: io.k8s.api.core.v1.LoadBalancerIngress
+    Message { fields: &[(1, "ip", Str, One), (2, "hostname", Str, One), (3, "ipMode", Str, One), (4, "ports", Msg(224), Many),] },
+    // 162: io.k8s.api.core.v1.ConfigMapNodeConfigSource
     Message { fields: &[(1, "namespace", Str, One), (2, "name", Str, One), (3, "uid", Str, One), (4, "resourceVersion", Str, One), (5, "kubeletConfigKey", Str, One),] },
-    // 158: io.k8s.api.core.v1.DaemonEndpoint
+    // 163: io.k8s.api.core.v1.DaemonEndpoint
     Message { fields: &[(1, "Port", I32, One),] },
-    // 159: io.k8s.api.core.v1.NodeSwapStatus
+    // 164: io.k8s.api.core.v1.NodeSwapStatus
     Message { fields: &[(1, "capacity", I64, One),] },
-    // 160: io.k8s.api.core.v1.NodeRuntimeHandlerFeatures
+    // 165: io.k8s.api.core.v1.NodeRuntimeHandlerFeatures
     Message { fields: &[(1, "recursiveReadOnlyMounts", Bool, One), (2, "userNamespaces", Bool, One),] },
-    // 161: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement
+    // 166: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement
     Message { fields: &[(1, "key", Str, One), (2, "operator", Str, One), (3, "values", Str, Many),] },
-    // 162: io.k8s.api.apps.v1.RollingUpdateDeployment
+    // 167: io.k8s.api.apps.v1.RollingUpdateDeployment
     Message { fields: &[(1, "maxUnavailable", IntOrString, One), (2, "maxSurge", IntOrString, One),] },
-    // 163: io.k8s.api.apps.v1.RollingUpdateDaemonSet
+    // 168: io.k8s.api.apps.v1.RollingUpdateDaemonSet
     Message { fields: &[(1, "maxUnavailable", IntOrString, One), (2, "maxSurge", IntOrString, One),] },
-    // 164: io.k8s.api.core.v1.PersistentVolumeClaimSpec
-    Message { fields: &[(1, "accessModes", Str, Many), (2, "resources", Msg(218), One), (3, "volumeName", Str, One), (4, "selector", Msg(107), One), (5, "storageClassName", Str, One), (6, "volumeMode", Str, One), (7, "dataSource", Msg(219), One), (8, "dataSourceRef", Msg(220), One), (9, "volumeAttributesClassName", Str, One),] },
-    // 165: io.k8s.api.core.v1.PersistentVolumeClaimStatus
-    Message { fields: &[(1, "phase", Str, One), (2, "accessModes", Str, Many), (3, "capacity", Quantity, Map), (4, "conditions", Msg(221), Many), (5, "allocatedResources", Quantity, Map), (7, "allocatedResourceStatuses", Str, Map), (8, "currentVolumeAttributesClassName", Str, One), (9, "modifyVolumeStatus", Msg(222), One),] },
-    // 166: io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy
+    // 169: io.k8s.api.core.v1.PersistentVolumeClaimSpec
+    Message { fields: &[(1, "accessModes", Str, Many), (2, "resources", Msg(225), One), (3, "volumeName", Str, One), (4, "selector", Msg(110), One), (5, "storageClassName", Str, One), (6, "volumeMode", Str, One), (7, "dataSource", Msg(226), One), (8, "dataSourceRef", Msg(227), One), (9, "volumeAttributesClassName", Str, One),] },
+    // 170: io.k8s.api.core.v1.PersistentVolumeClaimStatus
+    Message { fields: &[(1, "phase", Str, One), (2, "accessModes", Str, Many), (3, "capacity", Quantity, Map), (4, "conditions", Msg(228), Many), (5, "allocatedResources", Quantity, Map), (7, "allocatedResourceStatuses", Str, Map), (8, "currentVolumeAttributesClassName", Str, One), (9, "modifyVolumeStatus", Msg(229), One),] },
+    // 171: io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy
     Message { fields: &[(1, "partition", I32, One), (2, "maxUnavailable", IntOrString, One),] },
-    // 167: io.k8s.api.batch.v1.PodFailurePolicyRule
-    Message { fields: &[(1, "action", Str, One), (2, "onExitCodes", Msg(223), One), (3, "onPodConditions", Msg(224), Many),] },
-    // 168: io.k8s.api.batch.v1.SuccessPolicyRule
+    // 172: io.k8s.api.batch.v1.PodFailurePolicyRule
+    Message { fields: &[(1, "action", Str, One), (2, "onExitCodes", Msg(230), One), (3, "onPodConditions", Msg(231), Many),] },
+    // 173: io.k8s.api.batch.v1.SuccessPolicyRule
     Message { fields: &[(1, "succeededIndexes", Str, One), (2, "succeededCount", I32, One),] },
-    // 169: io.k8s.api.authorization.v1.FieldSelectorAttributes
-    Message { fields: &[(1, "rawSelector", Str, One), (2, "requirements", Msg(225), Many),] },
-    // 170: io.k8s.api.authorization.v1.LabelSelectorAttributes
-    Message { fields: &[(1, "rawSelector", Str, One), (2, "requirements", Msg(161), Many),] },
-    // 171: io.k8s.api.core.v1.HostPathVolumeSource
+    // 174: io.k8s.api.discovery.v1.ForZone
+    Message { fields: &[(1, "name", Str, One),] },
+    // 175: io.k8s.api.discovery.v1.ForNode
+    Message { fields: &[(1, "name", Str, One),] },
+    // 176: io.k8s.api.authorization.v1.FieldSelectorAttributes
+    Message { fields: &[(1, "rawSelector", Str, One), (2, "requirements", Msg(232), Many),] },
+    // 177: io.k8s.api.authorization.v1.LabelSelectorAttributes
+    Message { fields: &[(1, "rawSelector", Str, One), (2, "requirements", Msg(166), Many),] },
+    // 178: io.k8s.api.core.v1.HostPathVolumeSource
     Message { fields: &[(1, "path", Str, One), (2, "type", Str, One),] },
-    // 172: io.k8s.api.core.v1.EmptyDirVolumeSource
+    // 179: io.k8s.api.core.v1.EmptyDirVolumeSource
     Message { fields: &[(1, "medium", Str, One), (2, "sizeLimit", Quantity, One),] },
-    // 173: io.k8s.api.core.v1.GCEPersistentDiskVolumeSource
+    // 180: io.k8s.api.core.v1.GCEPersistentDiskVolumeSource
     Message { fields: &[(1, "pdName", Str, One), (2, "fsType", Str, One), (3, "partition", I32, One), (4, "readOnly", Bool, One),] },
-    // 174: io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource
+    // 181: io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource
     Message { fields: &[(1, "volumeID", Str, One), (2, "fsType", Str, One), (3, "partition", I32, One), (4, "readOnly", Bool, One),] },
-    // 175: io.k8s.api.core.v1.GitRepoVolumeSource
+    // 182: io.k8s.api.core.v1.GitRepoVolumeSource
     Message { fields: &[(1, "repository", Str, One), (2, "revision", Str, One), (3, "directory", Str, One),] },
-    // 176: io.k8s.api.core.v1.SecretVolumeSource
-    Message { fields: &[(1, "secretName", Str, One), (2, "items", Msg(226), Many), (3, "defaultMode", I32, One), (4, "optional", Bool, One),] },
-    // 177: io.k8s.api.core.v1.NFSVolumeSource
+    // 183: io.k8s.api.core.v1.SecretVolumeSource
+    Message { fields: &[(1, "secretName", Str, One), (2, "items", Msg(233), Many), (3, "defaultMode", I32, One), (4, "optional", Bool, One),] },
+    // 184: io.k8s.api.core.v1.NFSVolumeSource
     Message { fields: &[(1, "server", Str, One), (2, "path", Str, One), (3, "readOnly", Bool, One),] },
-    // 178: io.k8s.api.core.v1.ISCSIVolumeSource
-    Message { fields: &[(1, "targetPortal", Str, One), (2, "iqn", Str, One), (3, "lun", I32, One), (4, "iscsiInterface", Str, One), (5, "fsType", Str, One), (6, "readOnly", Bool, One), (7, "portals", Str, Many), (8, "chapAuthDiscovery", Bool, One), (10, "secretRef", Msg(36), One), (11, "chapAuthSession", Bool, One), (12, "initiatorName", Str, One),] },
-    // 179: io.k8s.api.core.v1.GlusterfsVolumeSource
+    // 185: io.k8s.api.core.v1.ISCSIVolumeSource
+    Message { fields: &[(1, "targetPortal", Str, One), (2, "iqn", Str, One), (3, "lun", I32, One), (4, "iscsiInterface", Str, One), (5, "fsType", Str, One), (6, "readOnly", Bool, One), (7, "portals", Str, Many), (8, "chapAuthDiscovery", Bool, One), (10, "secretRef", Msg(37), One), (11, "chapAuthSession", Bool, One), (12, "initiatorName", Str, One),] },
+    // 186: io.k8s.api.core.v1.GlusterfsVolumeSource
     Message { fields: &[(1, "endpoints", Str, One), (2, "path", Str, One), (3, "readOnly", Bool, One),] },
-    // 180: io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource
+    // 187: io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource
     Message { fields: &[(1, "claimName", Str, One), (2, "readOnly", Bool, One),] },
-    // 181: io.k8s.api.core.v1.RBDVolumeSource
-    Message { fields: &[(1, "monitors", Str, Many), (2, "image", Str, One), (3, "fsType", Str, One), (4, "pool", Str, One), (5, "user", Str, One), (6, "keyring", Str, One), (7, "secretRef", Msg(36), One), (8, "readOnly", Bool, One),] },
-    // 182: io.k8s.api.core.v1.FlexVolumeSource
-    Message { fields: &[(1, "driver", Str, One), (2, "fsType", Str, One), (3, "secretRef", Msg(36), One), (4, "readOnly", Bool, One), (5, "options", Str, Map),] },
-    // 183: io.k8s.api.core.v1.CinderVolumeSource
-    Message { fields: &[(1, "volumeID", Str, One), (2, "fsType", Str, One), (3, "readOnly", Bool, One), (4, "secretRef", Msg(36), One),] },
-    // 184: io.k8s.api.core.v1.CephFSVolumeSource
-    Message { fields: &[(1, "monitors", Str, Many), (2, "path", Str, One), (3, "user", Str, One), (4, "secretFile", Str, One), (5, "secretRef", Msg(36), One), (6, "readOnly", Bool, One),] },
-    // 185: io.k8s.api.core.v1.FlockerVolumeSource
+    // 188: io.k8s.api.core.v1.RBDVolumeSource
+    Message { fields: &[(1, "monitors", Str, Many), (2, "image", Str, One), (3, "fsType", Str, One), (4, "pool", Str, One), (5, "user", Str, One), (6, "keyring", Str, One), (7, "secretRef", Msg(37), One), (8, "readOnly", Bool, One),] },
+    // 189: io.k8s.api.core.v1.FlexVolumeSource
+    Message { fields: &[(1, "driver", Str, One), (2, "fsType", Str, One), (3, "secretRef", Msg(37), One), (4, "readOnly", Bool, One), (5, "options", Str, Map),] },
+    // 190: io.k8s.api.core.v1.CinderVolumeSource
+    Message { fields: &[(1, "volumeID", Str, One), (2, "fsType", Str, One), (3, "readOnly", Bool, One), (4, "secretRef", Msg(37), One),] },
+    // 191: io.k8s.api.core.v1.CephFSVolumeSource
+    Message { fields: &[(1, "monitors", Str, Many), (2, "path", Str, One), (3, "user", Str, One), (4, "secretFile", Str, One), (5, "secretRef", Msg(37), One), (6, "readOnly", Bool, One),] },
+    // 192: io.k8s.api.core.v1.FlockerVolumeSource
     Message { fields: &[(1, "datasetName", Str, One), (2, "datasetUUID", Str, One),] },
-    // 186: io.k8s.api.core.v1.DownwardAPIVolumeSource
-    Message { fields: &[(1, "items", Msg(227), Many), (2, "defaultMode", I32, One),] },
-    // 187: io.k8s.api.core.v1.FCVolumeSource
+    // 193: io.k8s.api.core.v1.DownwardAPIVolumeSource
+    Message { fields: &[(1, "items", Msg(234), Many), (2, "defaultMode", I32, One),] },
+    // 194: io.k8s.api.core.v1.FCVolumeSource
     Message { fields: &[(1, "targetWWNs", Str, Many), (2, "lun", I32, One), (3, "fsType", Str, One), (4, "readOnly", Bool, One), (5, "wwids", Str, Many),] },
-    // 188: io.k8s.api.core.v1.AzureFileVolumeSource
+    // 195: io.k8s.api.core.v1.AzureFileVolumeSource
     Message { fields: &[(1, "secretName", Str, One), (2, "shareName", Str, One), (3, "readOnly", Bool, One),] },
-    // 189: io.k8s.api.core.v1.ConfigMapVolumeSource
-    Message { fields: &[(1, "localObjectReference", Msg(36), Inline), (2, "items", Msg(226), Many), (3, "defaultMode", I32, One), (4, "optional", Bool, One),] },
-    // 190: io.k8s.api.core.v1.VsphereVirtualDiskVolumeSource
+    // 196: io.k8s.api.core.v1.ConfigMapVolumeSource
+    Message { fields: &[(1, "localObjectReference", Msg(37), Inline), (2, "items", Msg(233), Many), (3, "defaultMode", I32, One), (4, "optional", Bool, One),] },
+    // 197: io.k8s.api.core.v1.VsphereVirtualDiskVolumeSource
     Message { fields: &[(1, "volumePath", Str, One), (2, "fsType", Str, One), (3, "storagePolicyName", Str, One), (4, "storagePolicyID", Str, One),] },
-    // 191: io.k8s.api.core.v1.QuobyteVolumeSource
+    // 198: io.k8s.api.core.v1.QuobyteVolumeSource
     Message { fields: &[(1, "registry", Str, One), (2, "volume", Str, One), (3, "readOnly", Bool, One), (4, "user", Str, One), (5, "group", Str, One), (6, "tenant", Str, One),] },
-    // 192: io.k8s.api.core.v1.AzureDiskVolumeSource
+    // 199: io.k8s.api.core.v1.AzureDiskVolumeSource
     Message { fields: &[(1, "diskName", Str, One), (2, "diskURI", Str, One), (3, "cachingMode", Str, One), (4, "fsType", Str, One), (5, "readOnly", Bool, One), (6, "kind", Str, One),] },
-    // 193: io.k8s.api.core.v1.PhotonPersistentDiskVolumeSource
+    // 200: io.k8s.api.core.v1.PhotonPersistentDiskVolumeSource
     Message { fields: &[(1, "pdID", Str, One), (2, "fsType", Str, One),] },
-    // 194: io.k8s.api.core.v1.PortworxVolumeSource
+    // 201: io.k8s.api.core.v1.PortworxVolumeSource
     Message { fields: &[(1, "volumeID", Str, One), (2, "fsType", Str, One), (3, "readOnly", Bool, One),] },
-    // 195: io.k8s.api.core.v1.ScaleIOVolumeSource
-    Message { fields: &[(1, "gateway", Str, One), (2, "system", Str, One), (3, "secretRef", Msg(36), One), (4, "sslEnabled", Bool, One), (5, "protectionDomain", Str, One), (6, "storagePool", Str, One), (7, "storageMode", Str, One), (8, "volumeName", Str, One), (9, "fsType", Str, One), (10, "readOnly", Bool, One),] },
-    // 196: io.k8s.api.core.v1.ProjectedVolumeSource
-    Message { fields: &[(1, "sources", Msg(228), Many), (2, "defaultMode", I32, One),] },
-    // 197: io.k8s.api.core.v1.StorageOSVolumeSource
-    Message { fields: &[(1, "volumeName", Str, One), (2, "volumeNamespace", Str, One), (3, "fsType", Str, One), (4, "readOnly", Bool, One), (5, "secretRef", Msg(36), One),] },
-    // 198: io.k8s.api.core.v1.CSIVolumeSource
-    Message { fields: &[(1, "driver", Str, One), (2, "readOnly", Bool, One), (3, "fsType", Str, One), (4, "volumeAttributes", Str, Map), (5, "nodePublishSecretRef", Msg(36), One),] },
-    // 199: io.k8s.api.core.v1.EphemeralVolumeSource
-    Message { fields: &[(1, "volumeClaimTemplate", Msg(229), One),] },
-    // 200: io.k8s.api.core.v1.ImageVolumeSource
+    // 202: io.k8s.api.core.v1.ScaleIOVolumeSource
+    Message { fields: &[(1, "gateway", Str, One), (2, "system", Str, One), (3, "secretRef", Msg(37), One), (4, "sslEnabled", Bool, One), (5, "protectionDomain", Str, One), (6, "storagePool", Str, One), (7, "storageMode", Str, One), (8, "volumeName", Str, One), (9, "fsType", Str, One), (10, "readOnly", Bool, One),] },
+    // 203: io.k8s.api.core.v1.ProjectedVolumeSource
+    Message { fields: &[(1, "sources", Msg(235), Many), (2, "defaultMode", I32, One),] },
+    // 204: io.k8s.api.core.v1.StorageOSVolumeSource
+    Message { fields: &[(1, "volumeName", Str, One), (2, "volumeNamespace", Str, One), (3, "fsType", Str, One), (4, "readOnly", Bool, One), (5, "secretRef", Msg(37), One),] },
+    // 205: io.k8s.api.core.v1.CSIVolumeSource
+    Message { fields: &[(1, "driver", Str, One), (2, "readOnly", Bool, One), (3, "fsType", Str, One), (4, "volumeAttributes", Str, Map), (5, "nodePublishSecretRef", Msg(37), One),] },
+    // 206: io.k8s.api.core.v1.EphemeralVolumeSource
+    Message { fields: &[(1, "volumeClaimTemplate", Msg(236), One),] },
+    // 207: io.k8s.api.core.v1.ImageVolumeSource
     Message { fields: &[(1, "reference", Str, One), (2, "pullPolicy", Str, One),] },
-    // 201: io.k8s.api.core.v1.EnvVarSource
-    Message { fields: &[(1, "fieldRef", Msg(230), One), (2, "resourceFieldRef", Msg(231), One), (3, "configMapKeyRef", Msg(232), One), (4, "secretKeyRef", Msg(233), One), (5, "fileKeyRef", Msg(234), One),] },
-    // 202: io.k8s.api.core.v1.Probe
-    Message { fields: &[(1, "exec", Msg(235), One), (2, "httpGet", Msg(236), One), (3, "tcpSocket", Msg(237), One), (4, "grpc", Msg(238), One),] },
-    // 203: io.k8s.api.core.v1.LifecycleHandler
-    Message { fields: &[(1, "exec", Msg(235), One), (2, "httpGet", Msg(236), One), (3, "tcpSocket", Msg(237), One), (4, "sleep", Msg(239), One),] },
-    // 204: io.k8s.api.core.v1.Capabilities
+    // 208: io.k8s.api.core.v1.EnvVarSource
+    Message { fields: &[(1, "fieldRef", Msg(237), One), (2, "resourceFieldRef", Msg(238), One), (3, "configMapKeyRef", Msg(239), One), (4, "secretKeyRef", Msg(240), One), (5, "fileKeyRef", Msg(241), One),] },
+    // 209: io.k8s.api.core.v1.Probe
+    Message { fields: &[(1, "exec", Msg(242), One), (2, "httpGet", Msg(243), One), (3, "tcpSocket", Msg(244), One), (4, "grpc", Msg(245), One),] },
+    // 210: io.k8s.api.core.v1.LifecycleHandler
+    Message { fields: &[(1, "exec", Msg(242), One), (2, "httpGet", Msg(243), One), (3, "tcpSocket", Msg(244), One), (4, "sleep", Msg(246), One),] },
+    // 211: io.k8s.api.core.v1.Capabilities
     Message { fields: &[(1, "add", Str, Many), (2, "drop", Str, Many),] },
-    // 205: io.k8s.api.core.v1.ConfigMapEnvSource
-    Message { fields: &[(1, "localObjectReference", Msg(36), Inline), (2, "optional", Bool, One),] },
-    // 206: io.k8s.api.core.v1.SecretEnvSource
-    Message { fields: &[(1, "localObjectReference", Msg(36), Inline), (2, "optional", Bool, One),] },
-    // 207: io.k8s.api.core.v1.ContainerRestartRuleOnExitCodes
+    // 212: io.k8s.api.core.v1.ConfigMapEnvSource
+    Message { fields: &[(1, "localObjectReference", Msg(37), Inline), (2, "optional", Bool, One),] },
+    // 213: io.k8s.api.core.v1.SecretEnvSource
+    Message { fields: &[(1, "localObjectReference", Msg(37), Inline), (2, "optional", Bool, One),] },
+    // 214: io.k8s.api.core.v1.ContainerRestartRuleOnExitCodes
     Message { fields: &[(1, "operator", Str, One), (2, "values", I32, Many),] },
-    // 208: io.k8s.api.core.v1.NodeSelector
-    Message { fields: &[(1, "nodeSelectorTerms", Msg(240), Many),] },
-    // 209: io.k8s.api.core.v1.PreferredSchedulingTerm
-    Message { fields: &[(1, "weight", I32, One), (2, "preference", Msg(240), One),] },
-    // 210: io.k8s.api.core.v1.PodAffinityTerm
-    Message { fields: &[(1, "labelSelector", Msg(107), One), (2, "namespaces", Str, Many), (3, "topologyKey", Str, One), (4, "namespaceSelector", Msg(107), One), (5, "matchLabelKeys", Str, Many), (6, "mismatchLabelKeys", Str, Many),] },
-    // 211: io.k8s.api.core.v1.WeightedPodAffinityTerm
-    Message { fields: &[(1, "weight", I32, One), (2, "podAffinityTerm", Msg(210), One),] },
-    // 212: io.k8s.api.core.v1.ContainerStateWaiting
+    // 215: io.k8s.api.core.v1.NodeSelector
+    Message { fields: &[(1, "nodeSelectorTerms", Msg(247), Many),] },
+    // 216: io.k8s.api.core.v1.PreferredSchedulingTerm
+    Message { fields: &[(1, "weight", I32, One), (2, "preference", Msg(247), One),] },
+    // 217: io.k8s.api.core.v1.PodAffinityTerm
+    Message { fields: &[(1, "labelSelector", Msg(110), One), (2, "namespaces", Str, Many), (3, "topologyKey", Str, One), (4, "namespaceSelector", Msg(110), One), (5, "matchLabelKeys", Str, Many), (6, "mismatchLabelKeys", Str, Many),] },
+    // 218: io.k8s.api.core.v1.WeightedPodAffinityTerm
+    Message { fields: &[(1, "weight", I32, One), (2, "podAffinityTerm", Msg(217), One),] },
+    // 219: io.k8s.api.core.v1.ContainerStateWaiting
     Message { fields: &[(1, "reason", Str, One), (2, "message", Str, One),] },
-    // 213: io.k8s.api.core.v1.ContainerStateRunning
+    // 220: io.k8s.api.core.v1.ContainerStateRunning
     Message { fields: &[(1, "startedAt", Time, One),] },
-    // 214: io.k8s.api.core.v1.ContainerStateTerminated
+    // 221: io.k8s.api.core.v1.ContainerStateTerminated
     Message { fields: &[(1, "exitCode", I32, One), (2, "signal", I32, One), (3, "reason", Str, One), (4, "message", Str, One), (5, "startedAt", Time, One), (6, "finishedAt", Time, One), (7, "containerID", Str, One),] },
-    // 215: io.k8s.api.core.v1.LinuxContainerUser
+    // 222: io.k8s.api.core.v1.LinuxContainerUser
     Message { fields: &[(1, "uid", I64, One), (2, "gid", I64, One), (3, "supplementalGroups", I64, Many),] },
-    // 216: io.k8s.api.core.v1.ResourceHealth
+    // 223: io.k8s.api.core.v1.ResourceHealth
     Message { fields: &[(1, "resourceID", Str, One), (2, "health", Str, One),] },
-    // 217: io.k8s.api.core.v1.PortStatus
+    // 224: io.k8s.api.core.v1.PortStatus
     Message { fields: &[(1, "port", I32, One), (2, "protocol", Str, One), (3, "error", Str, One),] },
-    // 218: io.k8s.api.core.v1.VolumeResourceRequirements
+    // 225: io.k8s.api.core.v1.VolumeResourceRequirements
     Message { fields: &[(1, "limits", Quantity, Map), (2, "requests", Quantity, Map),] },
-    // 219: io.k8s.api.core.v1.TypedLocalObjectReference
+    // 226: io.k8s.api.core.v1.TypedLocalObjectReference
     Message { fields: &[(1, "apiGroup", Str, One), (2, "kind", Str, One), (3, "name", Str, One),] },
-    // 220: io.k8s.api.core.v1.TypedObjectReference
+    // 227: io.k8s.api.core.v1.TypedObjectReference
     Message { fields: &[(1, "apiGroup", Str, One), (2, "kind", Str, One), (3, "name", Str, One), (4, "namespace", Str, One),] },
-    // 221: io.k8s.api.core.v1.PersistentVolumeClaimCondition
+    // 228: io.k8s.api.core.v1.PersistentVolumeClaimCondition
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One), (3, "lastProbeTime", Time, One), (4, "lastTransitionTime", Time, One), (5, "reason", Str, One), (6, "message", Str, One),] },
-    // 222: io.k8s.api.core.v1.ModifyVolumeStatus
+    // 229: io.k8s.api.core.v1.ModifyVolumeStatus
     Message { fields: &[(1, "targetVolumeAttributesClassName", Str, One), (2, "status", Str, One),] },
-    // 223: io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement
+    // 230: io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement
     Message { fields: &[(1, "containerName", Str, One), (2, "operator", Str, One), (3, "values", I32, Many),] },
-    // 224: io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern
+    // 231: io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern
     Message { fields: &[(1, "type", Str, One), (2, "status", Str, One),] },
-    // 225: io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement
+    // 232: io.k8s.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement
     Message { fields: &[(1, "key", Str, One), (2, "operator", Str, One), (3, "values", Str, Many),] },
-    // 226: io.k8s.api.core.v1.KeyToPath
+    // 233: io.k8s.api.core.v1.KeyToPath
     Message { fields: &[(1, "key", Str, One), (2, "path", Str, One), (3, "mode", I32, One),] },
-    // 227: io.k8s.api.core.v1.DownwardAPIVolumeFile
-    Message { fields: &[(1, "path", Str, One), (2, "fieldRef", Msg(230), One), (3, "resourceFieldRef", Msg(231), One), (4, "mode", I32, One),] },
-    // 228: io.k8s.api.core.v1.VolumeProjection
-    Message { fields: &[(1, "secret", Msg(241), One), (2, "downwardAPI", Msg(242), One), (3, "configMap", Msg(243), One), (4, "serviceAccountToken", Msg(244), One), (5, "clusterTrustBundle", Msg(245), One), (6, "podCertificate", Msg(246), One),] },
-    // 229: io.k8s.api.core.v1.PersistentVolumeClaimTemplate
-    Message { fields: &[(1, "metadata", Msg(27), One), (2, "spec", Msg(164), One),] },
-    // 230: io.k8s.api.core.v1.ObjectFieldSelector
+    // 234: io.k8s.api.core.v1.DownwardAPIVolumeFile
+    Message { fields: &[(1, "path", Str, One), (2, "fieldRef", Msg(237), One), (3, "resourceFieldRef", Msg(238), One), (4, "mode", I32, One),] },
+    // 235: io.k8s.api.core.v1.VolumeProjection
+    Message { fields: &[(1, "secret", Msg(248), One), (2, "downwardAPI", Msg(249), One), (3, "configMap", Msg(250), One), (4, "serviceAccountToken", Msg(251), One), (5, "clusterTrustBundle", Msg(252), One), (6, "podCertificate", Msg(253), One),] },
+    // 236: io.k8s.api.core.v1.PersistentVolumeClaimTemplate
+    Message { fields: &[(1, "metadata", Msg(28), One), (2, "spec", Msg(169), One),] },
+    // 237: io.k8s.api.core.v1.ObjectFieldSelector
     Message { fields: &[(1, "apiVersion", Str, One), (2, "fieldPath", Str, One),] },
-    // 231: io.k8s.api.core.v1.ResourceFieldSelector
+    // 238: io.k8s.api.core.v1.ResourceFieldSelector
     Message { fields: &[(1, "containerName", Str, One), (2, "resource", Str, One), (3, "divisor", Quantity, One),] },
-    // 232: io.k8s.api.core.v1.ConfigMapKeySelector
-    Message { fields: &[(1, "localObjectReference", Msg(36), Inline), (2, "key", Str, One), (3, "optional", Bool, One),] },
-    // 233: io.k8s.api.core.v1.SecretKeySelector
-    Message { fields: &[(1, "localObjectReference", Msg(36), Inline), (2, "key", Str, One), (3, "optional", Bool, One),] },
-    // 234: io.k8s.api.core.v1.FileKeySelector
+    // 239: io.k8s.api.core.v1.ConfigMapKeySelector
+    Message { fields: &[(1, "localObjectReference", Msg(37), Inline), (2, "key", Str, One), (3, "optional", Bool, One),] },
+    // 240: io.k8s.api.core.v1.SecretKeySelector
+    Message { fields: &[(1, "localObjectReference", Msg(37), Inline), (2, "key", Str, One), (3, "optional", Bool, One),] },
+    // 241: io.k8s.api.core.v1.FileKeySelector
     Message { fields: &[(1, "volumeName", Str, One), (2, "path", Str, One), (3, "key", Str, One), (4, "optional", Bool, One),] },
-    // 235: io.k8s.api.core.v1.ExecAction
+    // 242: io.k8s.api.core.v1.ExecAction
     Message { fields: &[(1, "command", Str, Many),] },
-    // 236: io.k8s.api.core.v1.HTTPGetAction
-    Message { fields: &[(1, "path", Str, One), (2, "port", IntOrString, One), (3, "host", Str, One), (4, "scheme", Str, One), (5, "httpHeaders", Msg(247), Many),] },
-    // 237: io.k8s.api.core.v1.TCPSocketAction
+    // 243: io.k8s.api.core.v1.HTTPGetAction
+    Message { fields: &[(1, "path", Str, One), (2, "port", IntOrString, One), (3, "host", Str, One), (4, "scheme", Str, One), (5, "httpHeaders", Msg(254), Many),] },
+    // 244: io.k8s.api.core.v1.TCPSocketAction
     Message { fields: &[(1, "port", IntOrString, One), (2, "host", Str, One),] },
-    // 238: io.k8s.api.core.v1.GRPCAction
+    // 245: io.k8s.api.core.v1.GRPCAction
     Message { fields: &[(1, "port", I32, One), (2, "service", Str, One),] },
-    // 239: io.k8s.api.core.v1.SleepAction
+    // 246: io.k8s.api.core.v1.SleepAction
     Message { fields: &[(1, "seconds", I64, One),] },
-    // 240: io.k8s.api.core.v1.NodeSelectorTerm
-    Message { fields: &[(1, "matchExpressions", Msg(248), Many), (2, "matchFields", Msg(248), Many),] },
-    // 241: io.k8s.api.core.v1.SecretProjection
-    Message { fields: &[(1, "localObjectReference", Msg(36), Inline), (2, "items", Msg(226), Many), (4, "optional", Bool, One),] },
-    // 242: io.k8s.api.core.v1.DownwardAPIProjection
-    Message { fields: &[(1, "items", Msg(227), Many),] },
-    // 243: io.k8s.api.core.v1.ConfigMapProjection
-    Message { fields: &[(1, "localObjectReference", Msg(36), Inline), (2, "items", Msg(226), Many), (4, "optional", Bool, One),] },
-    // 244: io.k8s.api.core.v1.ServiceAccountTokenProjection
+    // 247: io.k8s.api.core.v1.NodeSelectorTerm
+    Message { fields: &[(1, "matchExpressions", Msg(255), Many), (2, "matchFields", Msg(255), Many),] },
+    // 248: io.k8s.api.core.v1.SecretProjection
+    Message { fields: &[(1, "localObjectReference", Msg(37), Inline), (2, "items", Msg(233), Many), (4, "optional", Bool, One),] },
+    // 249: io.k8s.api.core.v1.DownwardAPIProjection
+    Message { fields: &[(1, "items", Msg(234), Many),] },
+    // 250: io.k8s.api.core.v1.ConfigMapProjection
+    Message { fields: &[(1, "localObjectReference", Msg(37), Inline), (2, "items", Msg(233), Many), (4, "optional", Bool, One),] },
+    // 251: io.k8s.api.core.v1.ServiceAccountTokenProjection
     Message { fields: &[(1, "audience", Str, One), (2, "expirationSeconds", I64, One), (3, "path", Str, One),] },
-    // 245: io.k8s.api.core.v1.ClusterTrustBundleProjection
-    Message { fields: &[(1, "name", Str, One), (2, "signerName", Str, One), (3, "labelSelector", Msg(107), One), (4, "path", Str, One), (5, "optional", Bool, One),] },
-    // 246: io.k8s.api.core.v1.PodCertificateProjection
+    // 252: io.k8s.api.core.v1.ClusterTrustBundleProjection
+    Message { fields: &[(1, "name", Str, One), (2, "signerName", Str, One), (3, "labelSelector", Msg(110), One), (4, "path", Str, One), (5, "optional", Bool, One),] },
+    // 253: io.k8s.api.core.v1.PodCertificateProjection
     Message { fields: &[(1, "signerName", Str, One), (2, "keyType", Str, One), (3, "maxExpirationSeconds", I32, One), (4, "credentialBundlePath", Str, One), (5, "keyPath", Str, One), (6, "certificateChainPath", Str, One), (7, "userAnnotations", Str, Map),] },
-    // 247: io.k8s.api.core.v1.HTTPHeader
+    // 254: io.k8s.api.core.v1.HTTPHeader
     Message { fields: &[(1, "name", Str, One), (2, "value", Str, One),] },
-    // 248: io.k8s.api.core.v1.NodeSelectorRequirement
+    // 255: io.k8s.api.core.v1.NodeSelectorRequirement
     Message { fields: &[(1, "key", Str, One), (2, "operator", Str, One), (3, "values", Str, Many),] },
 ];
 
 /// The objects a request body may carry.
-pub(crate) static ROOTS: [Root; 27] = [
+pub(crate) static ROOTS: [Root; 28] = [
     Root { api_version: "v1", kind: "Namespace", message: 0 },
     Root { api_version: "v1", kind: "Pod", message: 1 },
     Root { api_version: "v1", kind: "Service", message: 2 },
@@ -560,15 +574,16 @@ pub(crate) static ROOTS: [Root; 27] = [
     Root { api_version: "apps/v1", kind: "StatefulSet", message: 13 },
     Root { api_version: "batch/v1", kind: "Job", message: 14 },
     Root { api_version: "coordination.k8s.io/v1", kind: "Lease", message: 15 },
-    Root { api_version: "events.k8s.io/v1", kind: "Event", message: 16 },
-    Root { api_version: "policy/v1", kind: "Eviction", message: 17 },
-    Root { api_version: "autoscaling/v1", kind: "Scale", message: 18 },
-    Root { api_version: "authentication.k8s.io/v1", kind: "TokenRequest", message: 19 },
-    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", message: 20 },
-    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", message: 21 },
-    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "Role", message: 22 },
-    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", message: 23 },
-    Root { api_version: "authorization.k8s.io/v1", kind: "SelfSubjectAccessReview", message: 24 },
-    Root { api_version: "authorization.k8s.io/v1", kind: "SelfSubjectRulesReview", message: 25 },
-    Root { api_version: "v1", kind: "DeleteOptions", message: 26 },
+    Root { api_version: "discovery.k8s.io/v1", kind: "EndpointSlice", message: 16 },
+    Root { api_version: "events.k8s.io/v1", kind: "Event", message: 17 },
+    Root { api_version: "policy/v1", kind: "Eviction", message: 18 },
+    Root { api_version: "autoscaling/v1", kind: "Scale", message: 19 },
+    Root { api_version: "authentication.k8s.io/v1", kind: "TokenRequest", message: 20 },
+    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "ClusterRole", message: 21 },
+    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "ClusterRoleBinding", message: 22 },
+    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "Role", message: 23 },
+    Root { api_version: "rbac.authorization.k8s.io/v1", kind: "RoleBinding", message: 24 },
+    Root { api_version: "authorization.k8s.io/v1", kind: "SelfSubjectAccessReview", message: 25 },
+    Root { api_version: "authorization.k8s.io/v1", kind: "SelfSubjectRulesReview", message: 26 },
+    Root { api_version: "v1", kind: "DeleteOptions", message: 27 },
 ];

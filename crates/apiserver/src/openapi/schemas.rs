@@ -2,7 +2,7 @@
 //! `schemars::JsonSchema` implementations k8s-openapi carries (descriptions come from
 //! the Kubernetes spec), named and shaped as kube-apiserver publishes them.
 
-use k8s_openapi::api::{apps, batch, coordination, core, events, rbac};
+use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, rbac};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Map, Value, json};
@@ -43,6 +43,7 @@ kinds! {
     "apps" "v1" "StatefulSet" => apps::v1::StatefulSet,
     "batch" "v1" "Job" => batch::v1::Job,
     "coordination.k8s.io" "v1" "Lease" => coordination::v1::Lease,
+    "discovery.k8s.io" "v1" "EndpointSlice" => discovery::v1::EndpointSlice,
     "events.k8s.io" "v1" "Event" => events::v1::Event,
     "rbac.authorization.k8s.io" "v1" "ClusterRole" => rbac::v1::ClusterRole,
     "rbac.authorization.k8s.io" "v1" "ClusterRoleBinding" => rbac::v1::ClusterRoleBinding,

@@ -126,7 +126,7 @@ fn is_finished(pod: &Pod) -> bool {
 
 /// The pod's port for a service port: `targetPort` as a number, a named container port,
 /// or (no targetPort) the service port itself.
-fn target_port(port: &ServicePort, pod: &Pod) -> Option<i32> {
+pub(crate) fn target_port(port: &ServicePort, pod: &Pod) -> Option<i32> {
     match &port.target_port {
         None => Some(port.port),
         Some(IntOrString::Int(number)) => Some(*number),

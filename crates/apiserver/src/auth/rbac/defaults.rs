@@ -55,18 +55,23 @@ const WORKLOADS: &[(&str, &[&str])] = &[
     ("events.k8s.io", &["events"]),
 ];
 
+/// What a namespace holds that `admin`, `edit` and `view` may only read: slices are the
+/// endpoints controller's to write (Kubernetes grants them through `aggregate-to-view`).
+const READ_ONLY: &[(&str, &[&str])] = &[("discovery.k8s.io", &["endpointslices"])];
+
 const READ: &[&str] = &["get", "list", "watch"];
 /// Every verb of a resource.
 const WRITE: &[&str] = &strata_api::resources::VERBS;
 
 fn rules(verbs: &[&str], include: impl Fn(&str) -> bool) -> Vec<Value> {
-    WORKLOADS
-        .iter()
-        .map(|(group, resources)| {
-            let resources: Vec<&str> = resources.iter().copied().filter(|r| include(r)).collect();
-            json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
-        })
-        .collect()
+    let writable = WORKLOADS.iter().map(|(group, resources)| {
+        let resources: Vec<&str> = resources.iter().copied().filter(|r| include(r)).collect();
+        json!({"apiGroups": [group], "resources": resources, "verbs": verbs})
+    });
+    let readable = READ_ONLY.iter().map(
+        |(group, resources)| json!({"apiGroups": [group], "resources": resources, "verbs": READ}),
+    );
+    writable.chain(readable).collect()
 }
 
 /// What `view` may not read: secrets, and what runs or reaches into containers.
