@@ -73,6 +73,23 @@ pub fn cluster_dns_of(service_cidr: strata_net::Ipv4Net) -> std::net::Ipv4Addr {
 /// The cluster domain.
 pub const CLUSTER_DOMAIN: &str = "cluster.local";
 
+/// Aborts a task when dropped (a task that owns helpers may itself be aborted at any
+/// await, and its helpers must go with it).
+pub(crate) struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl AbortOnDrop {
+    /// Guards `task`.
+    pub(crate) fn of<T>(task: tokio::task::JoinHandle<T>) -> Self {
+        Self(task.abort_handle())
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Errors of the agent.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {

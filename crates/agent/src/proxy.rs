@@ -52,7 +52,7 @@ pub async fn run(ctx: Arc<Context>) {
     let dns = crate::cluster_dns::start(gateway, &ctx.options.cluster_domain).await;
     let _dns_server = dns
         .as_ref()
-        .map(|(_, task)| AbortOnDrop(task.abort_handle()));
+        .map(|(_, task)| crate::AbortOnDrop(task.abort_handle()));
     let (services, service_writer) = reflector::store();
     let (endpoints, endpoints_writer) = reflector::store();
     let service_events = watcher(
@@ -72,7 +72,7 @@ pub async fn run(ctx: Arc<Context>) {
     // The watches fill the caches only while polled: a task of their own drives them and
     // says when something changed.
     let (changed, mut changes) = tokio::sync::mpsc::channel::<()>(1);
-    let driver = AbortOnDrop::of(tokio::spawn(async move {
+    let driver = crate::AbortOnDrop::of(tokio::spawn(async move {
         let mut events = std::pin::pin!(futures_util::stream::select(
             service_events,
             endpoint_events
@@ -120,25 +120,13 @@ pub async fn run(ctx: Arc<Context>) {
     drop(driver);
 }
 
-/// Aborts the task when dropped (the proxy's own task may be aborted at any await).
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl AbortOnDrop {
-    fn of(task: tokio::task::JoinHandle<()>) -> Self {
-        Self(task.abort_handle())
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The interface of the node's address, made to forward (pods of other nodes come in
 /// there); `None` for loopback or when it cannot be found.
 async fn node_link(node_ip: &str) -> Option<String> {
-    let address: Ipv4Addr = node_ip.parse().ok().filter(|ip: &Ipv4Addr| !ip.is_loopback())?;
+    let address: Ipv4Addr = node_ip
+        .parse()
+        .ok()
+        .filter(|ip: &Ipv4Addr| !ip.is_loopback())?;
     match strata_net::routes::enable_forwarding_on(address).await {
         Ok(link) => link,
         Err(err) => {

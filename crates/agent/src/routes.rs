@@ -31,17 +31,26 @@ pub async fn run(ctx: Arc<Context>) {
             return;
         }
     };
+    tracing::debug!(installed = ?routes.installed(), "routes to other nodes: started");
     let (nodes, writer) = reflector::store();
-    let mut events = std::pin::pin!(
-        watcher(Api::<Node>::all(ctx.client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(writer)
-            .touched_objects()
-    );
+    // The watch fills the cache only while polled: a task of its own drives it and says
+    // when something changed.
+    let (changed, mut changes) = tokio::sync::mpsc::channel::<()>(1);
+    let client = ctx.client.clone();
+    let driver = tokio::spawn(async move {
+        let mut events = std::pin::pin!(
+            watcher(Api::<Node>::all(client), watcher::Config::default())
+                .default_backoff()
+                .reflect(writer)
+        );
+        while events.next().await.is_some() {
+            let _ = changed.try_send(());
+        }
+    });
+    let _stop_driver = crate::AbortOnDrop::of(driver);
     loop {
         // Wait for a change, or retry a failed sync.
-        let changed = tokio::time::timeout(RETRY, events.next()).await;
-        if matches!(changed, Ok(None)) {
+        if let Ok(None) = tokio::time::timeout(RETRY, changes.recv()).await {
             return;
         }
         if nodes.wait_until_ready().await.is_err() {
@@ -51,6 +60,7 @@ pub async fn run(ctx: Arc<Context>) {
         if *routes.installed() == wanted {
             continue;
         }
+        tracing::debug!(?wanted, "routes to other nodes");
         if let Err(err) = routes.sync(&wanted).await {
             tracing::warn!(error = %crate::containers::monitor::one_line(&err), "cannot route to another node's pods");
         }
@@ -99,7 +109,10 @@ mod tests {
     fn a_route_needs_a_subnet_and_a_reachable_internal_ip() {
         assert_eq!(
             route_of(&node(Some("10.42.1.0/24"), "192.168.5.2")),
-            Some(("10.42.1.0/24".parse().unwrap(), "192.168.5.2".parse().unwrap()))
+            Some((
+                "10.42.1.0/24".parse().unwrap(),
+                "192.168.5.2".parse().unwrap()
+            ))
         );
         assert_eq!(route_of(&node(None, "192.168.5.2")), None);
         assert_eq!(route_of(&node(Some("10.42.1.0/24"), "127.0.0.1")), None);

@@ -102,7 +102,13 @@ impl NodeRoutes {
     }
 
     async fn delete(&self, subnet: Ipv4Net, via: Ipv4Addr) -> Result<(), NetError> {
-        match self.handle.route().del(Self::message(subnet, via)).execute().await {
+        match self
+            .handle
+            .route()
+            .del(Self::message(subnet, via))
+            .execute()
+            .await
+        {
             Err(err) if errno(&err) != Some(nix::errno::Errno::ESRCH as i32) => {
                 Err(NetError::Netlink {
                     step: format!("remove the route to {subnet} via {via}"),
@@ -121,10 +127,14 @@ async fn installed(handle: &Handle) -> Result<BTreeMap<Ipv4Net, Ipv4Addr>, NetEr
         .get(RouteMessageBuilder::<Ipv4Addr>::new().build())
         .execute();
     let mut found = BTreeMap::new();
-    while let Some(route) = routes.try_next().await.map_err(|source| NetError::Netlink {
-        step: "list routes".into(),
-        source,
-    })? {
+    while let Some(route) = routes
+        .try_next()
+        .await
+        .map_err(|source| NetError::Netlink {
+            step: "list routes".into(),
+            source,
+        })?
+    {
         if route.header.protocol != RouteProtocol::Other(ROUTE_PROTOCOL) {
             continue;
         }
@@ -150,10 +160,11 @@ async fn installed(handle: &Handle) -> Result<BTreeMap<Ipv4Net, Ipv4Addr>, NetEr
 /// bridge and the link to the other nodes). The proxy's forward rules keep forwarded
 /// traffic to what involves the bridge.
 pub async fn enable_forwarding_on(address: Ipv4Addr) -> Result<Option<String>, NetError> {
-    let (connection, handle, _) = rtnetlink::new_connection().map_err(|source| NetError::Netns {
-        path: "/proc/self/ns/net".into(),
-        source,
-    })?;
+    let (connection, handle, _) =
+        rtnetlink::new_connection().map_err(|source| NetError::Netns {
+            path: "/proc/self/ns/net".into(),
+            source,
+        })?;
     let driver = tokio::spawn(connection);
     let result = interface_of(&handle, address).await;
     driver.abort();
@@ -178,7 +189,11 @@ async fn interface_of(handle: &Handle, address: Ipv4Addr) -> Result<Option<Strin
     let Some(found) = addresses.try_next().await.map_err(step("list addresses"))? else {
         return Ok(None);
     };
-    let mut links = handle.link().get().match_index(found.header.index).execute();
+    let mut links = handle
+        .link()
+        .get()
+        .match_index(found.header.index)
+        .execute();
     let link = links.try_next().await.map_err(step("look up a link"))?;
     Ok(link.and_then(|link| {
         link.attributes.into_iter().find_map(|a| match a {

@@ -17,6 +17,8 @@ pub struct Cloud {
     /// The data directory.
     pub data: tempfile::TempDir,
     listen: String,
+    /// The node's address (`--node-ip`), when not loopback.
+    node_ip: Option<String>,
     /// The cluster's pod range, of this cloud alone (tests run side by side).
     pub cluster_cidr: String,
     /// The cluster's service range, of this cloud alone.
@@ -41,6 +43,12 @@ fn network_of_its_own() -> (String, String, String) {
 impl Cloud {
     /// Starts `strata up`, or returns `None` after printing SKIP.
     pub fn start(test: &str) -> Option<Self> {
+        Self::start_on(test, None)
+    }
+
+    /// Starts `strata up` with the API server and the node on `ip` (an address of a link
+    /// the test made, so that other nodes can reach it), or on loopback.
+    pub fn start_on(test: &str, ip: Option<&str>) -> Option<Self> {
         if !strata_testkit::require_root(test) {
             return None;
         }
@@ -60,7 +68,8 @@ impl Cloud {
             .status()
             .unwrap();
         assert!(built.success(), "demo images");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
+        let host = ip.unwrap_or("127.0.0.1");
+        let port = std::net::TcpListener::bind((host, 0))
             .unwrap()
             .local_addr()
             .unwrap()
@@ -69,7 +78,8 @@ impl Cloud {
         let mut cloud = Cloud {
             child: None,
             data,
-            listen: format!("127.0.0.1:{port}"),
+            listen: format!("{host}:{port}"),
+            node_ip: ip.map(str::to_string),
             cluster_cidr,
             service_cidr,
             bridge,
@@ -103,6 +113,10 @@ impl Cloud {
                 &self.bridge,
             ])
             .args(["--service-cidr", &self.service_cidr])
+            .args(match &self.node_ip {
+                Some(ip) => vec!["--node-ip", ip, "--tls-san", ip],
+                None => vec![],
+            })
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
