@@ -5,7 +5,7 @@ set -euo pipefail
 
 build=(pkg-config libseccomp-dev gcc)
 test=(busybox-static nftables podman uidmap iproute2 tmux docker-registry apache2-utils openssl python3-venv)
-bench=(runc crun hyperfine skopeo umoci curl)
+bench=(runc crun hyperfine skopeo umoci curl wrk)
 
 wanted=("${build[@]}")
 case "${1:-test}" in

@@ -1,13 +1,15 @@
 //! Service load balancing in the kernel with nftables, laid out like kube-proxy's
 //! nftables mode: one verdict map from `clusterIP . protocol . port` (and one from
-//! `protocol . nodePort` for local addresses) to a chain per service port, which picks an
-//! endpoint with `numgen random` and jumps to its DNAT chain. One map lookup per packet
-//! however many services there are. Also in the table:
+//! `protocol . nodePort` for local addresses) to a chain per service port, whose one rule
+//! DNATs to an endpoint picked by `numgen random` from a map of `address . port`. One map
+//! lookup per packet however many services there are, and a chain per service rather
+//! than per endpoint, so a large table loads fast. Also in the table:
 //!
 //! - services without endpoints are rejected (a TCP reset; ICMP port unreachable for
 //!   other protocols, which the NAT hooks' conntrack may swallow), not black-holed;
-//! - hairpin: a pod that reaches itself through its service is masqueraded, so the reply
-//!   comes back through the bridge;
+//! - hairpin: a pod that reaches itself through its service (source and destination the
+//!   same endpoint after DNAT, a set lookup) is masqueraded, so the reply comes back
+//!   through the bridge;
 //! - egress is off: traffic from the bridge that leaves through another interface for an
 //!   address outside the cluster's pod range is dropped, so pods never reach beyond the
 //!   machine (and the cluster's other nodes), and what comes in on the link to the
@@ -24,9 +26,6 @@ use std::process::{Command, Stdio};
 
 use crate::NetError;
 use crate::cidr::Ipv4Net;
-
-/// The packet mark that asks for masquerading (a hairpin connection).
-const MASQUERADE_MARK: u32 = 0x4000;
 
 /// A transport protocol of a service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -114,6 +113,7 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
     let mut node_ports = Vec::new();
     let mut rejected = Vec::new();
     let mut chains = String::new();
+    let mut hairpins = Vec::new();
     for port in &ports {
         let chain = format!("svc-{}", short_hash(&port.name));
         let proto = port.protocol.nft();
@@ -135,27 +135,24 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
         if let Some(node_port) = port.node_port {
             node_ports.push(format!("{proto} . {node_port} : goto {chain}"));
         }
+        // One rule per service: DNAT to an endpoint picked by a map lookup, so the table
+        // holds a chain per service, not per endpoint.
         let targets: Vec<String> = endpoints
             .iter()
             .enumerate()
-            .map(|(i, _)| format!("{i} : goto {chain}-{i}"))
+            .map(|(i, e)| format!("{i} : {} . {}", e.ip, e.port))
             .collect();
         let _ = writeln!(
             chains,
-            "  chain {chain} {{\n    numgen random mod {} vmap {{ {} }} comment \"{}\"\n  }}",
+            "  chain {chain} {{\n    meta l4proto {proto} dnat ip to numgen random mod {} map {{ {} }} comment \"{}\"\n  }}",
             endpoints.len(),
             targets.join(", "),
             comment(&port.name)
         );
-        for (i, endpoint) in endpoints.iter().enumerate() {
-            let _ = writeln!(
-                chains,
-                "  chain {chain}-{i} {{\n    ip saddr {ip} meta mark set meta mark | {MASQUERADE_MARK:#x}\n    meta l4proto {proto} dnat to {ip}:{port}\n  }}",
-                ip = endpoint.ip,
-                port = endpoint.port,
-            );
-        }
+        hairpins.extend(endpoints.iter().map(|e| format!("{ip} . {ip}", ip = e.ip)));
     }
+    hairpins.sort();
+    hairpins.dedup();
     let elements = |items: &[String]| {
         if items.is_empty() {
             String::new()
@@ -177,6 +174,11 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
         out,
         "  map no-endpoint-services {{ type ipv4_addr . inet_proto . inet_service : verdict;{} }}",
         elements(&rejected)
+    );
+    let _ = writeln!(
+        out,
+        "  set hairpin {{ type ipv4_addr . ipv4_addr;{} }}",
+        elements(&hairpins)
     );
     let bridge = &config.bridge;
     let cluster = config.cluster_cidr;
@@ -203,7 +205,7 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
   }}
   chain nat-postrouting {{
     type nat hook postrouting priority srcnat; policy accept;
-    meta mark & {MASQUERADE_MARK:#x} == {MASQUERADE_MARK:#x} masquerade
+    ct status dnat ip saddr . ip daddr @hairpin masquerade
   }}
   chain reject-chain {{
     meta l4proto tcp reject with tcp reset
@@ -315,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn one_map_entry_and_one_chain_per_endpoint() {
+    fn one_map_entry_and_one_rule_per_service() {
         let mut web = port(
             "default/web:http",
             [10, 43, 0, 20],
@@ -332,14 +334,14 @@ mod tests {
             script.contains(&format!("tcp . 30080 : goto {chain}")),
             "{script}"
         );
-        assert!(script.contains(&format!(
-            "numgen random mod 2 vmap {{ 0 : goto {chain}-0, 1 : goto {chain}-1 }}"
-        )));
-        // Endpoints in address order, whatever order they came in.
-        let first = script.find("dnat to 10.42.0.5:8080").unwrap();
-        let second = script.find("dnat to 10.42.0.6:8080").unwrap();
-        assert!(first < second);
-        assert!(script.contains("ip saddr 10.42.0.5 meta mark set meta mark | 0x4000"));
+        // Endpoints in address order, whatever order they came in; one rule picks one.
+        assert!(
+            script.contains(
+                "dnat ip to numgen random mod 2 map { 0 : 10.42.0.5 . 8080, 1 : 10.42.0.6 . 8080 }"
+            ),
+            "{script}"
+        );
+        assert!(script.contains("elements = { 10.42.0.5 . 10.42.0.5, 10.42.0.6 . 10.42.0.6 }"));
     }
 
     #[test]
