@@ -43,3 +43,4 @@ bench:
 	bench/image-run.sh
 	bench/image-pull.sh
 	$(CARGO) bench -p strata-bench --bench store
+	$(CARGO) bench -p strata-bench --bench services
