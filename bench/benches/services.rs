@@ -73,6 +73,9 @@ fn table(web: &ServicePort, extra: usize, subnet_base: [u8; 3]) -> Vec<ServicePo
     ports
 }
 
+/// wrk runs: (requests/s, mean latency in ms) each.
+type Runs = Vec<(f64, f64)>;
+
 /// wrk's requests/s and mean latency (ms) against `url` from `client`.
 fn wrk(client: &TestNetns, url: &str, seconds: u64) -> (f64, f64) {
     let out = in_netns(client, "wrk")
@@ -205,8 +208,7 @@ fn main() {
     // Rounds alternate the table sizes, so that what builds up over a run (TIME_WAIT
     // sockets, conntrack entries) weighs on both alike.
     let sizes = [0usize, 1000];
-    let mut results: Vec<(Vec<(f64, f64)>, Vec<(f64, f64)>)> =
-        vec![(Vec::new(), Vec::new()); sizes.len()];
+    let mut results: Vec<(Runs, Runs)> = vec![(Vec::new(), Vec::new()); sizes.len()];
     for _ in 0..3 {
         for (i, extra) in sizes.iter().enumerate() {
             services::apply(&services::render(
