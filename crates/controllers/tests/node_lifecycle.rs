@@ -125,6 +125,17 @@ async fn a_silent_node_is_tainted_unreachable_and_its_pods_evicted_by_toleration
     bound_pod(&c.client, "after-a-second", "n1", unreachable(json!(1))).await;
     bound_pod(&c.client, "forever", "n1", unreachable(Value::Null)).await;
     bound_pod(&c.client, "defaults", "n1", json!([])).await;
+    // The agent reported "forever" Ready.
+    let pods: Api<Pod> = Api::namespaced(c.client.clone(), "default");
+    let ready_status = json!({"status": {"phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}]}});
+    pods.patch_status(
+        "forever",
+        &PatchParams::default(),
+        &Patch::Merge(ready_status),
+    )
+    .await
+    .unwrap();
     let nodes: Api<Node> = Api::all(c.client.clone());
     // While the lease is renewed, the node stays Ready and untainted.
     eventually("the lease seen", || async {
@@ -156,6 +167,18 @@ async fn a_silent_node_is_tainted_unreachable_and_its_pods_evicted_by_toleration
         (ready.status.as_str(), ready.reason.as_deref()),
         ("Unknown", Some("NodeStatusUnknown"))
     );
+    // Its Ready pods turn not ready, so their endpoints stop taking traffic.
+    let reason = eventually("the pod marked not ready", || async {
+        let pod = pods.get("forever").await.unwrap();
+        let ready = pod
+            .status?
+            .conditions?
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (ready.status == "False").then_some(ready.reason)
+    })
+    .await;
+    assert_eq!(reason.as_deref(), Some("NodeNotReady"));
     eventually("the pod tolerating 0 s evicted", || async {
         evicted(&c.client, "at-once").await.then_some(())
     })

@@ -713,7 +713,11 @@ impl Worker {
         let Ok(value) = serde_json::to_value(&status) else {
             return;
         };
-        if self.reported.as_ref() == Some(&value) {
+        // Reported already, unless someone else changed it since (the node controller
+        // marks the pods of a silent node not ready; the agent is back, so say so).
+        if self.reported.as_ref() == Some(&value)
+            && ready_of(pod.status.as_ref()) == ready_of(Some(&status))
+        {
             return;
         }
         let namespace = pod
@@ -941,6 +945,16 @@ impl Worker {
     ) {
         event(&self.ctx, pod, container, kind, reason, message).await;
     }
+}
+
+/// The status of a pod status's Ready condition.
+fn ready_of(status: Option<&k8s_openapi::api::core::v1::PodStatus>) -> Option<&str> {
+    status?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.status.as_str())
 }
 
 /// Records an event about `pod`, or one of its containers.

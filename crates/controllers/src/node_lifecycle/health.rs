@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Node, NodeCondition, Taint};
+use k8s_openapi::api::core::v1::{Node, NodeCondition, Pod, PodCondition, Taint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use strata_scheduler::snapshot::{TAINT_NOT_READY, TAINT_UNREACHABLE};
@@ -132,6 +132,21 @@ pub fn desired_taints(taints: &[Taint], ready: Option<&str>, now: Timestamp) -> 
     (next != taints).then_some(next)
 }
 
+/// The conditions of a pod on a node that went silent (Kubernetes' `MarkPodsNotReady`):
+/// `Ready` turns `False`, so the pod's endpoints stop taking traffic until its node's
+/// agent reports again. `None` when the pod is not Ready now.
+pub fn not_ready_conditions(pod: &Pod, now: Timestamp) -> Option<Vec<PodCondition>> {
+    let mut conditions = pod.status.as_ref()?.conditions.clone()?;
+    let ready = conditions
+        .iter_mut()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?;
+    ready.status = "False".into();
+    ready.reason = Some("NodeNotReady".into());
+    ready.message = Some("The node stopped reporting; the pod may not be running".into());
+    ready.last_transition_time = Some(Time(now));
+    Some(conditions)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -140,6 +155,24 @@ mod tests {
 
     fn t(seconds: i64) -> Timestamp {
         Timestamp::UNIX_EPOCH + SignedDuration::from_secs(1_700_000_000 + seconds)
+    }
+
+    #[test]
+    fn pods_of_a_silent_node_turn_not_ready_once() {
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "status": {
+            "conditions": [{"type": "PodScheduled", "status": "True"},
+                           {"type": "Ready", "status": "True"}]}}))
+        .unwrap();
+        let conditions = not_ready_conditions(&pod, t(0)).unwrap();
+        assert_eq!(conditions.len(), 2, "the other conditions stay");
+        let ready = conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_deref()),
+            ("False", Some("NodeNotReady"))
+        );
+        let mut marked = pod.clone();
+        marked.status.as_mut().unwrap().conditions = Some(conditions);
+        assert!(not_ready_conditions(&marked, t(1)).is_none());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! `kube-node-lease` and its Ready condition); a node silent for longer than the grace
 //! period gets its conditions set to `Unknown` and the `unreachable` taints, a node
 //! whose agent reports not ready gets the `not-ready` taints, and both go when the node
-//! is Ready again. Pods on a node with `NoExecute` taints they do not tolerate are
+//! is Ready again. The Ready pods of a silent node are marked not ready (so their
+//! endpoints stop taking traffic). Pods on a node with `NoExecute` taints they do not tolerate are
 //! deleted (at once, or after their `tolerationSeconds`). Decisions are pure
 //! ([`health`], [`eviction`]); this module reads the caches and writes.
 
@@ -58,6 +59,15 @@ pub enum Error {
         part: &'static str,
         /// The node.
         node: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Marking a pod not ready failed.
+    #[error("cannot mark pod {pod} not ready")]
+    Pod {
+        /// The pod.
+        pod: String,
         /// Cause.
         #[source]
         source: kube::Error,
@@ -224,6 +234,11 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
         .map(Arc::as_ref)
         .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()))
         .collect();
+    if ready.as_deref() == Some("Unknown") {
+        for pod in &on_node {
+            mark_not_ready(&ctx, pod, now).await?;
+        }
+    }
     let evictions = eviction::evictions(&taints, &on_node, now);
     for pod in &evictions.now {
         evict(&ctx, pod).await?;
@@ -233,6 +248,31 @@ async fn reconcile(node: Arc<Node>, ctx: Arc<Context>) -> Result<Action, Error> 
     let margin = Duration::from_millis(100);
     let next = [silent_in, evictions.next].into_iter().flatten().min();
     Ok(next.map_or_else(Action::await_change, |d| Action::requeue(d + margin)))
+}
+
+/// Turns a Ready pod of a silent node not ready (its agent cannot).
+async fn mark_not_ready(ctx: &Context, pod: &Pod, now: Timestamp) -> Result<(), Error> {
+    let Some(conditions) = health::not_ready_conditions(pod, now) else {
+        return Ok(());
+    };
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &pod.namespace().unwrap_or_default());
+    let patch = json!({"metadata": {"resourceVersion": pod.resource_version()},
+                       "status": {"conditions": conditions}});
+    match api
+        .patch_status(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(err) if crate::is_not_found(&err) => Ok(()),
+        Err(source) => Err(Error::Pod {
+            pod: pod.name_any(),
+            source,
+        }),
+    }
 }
 
 /// Deletes a pod for a taint it does not tolerate (any longer).
