@@ -443,6 +443,30 @@ pub struct UpArgs {
     /// The Linux bridge of this node's pod network.
     #[arg(long, default_value = strata_agent::network::DEFAULT_BRIDGE, value_parser = parse_bridge)]
     pub bridge: String,
+    /// How long a node may go without a heartbeat before it counts as unreachable and
+    /// its pods stop taking Service traffic (as kube-controller-manager's flag).
+    #[arg(long, default_value = "40s", value_name = "DURATION", value_parser = parse_seconds)]
+    pub node_monitor_grace_period: std::time::Duration,
+}
+
+/// A duration in whole seconds or minutes: `40s`, `2m`.
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (e.g. 40s or 2m)"))?;
+    let seconds = match unit {
+        "s" | "" => value,
+        "m" => value.saturating_mul(60),
+        _ => return Err(format!("{text:?} is not a duration (e.g. 40s or 2m)")),
+    };
+    if seconds == 0 {
+        return Err("the grace period must be at least 1s".into());
+    }
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// An interface name the kernel takes: 1 to 15 bytes, no '/', no white space.
@@ -633,5 +657,14 @@ mod tests {
             panic!("not parsed as an agent command: {cli:?}");
         };
         assert_eq!(args.token, "-Hx_y.z");
+    }
+
+    #[test]
+    fn grace_periods_are_seconds_or_minutes() {
+        assert_eq!(parse_seconds("40s"), Ok(std::time::Duration::from_secs(40)));
+        assert_eq!(parse_seconds("2m"), Ok(std::time::Duration::from_secs(120)));
+        assert!(parse_seconds("0s").is_err());
+        assert!(parse_seconds("5h").unwrap_err().contains("not a duration"));
+        assert!(parse_seconds("s").is_err());
     }
 }

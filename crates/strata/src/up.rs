@@ -98,6 +98,7 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
                     cluster: args.cluster_cidr,
                     node_prefix: args.node_cidr_mask_size,
                 },
+                node_grace_period: args.node_monitor_grace_period,
                 ..Default::default()
             },
         ));

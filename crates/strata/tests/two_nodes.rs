@@ -2,7 +2,8 @@
 //! Two nodes on one machine: `strata up` on a veth link the test makes, and a second node
 //! (`strata agent`) in a network namespace of the test's own at the link's other end.
 //! Pods on both reach each other across the nodes (host-gw routes), a Service balances
-//! over endpoints on both, and either node's pods resolve it by name. Every address is
+//! over endpoints on both, and either node's pods resolve it by name. When the second
+//! node stops, its pod leaves the Service once the node counts as unreachable. Every address is
 //! on the test's link, bridges or namespaces; all of it goes when the test ends.
 
 mod common;
@@ -140,7 +141,13 @@ fn pods_and_services_span_two_nodes() {
     );
     ip_in(&second.netns, &["link", "set", &peer, "up"]);
 
-    let Some(cloud) = Cloud::start_on(test, Some(&first_ip)) else {
+    // A short grace period: the test stops the second node and waits for it to count
+    // as unreachable.
+    let Some(cloud) = Cloud::start_with(
+        test,
+        Some(&first_ip),
+        &["--node-monitor-grace-period", "5s"],
+    ) else {
         return;
     };
     // The second node: demo images, a join token, and its agent in the namespace.
@@ -258,6 +265,31 @@ fn pods_and_services_span_two_nodes() {
         "{lookup}"
     );
 
+    // The second node stops: it goes unreachable, web-2 stops taking traffic, and the
+    // Service leads to web-1 alone.
+    if let Some(mut agent) = second.agent.take() {
+        let pid = nix::unistd::Pid::from_raw(agent.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        agent.wait().unwrap();
+    }
+    cloud.wait_for("the endpoints of web to hold web-1 alone", || {
+        let ready = cloud.ok(&[
+            "get",
+            "endpoints",
+            "web",
+            "-o",
+            "jsonpath={.subsets[*].addresses[*].ip}",
+        ]);
+        ready.trim() == web_1
+    });
+    for _ in 0..10 {
+        let page = fetch(&cloud, "client-1", &cluster_ip, 80);
+        assert!(page.contains("web-1") && !page.contains("web-2"), "{page}");
+    }
+    // Pods of the stopped node go from the API at once; their containers with `second`.
+    for pod in ["web-2", "client-2"] {
+        cloud.ok(&["delete", "pod", pod, "--force", "--grace-period=0"]);
+    }
     cloud.ok(&[
         "delete",
         "pods",

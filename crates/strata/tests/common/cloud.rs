@@ -19,6 +19,8 @@ pub struct Cloud {
     listen: String,
     /// The node's address (`--node-ip`), when not loopback.
     node_ip: Option<String>,
+    /// More `strata up` flags.
+    extra: Vec<String>,
     /// The cluster's pod range, of this cloud alone (tests run side by side).
     pub cluster_cidr: String,
     /// The cluster's service range, of this cloud alone.
@@ -49,6 +51,11 @@ impl Cloud {
     /// Starts `strata up` with the API server and the node on `ip` (an address of a link
     /// the test made, so that other nodes can reach it), or on loopback.
     pub fn start_on(test: &str, ip: Option<&str>) -> Option<Self> {
+        Self::start_with(test, ip, &[])
+    }
+
+    /// [`Cloud::start_on`] with more `strata up` flags.
+    pub fn start_with(test: &str, ip: Option<&str>, extra: &[&str]) -> Option<Self> {
         if !strata_testkit::require_root(test) {
             return None;
         }
@@ -80,6 +87,7 @@ impl Cloud {
             data,
             listen: format!("{host}:{port}"),
             node_ip: ip.map(str::to_string),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             cluster_cidr,
             service_cidr,
             bridge,
@@ -113,6 +121,7 @@ impl Cloud {
                 &self.bridge,
             ])
             .args(["--service-cidr", &self.service_cidr])
+            .args(&self.extra)
             .args(match &self.node_ip {
                 Some(ip) => vec!["--node-ip", ip, "--tls-san", ip],
                 None => vec![],
