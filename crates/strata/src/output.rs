@@ -9,9 +9,12 @@ use tracing_subscriber::EnvFilter;
 
 use crate::oci::LogFormat;
 
-/// Strata's warnings; libcgroups warns about every controller this kernel lacks, and
-/// libcontainer logs each error that Strata reports itself.
-pub const DEFAULT_FILTER: &str = "off,strata=warn,strata_runtime=warn,strata_cgroups=warn";
+/// Strata's warnings (the node agent's, its network's and the control loops' among them:
+/// a pod network or service rule that cannot be written must not fail silently);
+/// libcgroups warns about every controller this kernel lacks, and libcontainer logs each
+/// error that Strata reports itself, so those stay off.
+pub const DEFAULT_FILTER: &str = "off,strata=warn,strata_runtime=warn,strata_cgroups=warn,\
+strata_agent=warn,strata_net=warn,strata_controllers=warn,strata_scheduler=warn";
 
 /// Installs the subscriber: to `log_file` when given (runc's `--log`), else to stderr.
 pub fn init_logging(filter: Option<&str>, log_file: Option<&Path>, format: LogFormat) {
