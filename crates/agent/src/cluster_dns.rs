@@ -3,7 +3,6 @@
 //! service proxy, and fed by the proxy from the same Services and Endpoints caches. Each
 //! node answers for itself, so DNS keeps working on a node cut off from the others.
 
-use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
@@ -52,11 +51,7 @@ pub fn dns_rules(cluster_dns: Ipv4Addr, gateway: Ipv4Addr) -> Vec<ServicePort> {
 /// The DNS records of every service: its cluster IP, or for a headless one its ready
 /// endpoints (with their hostnames) and their ports.
 pub fn records_of(services: &Store<Service>, endpoints: &Store<Endpoints>) -> Vec<DnsService> {
-    let endpoints: BTreeMap<(String, String), Arc<Endpoints>> = endpoints
-        .state()
-        .into_iter()
-        .map(|e| ((e.namespace().unwrap_or_default(), e.name_any()), e))
-        .collect();
+    let endpoints = crate::proxy::by_service(endpoints);
     services
         .state()
         .iter()

@@ -138,11 +138,7 @@ async fn node_link(node_ip: &str) -> Option<String> {
 
 /// Every service port with a cluster IP or node port, with its ready endpoints.
 fn service_ports(services: &Store<Service>, endpoints: &Store<Endpoints>) -> Vec<ServicePort> {
-    let endpoints: BTreeMap<(String, String), Arc<Endpoints>> = endpoints
-        .state()
-        .into_iter()
-        .map(|e| ((e.namespace().unwrap_or_default(), e.name_any()), e))
-        .collect();
+    let endpoints = by_service(endpoints);
     services
         .state()
         .iter()
@@ -150,6 +146,18 @@ fn service_ports(services: &Store<Service>, endpoints: &Store<Endpoints>) -> Vec
             let key = (service.namespace().unwrap_or_default(), service.name_any());
             ports_of(service, endpoints.get(&key).map(Arc::as_ref))
         })
+        .collect()
+}
+
+/// The cached Endpoints by `(namespace, name)` of their Service (shared with the DNS
+/// records).
+pub(crate) fn by_service(
+    endpoints: &Store<Endpoints>,
+) -> BTreeMap<(String, String), Arc<Endpoints>> {
+    endpoints
+        .state()
+        .into_iter()
+        .map(|e| ((e.namespace().unwrap_or_default(), e.name_any()), e))
         .collect()
 }
 

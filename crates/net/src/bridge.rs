@@ -14,7 +14,7 @@ use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteM
 
 use crate::cidr::Ipv4Net;
 use crate::ipam::Ipam;
-use crate::{NetError, errno, netns};
+use crate::{NetError, errno, netns, short_hash};
 
 /// The name of the pod's interface inside its sandbox.
 pub const POD_INTERFACE: &str = "eth0";
@@ -53,11 +53,8 @@ impl PodNetwork {
     /// Opens a netlink connection (driven on the current tokio runtime), makes the bridge
     /// with the gateway address unless it exists, and brings it up.
     pub async fn setup(config: PodNetworkConfig) -> Result<Self, NetError> {
-        if config.bridge.is_empty() || config.bridge.len() > 15 || config.bridge.contains('/') {
-            return Err(NetError::Missing(format!(
-                "bridge name {:?} is not a valid interface name (1 to 15 bytes, no '/')",
-                config.bridge
-            )));
+        if let Some(problem) = crate::interface_name_problem(&config.bridge) {
+            return Err(NetError::Missing(format!("bridge name {problem}")));
         }
         let ipam = Ipam::open(&config.state_dir, config.subnet)?;
         let (connection, handle, _) =
@@ -386,16 +383,6 @@ pub fn host_interface(owner: &str) -> String {
 /// The pod end's name until it is renamed inside the sandbox.
 fn peer_interface(owner: &str) -> String {
     format!("vp{}", &short_hash(owner)[..11])
-}
-
-/// FNV-1a, 64 bits, in hex: stable across releases (interface names outlive processes).
-fn short_hash(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
 }
 
 fn libc_eexist() -> i32 {

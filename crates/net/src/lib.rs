@@ -75,6 +75,27 @@ pub enum NetError {
     Missing(String),
 }
 
+/// FNV-1a, 64 bits, in hex: stable across releases, so names made from it (interfaces,
+/// nft chains) outlive the processes that made them.
+pub(crate) fn short_hash(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+/// Why `name` cannot be a Linux interface name (1 to 15 bytes, no '/', ':' or white
+/// space), or `None` when it can.
+pub fn interface_name_problem(name: &str) -> Option<String> {
+    let bad = name.is_empty()
+        || name.len() > 15
+        || name.contains(['/', ':'])
+        || name.contains(char::is_whitespace);
+    bad.then(|| format!("{name:?} is not an interface name (1 to 15 bytes, no '/', ':' or spaces)"))
+}
+
 /// The errno of a netlink error reply, if it is one (positive, e.g. `libc::EEXIST`).
 pub(crate) fn errno(err: &rtnetlink::Error) -> Option<i32> {
     match err {

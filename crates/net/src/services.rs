@@ -24,8 +24,8 @@ use std::io::Write as _;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
-use crate::NetError;
 use crate::cidr::Ipv4Net;
+use crate::{NetError, short_hash};
 
 /// A transport protocol of a service port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -274,16 +274,6 @@ fn comment(text: &str) -> String {
         .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
         .take(120)
         .collect()
-}
-
-/// FNV-1a, 64 bits, in hex: chain names stay the same for the same service port.
-fn short_hash(text: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in text.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{hash:016x}")
 }
 
 #[cfg(test)]

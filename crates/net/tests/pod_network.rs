@@ -23,6 +23,27 @@ impl Drop for BridgeGuard {
     }
 }
 
+/// A bridge named `<prefix><pid>` on a subnet `10.<octet>.<pid % 250>.0/24` of the
+/// test's own, far from the defaults (10.42/16) a running Strata uses; the guard removes
+/// the bridge, the directory holds the address records.
+async fn network_of_its_own(
+    prefix: &str,
+    octet: u8,
+) -> (PodNetwork, BridgeGuard, tempfile::TempDir) {
+    let bridge = format!("{prefix}{}", std::process::id() % 100_000);
+    let guard = BridgeGuard(bridge.clone());
+    let state = tempfile::tempdir().unwrap();
+    let subnet = format!("10.{octet}.{}.0/24", std::process::id() % 250);
+    let network = PodNetwork::setup(PodNetworkConfig {
+        bridge,
+        subnet: subnet.parse().unwrap(),
+        state_dir: state.path().to_path_buf(),
+    })
+    .await
+    .unwrap();
+    (network, guard, state)
+}
+
 fn link_exists(name: &str) -> bool {
     std::path::Path::new("/sys/class/net").join(name).exists()
 }
@@ -60,18 +81,8 @@ async fn sandboxes_on_the_bridge_reach_each_other_and_the_gateway() {
     if !strata_testkit::require_root("sandboxes_on_the_bridge_reach_each_other_and_the_gateway") {
         return;
     }
-    let bridge = format!("stn{}", std::process::id() % 100_000);
-    let _guard = BridgeGuard(bridge.clone());
-    let state = tempfile::tempdir().unwrap();
-    // A subnet of the test's own, far from the defaults (10.42/16) a running Strata uses.
-    let subnet = format!("10.251.{}.0/24", std::process::id() % 250);
-    let network = PodNetwork::setup(PodNetworkConfig {
-        bridge: bridge.clone(),
-        subnet: subnet.parse().unwrap(),
-        state_dir: state.path().to_path_buf(),
-    })
-    .await
-    .unwrap();
+    let (network, guard, _state) = network_of_its_own("stn", 251).await;
+    let bridge = guard.0.clone();
     let (a, b) = (TestNetns::new(), TestNetns::new());
     let addr_a = network.attach("pod-a", a.path()).await.unwrap();
     let addr_b = network.attach("pod-b", b.path()).await.unwrap();
@@ -128,17 +139,7 @@ async fn a_half_made_attachment_is_redone() {
     if !strata_testkit::require_root("a_half_made_attachment_is_redone") {
         return;
     }
-    let bridge = format!("stm{}", std::process::id() % 100_000);
-    let _guard = BridgeGuard(bridge.clone());
-    let state = tempfile::tempdir().unwrap();
-    let subnet = format!("10.252.{}.0/24", std::process::id() % 250);
-    let network = PodNetwork::setup(PodNetworkConfig {
-        bridge: bridge.clone(),
-        subnet: subnet.parse().unwrap(),
-        state_dir: state.path().to_path_buf(),
-    })
-    .await
-    .unwrap();
+    let (network, _guard, _state) = network_of_its_own("stm", 252).await;
     let sandbox = TestNetns::new();
     let first = network.attach("pod", sandbox.path()).await.unwrap();
     // The host end vanishes (as if an agent died mid-attach and someone cleaned up):

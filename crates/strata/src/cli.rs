@@ -471,16 +471,10 @@ fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
 
 /// An interface name the kernel takes: 1 to 15 bytes, no '/', no white space.
 fn parse_bridge(text: &str) -> Result<String, String> {
-    if text.is_empty()
-        || text.len() > 15
-        || text.contains(['/', ':'])
-        || text.contains(char::is_whitespace)
-    {
-        return Err(format!(
-            "{text:?} is not an interface name (1 to 15 bytes, no '/', ':' or spaces)"
-        ));
+    match strata_net::interface_name_problem(text) {
+        Some(problem) => Err(problem),
+        None => Ok(text.to_string()),
     }
-    Ok(text.to_string())
 }
 
 /// `strata agent`.

@@ -150,11 +150,7 @@ impl Drop for Agent {
         }
         common::cloud::remove_leftovers(self.data.path());
         if let Some(at) = self.args.iter().position(|a| a == "--bridge") {
-            let _ = Command::new("/bin/busybox")
-                .args(["ip", "link", "del", &self.args[at + 1]])
-                .output();
-            let _ =
-                strata_net::services::remove(&strata_agent::proxy::table_name(&self.args[at + 1]));
+            common::cloud::remove_node_network(&self.args[at + 1]);
         }
     }
 }

@@ -110,13 +110,7 @@ fn services_of(
 ) -> Vec<ObjectRef<Service>> {
     let namespace = pod.namespace().unwrap_or_default();
     let uid = pod.uid();
-    let mut concerned: Vec<ObjectRef<Service>> = services
-        .state()
-        .iter()
-        .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|s| plan::selector(s).is_some_and(|selector| plan::selects(selector, pod)))
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect();
+    let mut concerned = selecting(services, pod);
     for listed in endpoints.state() {
         if listed.namespace().as_deref() != Some(namespace.as_str()) {
             continue;
@@ -134,6 +128,19 @@ fn services_of(
         }
     }
     concerned
+}
+
+/// The services of the pod's namespace whose selector matches it now (shared with the
+/// endpointslice controller).
+pub(crate) fn selecting(services: &Store<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
+    let namespace = pod.namespace();
+    services
+        .state()
+        .iter()
+        .filter(|s| s.namespace() == namespace)
+        .filter(|s| plan::selector(s).is_some_and(|selector| plan::selects(selector, pod)))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
 }
 
 fn error_policy(service: Arc<Service>, err: &Error, ctx: Arc<Context>) -> Action {

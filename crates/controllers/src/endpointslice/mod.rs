@@ -145,16 +145,7 @@ fn services_of(
 ) -> Vec<ObjectRef<Service>> {
     let namespace = pod.namespace().unwrap_or_default();
     let uid = pod.uid();
-    let mut concerned: Vec<ObjectRef<Service>> = services
-        .state()
-        .iter()
-        .filter(|s| s.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|s| {
-            crate::endpoints::plan::selector(s)
-                .is_some_and(|selector| crate::endpoints::plan::selects(selector, pod))
-        })
-        .map(|s| ObjectRef::from_obj(s.as_ref()))
-        .collect();
+    let mut concerned = crate::endpoints::selecting(services, pod);
     for slice in slices.state() {
         if slice.namespace().as_deref() != Some(namespace.as_str()) {
             continue;

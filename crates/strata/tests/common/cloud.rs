@@ -255,11 +255,16 @@ impl Drop for Cloud {
         // Whatever is left (a failed test): remove containers, then sandboxes and pod
         // cgroups, then the bridge.
         remove_leftovers(self.data.path());
-        let _ = Command::new("/bin/busybox")
-            .args(["ip", "link", "del", &self.bridge])
-            .output();
-        let _ = strata_net::services::remove(&strata_agent::proxy::table_name(&self.bridge));
+        remove_node_network(&self.bridge);
     }
+}
+
+/// Removes a node's bridge and service table (which outlive its agent by design).
+pub fn remove_node_network(bridge: &str) {
+    let _ = Command::new("/bin/busybox")
+        .args(["ip", "link", "del", bridge])
+        .output();
+    let _ = strata_net::services::remove(&strata_agent::proxy::table_name(bridge));
 }
 
 /// Removes what a stopped node agent left under `data_dir` (after a failed test): its
