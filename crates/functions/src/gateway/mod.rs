@@ -1,0 +1,328 @@
+//! The HTTP gateway: one listener (HTTP/1.1 and cleartext HTTP/2) that routes requests to
+//! functions, admits them under each function's concurrency limit, invokes them and meters
+//! the result. Errors say what went wrong: 404 unknown function, 413 body too large, 429
+//! over the concurrency limit, 502/503/504 when the function fails.
+
+pub mod route;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpListener;
+
+use crate::metering::{self, Record};
+use crate::table::{Backend, Deployed, FunctionTable};
+use crate::wasm::Invocation;
+use route::Route;
+
+/// The response header that tells whether an invocation started the function.
+pub const COLD_START_HEADER: &str = "x-strata-cold-start";
+
+/// Gateway settings.
+#[derive(Clone, Debug)]
+pub struct GatewayOptions {
+    /// The largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How often idle functions are checked for scaling to zero.
+    pub idle_check: Duration,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 10 << 20,
+            idle_check: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The gateway over a function table.
+pub struct Gateway {
+    table: Arc<FunctionTable>,
+    options: GatewayOptions,
+}
+
+type Body = Full<Bytes>;
+
+impl Gateway {
+    /// A gateway serving `table`.
+    pub fn new(table: Arc<FunctionTable>, options: GatewayOptions) -> Arc<Self> {
+        Arc::new(Self { table, options })
+    }
+
+    /// The function table.
+    pub fn table(&self) -> &Arc<FunctionTable> {
+        &self.table
+    }
+
+    /// Serves connections from `listener` until `shutdown` completes, and scales idle
+    /// functions to zero meanwhile.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let local = listener.local_addr()?;
+        let idle = tokio::spawn(scale_idle_to_zero(
+            self.table.clone(),
+            self.options.idle_check,
+        ));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, remote) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        tracing::warn!(%error, "gateway accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let gateway = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request| {
+                    let gateway = gateway.clone();
+                    async move { Ok::<_, Infallible>(gateway.handle(request, remote, local).await) }
+                });
+                if let Err(error) = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    tracing::debug!(%error, %remote, "gateway connection ended");
+                }
+            });
+        }
+        idle.abort();
+        Ok(())
+    }
+
+    /// Answers one request.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        remote: SocketAddr,
+        local: SocketAddr,
+    ) -> Response<Body> {
+        let host = request
+            .uri()
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| {
+                request
+                    .headers()
+                    .get(HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(String::from)
+            });
+        match route::route(host.as_deref(), request.uri().path()) {
+            Route::Health => text(StatusCode::OK, "ok\n"),
+            Route::Metrics => {
+                let usage: Vec<_> = self
+                    .table
+                    .list()
+                    .iter()
+                    .map(|d| {
+                        let key = &d.config().key;
+                        (key.namespace.clone(), key.name.clone(), d.meter().total())
+                    })
+                    .collect();
+                let mut response = text(StatusCode::OK, metering::prometheus(&usage));
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                response
+            }
+            Route::Logs(key) => {
+                if !remote.ip().is_loopback() {
+                    return text(
+                        StatusCode::FORBIDDEN,
+                        "function logs are served to loopback clients only\n",
+                    );
+                }
+                match self.table.get(&key) {
+                    Some(deployed) => {
+                        let mut lines = deployed.logs(crate::table::LOG_LINES).join("\n");
+                        if !lines.is_empty() {
+                            lines.push('\n');
+                        }
+                        text(StatusCode::OK, lines)
+                    }
+                    None => text(StatusCode::NOT_FOUND, format!("function {key} not found\n")),
+                }
+            }
+            Route::NotFound => text(
+                StatusCode::NOT_FOUND,
+                "no function here: call a function at http://<function>.<namespace>.fn.localhost/ \
+                 or at /fn/<namespace>/<function>/\n",
+            ),
+            Route::Function {
+                key,
+                script_name,
+                path_info,
+            } => {
+                let Some(deployed) = self.table.get(&key) else {
+                    return text(StatusCode::NOT_FOUND, format!("function {key} not found\n"));
+                };
+                let server_name = host
+                    .as_deref()
+                    .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name).to_string())
+                    .unwrap_or_else(|| local.ip().to_string());
+                let context = RequestContext {
+                    script_name,
+                    path_info,
+                    remote,
+                    server_name,
+                    server_port: local.port(),
+                };
+                self.invoke(&deployed, request, context).await
+            }
+        }
+    }
+
+    async fn invoke(
+        &self,
+        deployed: &Arc<Deployed>,
+        request: Request<Incoming>,
+        context: RequestContext,
+    ) -> Response<Body> {
+        let key = &deployed.config().key;
+        let limit = self.options.max_body_bytes;
+        let declared = request
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > limit as u64) {
+            return too_large(limit);
+        }
+        let Some(_slot) = deployed.admit() else {
+            return text(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "function {key} is at its concurrency limit of {} requests; retry later\n",
+                    deployed.config().max_in_flight
+                ),
+            );
+        };
+        let (parts, body) = request.into_parts();
+        let body = match Limited::new(body, limit).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+                return too_large(limit);
+            }
+            Err(error) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body: {error}\n"),
+                );
+            }
+        };
+        let invocation = Invocation {
+            method: parts.method,
+            script_name: context.script_name,
+            path_info: context.path_info,
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            headers: parts.headers,
+            body,
+            remote_addr: context.remote.ip().to_string(),
+            server_name: context.server_name,
+            server_port: context.server_port,
+        };
+        let Backend::Wasm(_) = &deployed.config().backend;
+        let (function, cold) = match deployed.instance(self.table.engine()) {
+            Ok(pair) => pair,
+            Err(error) => {
+                deployed.meter().record(Record {
+                    duration: Duration::ZERO,
+                    error: true,
+                    cold: true,
+                    memory_peak: 0,
+                });
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("function {key} cannot start: {error}\n"),
+                );
+            }
+        };
+        let outcome = function.invoke(&deployed.limits(), invocation).await;
+        deployed.log(&String::from_utf8_lossy(&outcome.stderr));
+        let error = match &outcome.result {
+            Ok(reply) => reply.status.is_server_error(),
+            Err(_) => true,
+        };
+        deployed.meter().record(Record {
+            duration: outcome.elapsed,
+            error,
+            cold,
+            memory_peak: outcome.memory_peak,
+        });
+        let mut response = match outcome.result {
+            Ok(reply) => {
+                let mut response = Response::new(Full::new(reply.body));
+                *response.status_mut() = reply.status;
+                *response.headers_mut() = reply.headers;
+                response
+            }
+            Err(failure) => {
+                tracing::debug!(function = %key, error = %failure, "invocation failed");
+                deployed.log(&format!("strata: invocation failed: {failure}"));
+                text(failure.status(), format!("function {key}: {failure}\n"))
+            }
+        };
+        response.headers_mut().insert(
+            COLD_START_HEADER,
+            HeaderValue::from_static(if cold { "true" } else { "false" }),
+        );
+        response
+    }
+}
+
+struct RequestContext {
+    script_name: String,
+    path_info: String,
+    remote: SocketAddr,
+    server_name: String,
+    server_port: u16,
+}
+
+fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn too_large(limit: usize) -> Response<Body> {
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than the gateway's limit of {limit} bytes\n"),
+    )
+}
+
+async fn scale_idle_to_zero(table: Arc<FunctionTable>, every: Duration) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        ticker.tick().await;
+        for key in table.scale_down_idle() {
+            tracing::debug!(function = %key, "scaled to zero");
+        }
+    }
+}
