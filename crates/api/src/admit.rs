@@ -150,7 +150,8 @@ fn encode<T: Serialize>(object: &T) -> Value {
 fn name_rule(resource: &Resource) -> NameRule {
     match (resource.group, resource.plural) {
         ("", "namespaces") => NameRule::Label,
-        ("", "services") => NameRule::Dns1035,
+        // A Function's name becomes a host name label (`<fn>.<ns>.fn.localhost`).
+        ("", "services") | ("serverless.strata.dev", "functions") => NameRule::Dns1035,
         _ => NameRule::Subdomain,
     }
 }

@@ -55,6 +55,7 @@ macro_rules! dispatch {
             ("rbac.authorization.k8s.io", "ClusterRole") => $f::<k8s_openapi::api::rbac::v1::ClusterRole>($($arg),*),
             ("rbac.authorization.k8s.io", "RoleBinding") => $f::<k8s_openapi::api::rbac::v1::RoleBinding>($($arg),*),
             ("rbac.authorization.k8s.io", "ClusterRoleBinding") => $f::<k8s_openapi::api::rbac::v1::ClusterRoleBinding>($($arg),*),
+            ("serverless.strata.dev", "Function") => $f::<$crate::function::Function>($($arg),*),
             (group, kind) => unreachable!("resource table and dispatch disagree on {group}/{kind}"),
         }
     }};

@@ -1,11 +1,14 @@
 //! Strata's API types: the Kubernetes resources Strata serves, with their validation
 //! and defaulting as pure functions (no IO). The API server and every client crate
-//! build on it; the object types themselves are k8s-openapi's.
+//! build on it; the object types themselves are k8s-openapi's, except Strata's own
+//! groups (`function`).
 
 pub mod admit;
+pub mod cron;
 pub mod endpointslice;
 pub mod field;
 pub mod fields;
+pub mod function;
 pub mod fuzz;
 pub mod job;
 pub mod kinds;

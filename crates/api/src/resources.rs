@@ -123,6 +123,12 @@ impl Resource {
         self.subresources.iter().copied().find(|s| s.name() == name)
     }
 
+    /// True for Strata's own groups (`serverless.strata.dev`), served as Kubernetes
+    /// serves custom resources: JSON only (no protobuf), and no strategic merge patch.
+    pub fn is_strata_own(&self) -> bool {
+        self.group.ends_with(".strata.dev")
+    }
+
     /// `pods`, or `deployments.apps` — how messages name the resource.
     pub fn qualified_name(&self) -> String {
         if self.group.is_empty() {
@@ -320,6 +326,17 @@ pub static RESOURCES: &[Resource] = &[
         ["ev"],
         [],
         []
+    ),
+    resource!(
+        "serverless.strata.dev",
+        "v1alpha1",
+        "Function",
+        "functions",
+        "function",
+        true,
+        ["fn"],
+        ["all"],
+        [Status]
     ),
     resource!(
         "rbac.authorization.k8s.io",

@@ -60,6 +60,9 @@ pub enum ApiError {
     /// 413.
     #[error("Request entity too large: limit is {0}")]
     TooLarge(usize),
+    /// 406: no media type the client accepts can carry the response.
+    #[error("only the following media types are accepted: {0}")]
+    NotAcceptable(String),
     /// 415.
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -111,6 +114,7 @@ impl ApiError {
             }
             ApiError::Expired(_) => (StatusCode::GONE, "Expired"),
             ApiError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge"),
+            ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "NotAcceptable"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
             }

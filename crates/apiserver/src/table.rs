@@ -218,6 +218,14 @@ fn columns(resource: &Resource) -> Vec<Column> {
             ("Endpoints", "string", 0),
             ("Age", "string", 0),
         ],
+        ("serverless.strata.dev", "Function") => vec![
+            ("Name", "string", 0),
+            ("URL", "string", 0),
+            ("Ready", "string", 0),
+            ("Replicas", "integer", 0),
+            ("Last Invoked", "string", 0),
+            ("Age", "string", 0),
+        ],
         ("", "Event") | ("events.k8s.io", "Event") => vec![
             ("Last Seen", "string", 0),
             ("Type", "string", 0),
@@ -240,6 +248,32 @@ fn columns(resource: &Resource) -> Vec<Column> {
         ],
         _ => vec![("Name", "string", 0), ("Age", "string", 0)],
     }
+}
+
+/// A Function's row: NAME URL READY (the `Ready` condition's status) REPLICAS
+/// LAST INVOKED (an age) AGE.
+fn function_cells(name: Value, o: &Value, age: Value) -> Vec<Value> {
+    let status = &o["status"];
+    let ready = status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| text(&c["status"]))
+        .unwrap_or_default();
+    let last_invoked = if status["lastInvoked"].is_string() {
+        since(&status["lastInvoked"])
+    } else {
+        "<none>".into()
+    };
+    vec![
+        name,
+        json!(or_none(text(&status["url"]))),
+        json!(or_none(ready)),
+        json!(int(&status["replicas"])),
+        json!(last_invoked),
+        age,
+    ]
 }
 
 /// An event's row: both APIs' field names (core/v1 and events.k8s.io/v1).
@@ -506,6 +540,7 @@ fn cells(resource: &Resource, o: &Value) -> Vec<Value> {
                 age,
             ]
         }
+        ("serverless.strata.dev", "Function") => function_cells(name, o, age),
         ("", "Event") | ("events.k8s.io", "Event") => event_cells(o),
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") => {
             vec![name, json!(text(&o["metadata"]["creationTimestamp"]))]
@@ -680,6 +715,56 @@ mod tests {
             .map(|c| c["name"].as_str().unwrap())
             .collect();
         assert_eq!(names, ["Name", "AddressType", "Ports", "Endpoints", "Age"]);
+    }
+
+    #[test]
+    fn functions_show_url_readiness_replicas_and_last_invocation() {
+        let functions =
+            strata_api::resources::find("serverless.strata.dev", "v1alpha1", "functions").unwrap();
+        let invoked = (chrono::Utc::now() - chrono::Duration::seconds(90)).to_rfc3339();
+        let t = table(
+            functions,
+            &[
+                json!({"metadata": {"name": "hello"}, "status": {
+                    "url": "http://hello.default.fn.localhost:8080/", "replicas": 2,
+                    "lastInvoked": invoked,
+                    "conditions": [{"type": "Scheduled", "status": "False"},
+                        {"type": "Ready", "status": "True"}]}}),
+                json!({"metadata": {"name": "idle"}}),
+            ],
+            json!("7"),
+        );
+        let row = |i: usize| t["rows"][i]["cells"].as_array().unwrap()[..5].to_vec();
+        assert_eq!(
+            row(0),
+            [
+                json!("hello"),
+                json!("http://hello.default.fn.localhost:8080/"),
+                json!("True"),
+                json!(2),
+                json!("90s")
+            ]
+        );
+        assert_eq!(
+            row(1),
+            [
+                json!("idle"),
+                json!("<none>"),
+                json!("<none>"),
+                json!(0),
+                json!("<none>")
+            ]
+        );
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            ["Name", "URL", "Ready", "Replicas", "Last Invoked", "Age"]
+        );
     }
 
     #[test]

@@ -147,9 +147,11 @@ pub enum PatchError {
         message: String,
     },
     /// Strategic merge patch is not supported for this kind, as for Kubernetes'
-    /// custom resources: it has no patch schema (415).
+    /// custom resources: it has no patch schema (415, with kube-apiserver's message,
+    /// which kubectl shows after `application/strategic-merge-patch+json is not
+    /// supported by …`).
     #[error(
-        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (strategic merge patch is not supported for {kind})"
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
     )]
     UnsupportedForKind {
         /// The kind (`Function`).

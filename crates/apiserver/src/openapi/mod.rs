@@ -12,6 +12,7 @@
 //! for deciding on server-side field validation, and falls back to its compiled-in
 //! types where it would read v2 (the patch metadata of `kubectl apply`).
 
+mod function;
 mod paths;
 mod schemas;
 

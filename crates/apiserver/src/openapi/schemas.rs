@@ -1,6 +1,7 @@
 //! The `components.schemas` of one group-version, generated from the
 //! `schemars::JsonSchema` implementations k8s-openapi carries (descriptions come from
-//! the Kubernetes spec), named and shaped as kube-apiserver publishes them.
+//! the Kubernetes spec), named and shaped as kube-apiserver publishes them; Strata's
+//! own kinds have hand-written schemas (`function`).
 
 use k8s_openapi::api::{apps, batch, coordination, core, discovery, events, rbac};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ListMeta;
@@ -69,7 +70,12 @@ pub fn build(resources: &[&'static Resource]) -> GroupVersionSchemas {
         .into_generator();
     let mut found = Vec::new();
     for r in resources {
-        let item = kind_ref(&mut generator, r.group, r.version, r.kind);
+        let item = match (r.group, r.version, r.kind) {
+            ("serverless.strata.dev", "v1alpha1", "Function") => {
+                Some(super::function::register(&mut generator))
+            }
+            _ => kind_ref(&mut generator, r.group, r.version, r.kind),
+        };
         found.push((*r, item));
     }
     if found.iter().any(|(_, item)| item.is_some()) {

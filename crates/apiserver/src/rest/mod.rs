@@ -135,6 +135,9 @@ async fn serve(
         return review::handle(state, &attrs, identity.as_ref(), &headers, &body).await;
     }
     let mut target = resolve(&attrs)?;
+    if target.resource.is_strata_own() && !accepts_json(request.headers()) {
+        return Err(ApiError::NotAcceptable(JSON_MEDIA_TYPES.into()));
+    }
     // A list or watch narrowed to one name by fieldSelector=metadata.name= stays a list.
     if matches!(target.verb, Verb::List | Verb::Watch) {
         target.name = None;
@@ -238,10 +241,63 @@ pub(crate) fn object_response(code: StatusCode, object: &Value, warnings: &[Stri
     response
 }
 
+/// What Strata's own kinds are served as: like kube-apiserver's custom resources,
+/// JSON and YAML but not protobuf.
+const JSON_MEDIA_TYPES: &str = "application/json, application/yaml";
+
+/// Whether `Accept` allows a JSON answer: no header, or any media range of JSON, YAML
+/// or a wildcard. kube-apiserver answers a custom resource request that accepts only
+/// protobuf with 406 NotAcceptable, and one that accepts protobuf or JSON (client-go's
+/// `application/vnd.kubernetes.protobuf, application/json`) with JSON.
+pub(crate) fn accepts_json(headers: &HeaderMap) -> bool {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return true;
+    };
+    let Ok(accept) = accept.to_str() else {
+        return false;
+    };
+    accept.trim().is_empty()
+        || accept.split(',').any(|range| {
+            let media = range.split(';').next().unwrap_or_default().trim();
+            matches!(
+                media.to_ascii_lowercase().as_str(),
+                "application/json" | "application/yaml" | "application/*" | "*/*"
+            )
+        })
+}
+
 /// True when the client asked for a server-side `Table`.
 pub(crate) fn wants_table(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("as=Table"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_acceptable_unless_only_protobuf_is() {
+        let accept = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, http::HeaderValue::from_static(value));
+            accepts_json(&headers)
+        };
+        assert!(accepts_json(&HeaderMap::new()));
+        assert!(accept("application/json"));
+        assert!(accept(
+            "application/vnd.kubernetes.protobuf, application/json"
+        ));
+        assert!(accept(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+        ));
+        assert!(accept("*/*"));
+        assert!(accept("application/yaml"));
+        assert!(!accept("application/vnd.kubernetes.protobuf"));
+        assert!(!accept(
+            "application/vnd.kubernetes.protobuf;as=Table;v=v1;g=meta.k8s.io"
+        ));
+    }
 }

@@ -53,6 +53,7 @@ const WORKLOADS: &[(&str, &[&str])] = &[
     ("batch", &["jobs"]),
     ("coordination.k8s.io", &["leases"]),
     ("events.k8s.io", &["events"]),
+    ("serverless.strata.dev", &["functions"]),
 ];
 
 /// What a namespace holds that `admin`, `edit` and `view` may only read: slices are the
