@@ -108,6 +108,7 @@ impl Up {
             .arg("--data-dir")
             .arg(self.data.path())
             .args(["up", "--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--gateway-listen", "127.0.0.1:0"])
             .args(["--node-name", "bench-node", "--kubelet-port", "0"])
             .args(&self.extra)
             .stdout(Stdio::null())

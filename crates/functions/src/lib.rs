@@ -10,6 +10,7 @@ pub mod cgi;
 pub mod engine;
 pub mod gateway;
 pub mod metering;
+pub mod sync;
 pub mod table;
 pub mod wasm;
 

@@ -370,15 +370,12 @@ async fn idle_functions_scale_to_zero_and_start_cold_again() {
 #[tokio::test]
 async fn components_and_garbage_are_refused_at_compile() {
     let engine = WasmEngine::new(&EngineOptions::default()).expect("engine");
-    let error = WasmFunction::compile(&engine, b"not wasm")
-        .expect_err("garbage refused");
+    let error = WasmFunction::compile(&engine, b"not wasm").expect_err("garbage refused");
     assert!(error.to_string().contains("compiling"), "{error}");
     let component = b"\0asm\x0d\x00\x01\x00";
-    let error = WasmFunction::compile(&engine, component)
-        .expect_err("component refused");
+    let error = WasmFunction::compile(&engine, component).expect_err("component refused");
     assert!(error.to_string().contains("component"), "{error}");
     let module = WasmFunction::compile(&engine, b"(module)").expect("compiles");
-    let error = WasmFunction::link(&engine, &module)
-        .expect_err("no _start");
+    let error = WasmFunction::link(&engine, &module).expect_err("no _start");
     assert!(error.to_string().contains("_start"), "{error}");
 }

@@ -64,6 +64,9 @@ pub enum Command {
     /// the pods bound to it (Ctrl-C stops it; pods keep running and are adopted on the
     /// next start).
     Agent(AgentArgs),
+    /// Serverless functions: deploy, invoke, logs, ls, rm, usage.
+    #[command(subcommand, name = "fn", alias = "function")]
+    Fn(crate::functions::FnCommand),
     /// Manage join tokens (on the server's machine, with the server's --data-dir).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -447,6 +450,9 @@ pub struct UpArgs {
     /// its pods stop taking Service traffic (as kube-controller-manager's flag).
     #[arg(long, default_value = "40s", value_name = "DURATION", value_parser = parse_seconds)]
     pub node_monitor_grace_period: std::time::Duration,
+    /// Where the serverless gateway listens (`<fn>.<ns>.fn.localhost` and `/fn/<ns>/<fn>`).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    pub gateway_listen: std::net::SocketAddr,
 }
 
 /// A duration in whole seconds or minutes: `40s`, `2m`.

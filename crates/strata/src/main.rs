@@ -3,6 +3,7 @@
 
 mod build;
 mod cli;
+mod functions;
 mod images;
 mod join;
 mod oci;

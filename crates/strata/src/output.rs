@@ -14,7 +14,8 @@ use crate::oci::LogFormat;
 /// libcgroups warns about every controller this kernel lacks, and libcontainer logs each
 /// error that Strata reports itself, so those stay off.
 pub const DEFAULT_FILTER: &str = "off,strata=warn,strata_runtime=warn,strata_cgroups=warn,\
-strata_agent=warn,strata_net=warn,strata_controllers=warn,strata_scheduler=warn";
+strata_agent=warn,strata_net=warn,strata_controllers=warn,strata_scheduler=warn,\
+strata_functions=warn";
 
 /// Installs the subscriber: to `log_file` when given (runc's `--log`), else to stderr.
 pub fn init_logging(filter: Option<&str>, log_file: Option<&Path>, format: LogFormat) {

@@ -54,6 +54,7 @@ pub fn dispatch(data_dir: &Path, command: Command) -> Result<u8> {
         Command::Up(args) => crate::up::run(data_dir, &args),
         Command::Kubeconfig => crate::server::kubeconfig(data_dir),
         Command::Agent(args) => crate::join::run(data_dir, &args),
+        Command::Fn(command) => crate::functions::dispatch(data_dir, command),
         Command::Token(crate::cli::TokenCommand::Create(args)) => {
             crate::join::create_token(data_dir, &args)
         }

@@ -91,6 +91,7 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             admin_client.clone(),
             strata_scheduler::SchedulerOptions::default(),
         ));
+        let admin_client_for_gateway = admin_client.clone();
         let controllers = tokio::spawn(strata_controllers::run(
             admin_client,
             strata_controllers::ControllerOptions {
@@ -102,6 +103,7 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
                 ..Default::default()
             },
         ));
+        let gateway = start_gateway(admin_client_for_gateway, args.gateway_listen).await?;
         let mut agent = tokio::spawn(strata_agent::run(node_client, options));
         eprintln!("strata: node {node_name} is up");
         eprintln!(
@@ -117,6 +119,7 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             },
         }
         agent.abort();
+        gateway.abort();
         scheduler.abort();
         controllers.abort();
         let _ = stop_tx.send(());
@@ -125,4 +128,42 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(0)
+}
+
+/// The serverless gateway on `listen` and the sync that feeds it Functions; stopped by
+/// aborting the returned task.
+async fn start_gateway(
+    client: kube::Client,
+    listen: std::net::SocketAddr,
+) -> Result<tokio::task::JoinHandle<()>> {
+    use strata_functions::gateway::{Gateway, GatewayOptions};
+    let engine = strata_functions::WasmEngine::new(&Default::default())
+        .context("cannot start the WebAssembly engine")?;
+    let table = std::sync::Arc::new(strata_functions::FunctionTable::new(engine));
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("cannot listen on {listen} for the serverless gateway (give --gateway-listen)")
+        })?;
+    let bound = listener.local_addr().unwrap_or(listen);
+    let port = bound.port();
+    eprintln!(
+        "strata: serverless gateway on http://{bound} (http://<fn>.<ns>.fn.localhost:{port}/)"
+    );
+    let serving = Gateway::new(table.clone(), GatewayOptions::default())
+        .serve(listener, std::future::pending());
+    let sync = strata_functions::sync::run(
+        client,
+        table,
+        strata_functions::sync::SyncOptions {
+            gateway_port: port,
+            ..Default::default()
+        },
+    );
+    Ok(tokio::spawn(async move {
+        let (served, ()) = tokio::join!(serving, sync);
+        if let Err(error) = served {
+            eprintln!("strata: the serverless gateway stopped: {error}");
+        }
+    }))
 }

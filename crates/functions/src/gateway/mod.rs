@@ -9,7 +9,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
@@ -164,6 +164,48 @@ impl Gateway {
                     }
                     None => text(StatusCode::NOT_FOUND, format!("function {key} not found\n")),
                 }
+            }
+            Route::Usage { namespace } => {
+                if !remote.ip().is_loopback() {
+                    return text(
+                        StatusCode::FORBIDDEN,
+                        "usage is served to loopback clients only\n",
+                    );
+                }
+                let query = request.uri().query().unwrap_or_default();
+                let since = query
+                    .split('&')
+                    .find_map(|pair| pair.strip_prefix("since="))
+                    .and_then(|v| v.parse::<u64>().ok());
+                let Some(since) = since else {
+                    return text(StatusCode::BAD_REQUEST, "give ?since=SECONDS\n");
+                };
+                let start = SystemTime::now() - Duration::from_secs(since);
+                let entries: Vec<_> = self
+                    .table
+                    .list()
+                    .iter()
+                    .filter(|d| d.config().key.namespace == namespace)
+                    .map(|d| {
+                        let usage = d.meter().since(start);
+                        serde_json::json!({
+                            "namespace": namespace,
+                            "name": d.config().key.name,
+                            "invocations": usage.invocations,
+                            "errors": usage.errors,
+                            "coldStarts": usage.cold_starts,
+                            "durationMilliseconds": usage.billed_milliseconds,
+                            "memoryPeakBytes": usage.memory_peak_bytes,
+                            "gbSeconds": usage.gb_seconds_text(),
+                        })
+                    })
+                    .collect();
+                let mut response =
+                    text(StatusCode::OK, serde_json::Value::from(entries).to_string());
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response
             }
             Route::NotFound => text(
                 StatusCode::NOT_FOUND,

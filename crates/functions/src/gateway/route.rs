@@ -26,6 +26,11 @@ pub enum Route {
     Health,
     /// A function's recent logs (loopback clients only).
     Logs(FunctionKey),
+    /// Usage of a namespace's functions in a recent window (loopback clients only).
+    Usage {
+        /// The namespace.
+        namespace: String,
+    },
     /// Nothing here.
     NotFound,
 }
@@ -54,6 +59,15 @@ pub fn route(host: Option<&str>, path: &str) -> Route {
                 Route::Logs(FunctionKey::new(ns, name))
             }
             _ => Route::NotFound,
+        };
+    }
+    if let Some(namespace) = path.strip_prefix("/_strata/usage/") {
+        return if namespace.is_empty() || namespace.contains('/') {
+            Route::NotFound
+        } else {
+            Route::Usage {
+                namespace: namespace.to_string(),
+            }
         };
     }
     let Some(rest) = path.strip_prefix(PATH_PREFIX) else {

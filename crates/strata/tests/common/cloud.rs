@@ -17,6 +17,8 @@ pub struct Cloud {
     /// The data directory.
     pub data: tempfile::TempDir,
     listen: String,
+    /// The serverless gateway's address (a free loopback port of its own).
+    gateway: String,
     /// The node's address (`--node-ip`), when not loopback.
     node_ip: Option<String>,
     /// More `strata up` flags.
@@ -81,11 +83,17 @@ impl Cloud {
             .local_addr()
             .unwrap()
             .port();
+        let gateway_port = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let (cluster_cidr, service_cidr, bridge) = network_of_its_own();
         let mut cloud = Cloud {
             child: None,
             data,
             listen: format!("{host}:{port}"),
+            gateway: format!("127.0.0.1:{gateway_port}"),
             node_ip: ip.map(str::to_string),
             extra: extra.iter().map(|a| a.to_string()).collect(),
             cluster_cidr,
@@ -121,6 +129,7 @@ impl Cloud {
                 &self.bridge,
             ])
             .args(["--service-cidr", &self.service_cidr])
+            .args(["--gateway-listen", &self.gateway])
             .args(&self.extra)
             .args(match &self.node_ip {
                 Some(ip) => vec!["--node-ip", ip, "--tls-san", ip],
@@ -155,6 +164,16 @@ impl Cloud {
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
             let _ = child.wait();
         }
+    }
+
+    /// The data dir.
+    pub fn data_path(&self) -> &std::path::Path {
+        self.data.path()
+    }
+
+    /// The serverless gateway's `host:port`.
+    pub fn gateway(&self) -> &str {
+        &self.gateway
     }
 
     /// Runs kubectl against this cloud.
@@ -194,6 +213,16 @@ impl Cloud {
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs the strata binary on this data dir and returns its whole output.
+    pub fn strata_output(&self, args: &[&str]) -> Output {
+        Command::new(strata_bin())
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .args(args)
+            .output()
+            .unwrap()
     }
 
     /// Polls `done` for up to 60 s; on timeout panics with `strata up`'s log.

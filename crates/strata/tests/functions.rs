@@ -1,0 +1,257 @@
+#![allow(clippy::unwrap_used)]
+//! Serverless functions end to end on a real `strata up`: `strata fn deploy` stores a
+//! WebAssembly module and a Function, the gateway serves it by host and by path (cold,
+//! then warm), kubectl shows it, failures come back as clear 5xx and are metered, usage
+//! and logs are reported, bad modules and manifests are refused, and removal stops it.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::cloud::Cloud;
+
+fn example(name: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/functions")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// One HTTP/1.1 request to the gateway: (status, headers, body).
+fn http(
+    gateway: &str,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(gateway).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).unwrap();
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let mut body = response[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..end]).trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
+    out
+}
+
+#[test]
+fn wasm_functions_deploy_invoke_meter_and_go() {
+    let Some(cloud) = Cloud::start("wasm_functions_deploy_invoke_meter_and_go") else {
+        return;
+    };
+    let gateway = cloud.gateway().to_string();
+    let gateway_url = format!("http://{gateway}");
+    let fn_cmd = |args: &[&str]| {
+        let mut all = vec!["fn"];
+        all.extend_from_slice(args);
+        all.extend(["--gateway", &gateway_url]);
+        cloud.strata_output(&all)
+    };
+
+    // Deploy waits for Ready and prints the URL.
+    let hello = example("hello.wat");
+    let out = fn_cmd(&["deploy", "hello", "--wasm", &hello, "--memory", "64Mi"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "deploy: {}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("http://hello.default.fn.localhost:"),
+        "{stdout}"
+    );
+
+    // Host routing (cold), then path routing (warm).
+    let (status, head, body) = http(&gateway, "GET", "hello.default.fn.localhost", "/", b"");
+    assert_eq!(status, 200, "{head}");
+    assert_eq!(body, b"hello from WebAssembly\n");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-strata-cold-start: true"),
+        "{head}"
+    );
+    let (status, head, _) = http(&gateway, "GET", "127.0.0.1", "/fn/default/hello/x?y=1", b"");
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-strata-cold-start: false"),
+        "{head}"
+    );
+    let (status, _, body) = http(&gateway, "GET", "127.0.0.1", "/fn/default/nope", b"");
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("default/nope not found"));
+
+    // The CLI invokes through the gateway; echo gets its body back.
+    let out = fn_cmd(&["invoke", "hello"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "hello from WebAssembly\n"
+    );
+    let echo = example("echo.wat");
+    assert!(
+        fn_cmd(&["deploy", "echo", "--wasm", &echo])
+            .status
+            .success()
+    );
+    let out = fn_cmd(&["invoke", "echo", "--data", "ping pong"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ping pong",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A trapping function: 502 with the cause, logged, counted as an error.
+    let trap = cloud.data_path().join("trap.wat");
+    std::fs::write(
+        &trap,
+        r#"(module (memory (export "memory") 1) (func (export "_start") unreachable))"#,
+    )
+    .unwrap();
+    assert!(
+        fn_cmd(&["deploy", "trap", "--wasm", trap.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let (status, _, body) = http(&gateway, "GET", "trap.default.fn.localhost", "/", b"");
+    assert_eq!(status, 502);
+    assert!(
+        String::from_utf8_lossy(&body).contains("unreachable"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let out = fn_cmd(&["invoke", "trap"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("502"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let logs = String::from_utf8_lossy(&fn_cmd(&["logs", "trap"]).stdout).into_owned();
+    assert!(logs.contains("invocation failed"), "{logs}");
+
+    // kubectl sees the functions with their columns; the status carries usage.
+    let table = cloud.ok(&["get", "fn"]);
+    for column in [
+        "URL",
+        "READY",
+        "REPLICAS",
+        "LAST INVOKED",
+        "hello",
+        "echo",
+        "trap",
+    ] {
+        assert!(table.contains(column), "{column} missing in:\n{table}");
+    }
+    cloud.wait_for("hello's usage in its status", || {
+        let function = cloud.json(&["get", "function", "hello"]);
+        function["status"]["usage"]["invocations"] == 3
+            && function["status"]["usage"]["coldStarts"] == 1
+            && function["status"]["conditions"][0]["status"] == "True"
+    });
+    cloud.wait_for("trap's error count", || {
+        cloud.json(&["get", "function", "trap"])["status"]["usage"]["errors"] == 2
+    });
+    let usage = String::from_utf8_lossy(&fn_cmd(&["usage"]).stdout).into_owned();
+    assert!(
+        usage.contains("GB-SECONDS")
+            && usage
+                .lines()
+                .any(|l| l.starts_with("hello") && l.contains(" 3 ")),
+        "{usage}"
+    );
+    let recent =
+        String::from_utf8_lossy(&fn_cmd(&["usage", "--since", "1h", "trap"]).stdout).into_owned();
+    assert!(
+        recent
+            .lines()
+            .any(|l| l.starts_with("trap") && l.contains(" 2 ")),
+        "{recent}"
+    );
+    let metrics = http(&gateway, "GET", "127.0.0.1", "/metrics", b"").2;
+    assert!(
+        String::from_utf8_lossy(&metrics).contains(
+            "strata_function_invocations_total{namespace=\"default\",function=\"hello\"} 3"
+        )
+    );
+
+    // Refusals: a module that does not compile; a manifest with two sources.
+    let garbage = cloud.data_path().join("garbage.wasm");
+    std::fs::write(&garbage, b"\0asm\x01\0\0\0garbage").unwrap();
+    let out = fn_cmd(&["deploy", "broken", "--wasm", garbage.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("CompileFailed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest = cloud.data_path().join("two-sources.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: serverless.strata.dev/v1alpha1\nkind: Function\nmetadata: {name: twice}\nspec:\n  wasm: {configMap: {name: x}}\n  image: {name: localhost/httpd:latest}\n",
+    )
+    .unwrap();
+    let out = cloud.kubectl(&["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("spec"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Removal: the gateway stops serving it and the module's ConfigMap goes with it.
+    assert!(fn_cmd(&["rm", "hello"]).status.success());
+    cloud.wait_for("hello to stop being served", || {
+        http(&gateway, "GET", "hello.default.fn.localhost", "/", b"").0 == 404
+    });
+    cloud.wait_for("hello's module to be collected", || {
+        !cloud
+            .kubectl(&["get", "configmap", "hello-wasm"])
+            .status
+            .success()
+    });
+}
