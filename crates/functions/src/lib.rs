@@ -6,10 +6,14 @@
 //! This crate knows nothing of the API server: callers hand it plain function
 //! descriptions ([`FunctionConfig`]) and read its meters back.
 
+pub mod autoscale;
 pub mod cgi;
 pub mod engine;
 pub mod gateway;
+pub mod instances;
 pub mod metering;
+pub mod pods;
+pub mod proxy;
 pub mod sync;
 pub mod table;
 pub mod wasm;

@@ -13,6 +13,7 @@ use wasmtime::Module;
 use crate::FunctionsError;
 use crate::engine::WasmEngine;
 use crate::metering::{Meter, UsageSnapshot};
+use crate::pods::PodPool;
 use crate::wasm::{Limits, WasmFunction};
 
 /// Lines of standard error kept per function.
@@ -48,6 +49,8 @@ impl fmt::Display for FunctionKey {
 pub enum Backend {
     /// A compiled WebAssembly module, instantiated per request.
     Wasm(Module),
+    /// Pods of a container image, scaled by the gateway's autoscaler.
+    Pods(Arc<PodPool>),
 }
 
 /// Everything the gateway needs to serve one function (plain data, no API types).
@@ -132,26 +135,43 @@ impl Deployed {
         if let Some(function) = warm.as_ref() {
             return Ok((function.clone(), false));
         }
-        let Backend::Wasm(module) = &self.config.backend;
+        let Backend::Wasm(module) = &self.config.backend else {
+            return Err(FunctionsError::Link(
+                "an image function has no wasm instance".into(),
+            ));
+        };
         let function = WasmFunction::link(engine, module)?;
         *warm = Some(function.clone());
         Ok((function, true))
     }
 
-    /// Instances warm now (0 or 1 for a WebAssembly function: one template serves all).
-    pub fn replicas(&self) -> u32 {
-        u32::from(
-            self.warm
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_some(),
-        )
+    /// Instances running or starting, and those ready: for a WebAssembly function 0 or 1
+    /// (one warm template serves every request), for an image function its pods.
+    pub fn replicas(&self) -> (u32, u32) {
+        match &self.config.backend {
+            Backend::Wasm(_) => {
+                let warm = u32::from(
+                    self.warm
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .is_some(),
+                );
+                (warm, warm)
+            }
+            Backend::Pods(pool) => {
+                let counts = pool.counts();
+                (counts.existing, counts.ready)
+            }
+        }
     }
 
     /// Drops the warm template when idle past the window and not held by `min_scale`;
     /// true when it scaled to zero now.
     pub fn scale_down_if_idle(&self, now_ms: u64) -> bool {
-        if self.config.min_scale > 0 || self.in_flight() > 0 {
+        if matches!(self.config.backend, Backend::Pods(_))
+            || self.config.min_scale > 0
+            || self.in_flight() > 0
+        {
             return false;
         }
         let idle_ms = now_ms.saturating_sub(self.last_request.load(Ordering::Relaxed));
@@ -237,7 +257,7 @@ impl FunctionTable {
             last_request: AtomicU64::new(now_millis()),
             logs: Mutex::new(VecDeque::new()),
         });
-        if deployed.config.min_scale > 0 {
+        if deployed.config.min_scale > 0 && matches!(deployed.config.backend, Backend::Wasm(_)) {
             deployed.instance(&self.engine)?;
         }
         if let Some(old) = self.get(&key) {

@@ -348,20 +348,20 @@ async fn idle_functions_scale_to_zero_and_start_cold_again() {
         .table
         .get(&FunctionKey::new("default", "hello"))
         .expect("served");
-    assert_eq!(hello.replicas(), 1);
+    assert_eq!(hello.replicas(), (1, 1));
     for _ in 0..200 {
-        if hello.replicas() == 0 {
+        if hello.replicas().0 == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(hello.replicas(), 0, "idle function scaled to zero");
+    assert_eq!(hello.replicas().0, 0, "idle function scaled to zero");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let kept = gateway
         .table
         .get(&FunctionKey::new("default", "kept"))
         .expect("served");
-    assert_eq!(kept.replicas(), 1, "minScale keeps the function warm");
+    assert_eq!(kept.replicas().0, 1, "minScale keeps the function warm");
     let (status, cold, _) = gateway.get("127.0.0.1", "/fn/default/hello").await;
     assert_eq!((status, cold.as_deref()), (StatusCode::OK, Some("true")));
     assert_eq!(hello.meter().total().cold_starts, 2);

@@ -91,6 +91,9 @@ pub struct DeployArgs {
     /// Most instances.
     #[arg(long = "max", default_value_t = 10)]
     pub max_scale: i32,
+    /// Concurrent requests per instance the autoscaler aims for (image functions).
+    #[arg(long = "target", value_name = "N")]
+    pub target_concurrency: Option<i32>,
     /// Most concurrent requests per instance (0: unlimited).
     #[arg(long, default_value_t = 0)]
     pub concurrency: i32,
@@ -275,13 +278,13 @@ async fn deploy(data_dir: &std::path::Path, args: DeployArgs) -> Result<u8> {
         min_scale: Some(args.min_scale),
         max_scale: Some(args.max_scale),
         container_concurrency: Some(args.concurrency),
+        target_concurrency: args.target_concurrency,
         scale_to_zero_after_seconds: args
             .scale_to_zero_after
             .map(|d| i64::try_from(d.as_secs().max(1)).unwrap_or(i64::MAX)),
         env: Some(env_vars(&args.env)?).filter(|e| !e.is_empty()),
         schedule: args.schedule.clone(),
         allow_network: Some(args.allow_network),
-        ..FunctionSpec::default()
     };
     let function = Function {
         metadata: ObjectMeta {

@@ -255,3 +255,178 @@ fn wasm_functions_deploy_invoke_meter_and_go() {
             .success()
     });
 }
+
+/// Pods of `function` that are not being deleted.
+fn live_pods(cloud: &Cloud, function: &str) -> usize {
+    let pods = cloud.json(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("serverless.strata.dev/function={function}"),
+    ]);
+    pods["items"].as_array().map_or(0, |items| {
+        items
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .count()
+    })
+}
+
+#[test]
+fn image_functions_scale_from_zero_up_and_back_without_losing_requests() {
+    let test = "image_functions_scale_from_zero_up_and_back_without_losing_requests";
+    let Some(cloud) = Cloud::start(test) else {
+        return;
+    };
+    let gateway = cloud.gateway().to_string();
+    let gateway_url = format!("http://{gateway}");
+    let out = cloud.strata_output(&[
+        "fn",
+        "deploy",
+        "web",
+        "--image",
+        "localhost/httpd:latest",
+        "--target",
+        "1",
+        "--max",
+        "3",
+        "--scale-to-zero-after",
+        "3s",
+        "--timeout",
+        "60s",
+        "--gateway",
+        &gateway_url,
+    ]);
+    assert!(
+        out.status.success(),
+        "deploy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        live_pods(&cloud, "web"),
+        0,
+        "an image function starts at zero"
+    );
+
+    // Scale from zero: the request is held until a pod serves it.
+    let (status, head, body) = http(&gateway, "GET", "web.default.fn.localhost", "/", b"");
+    assert_eq!(status, 200, "{head}\n{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("Hello from a Strata container"));
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-strata-cold-start: true"),
+        "{head}"
+    );
+    assert_eq!(live_pods(&cloud, "web"), 1);
+
+    // A burst of concurrent clients: every response is complete, and the function scales up.
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            let gateway = gateway.clone();
+            std::thread::spawn(move || {
+                let until = std::time::Instant::now() + Duration::from_secs(4);
+                let mut results = Vec::new();
+                while std::time::Instant::now() < until {
+                    let (status, _, body) =
+                        http(&gateway, "GET", "127.0.0.1", "/fn/default/web/", b"");
+                    results.push((
+                        status,
+                        String::from_utf8_lossy(&body).contains("Hello from a Strata container"),
+                    ));
+                }
+                results
+            })
+        })
+        .collect();
+    while !clients.iter().all(|c| c.is_finished()) {
+        peak.fetch_max(
+            live_pods(&cloud, "web"),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut burst = 0;
+    for client in clients {
+        let results = client.join().unwrap();
+        burst += results.len();
+        for (status, complete) in results {
+            assert_eq!(
+                (status, complete),
+                (200, true),
+                "a request of the burst failed"
+            );
+        }
+    }
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        peak >= 2,
+        "the burst scaled the function up (peak {peak} pods)"
+    );
+
+    // Scale-down drains: a steady client while instances go sees no failure.
+    for _ in 0..40 {
+        let (status, _, _) = http(&gateway, "GET", "web.default.fn.localhost", "/", b"");
+        assert_eq!(status, 200, "a request during scale-down failed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Idle: back to zero, then a request starts it again.
+    cloud.wait_for("the idle function to scale to zero", || {
+        live_pods(&cloud, "web") == 0
+    });
+    let (status, head, _) = http(&gateway, "GET", "web.default.fn.localhost", "/", b"");
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("x-strata-cold-start: true"),
+        "{head}"
+    );
+    let expected = i64::try_from(1 + burst + 40 + 1).unwrap();
+    let mut usage = serde_json::Value::Null;
+    for _ in 0..100 {
+        usage = cloud.json(&["get", "function", "web"])["status"]["usage"].clone();
+        if usage["invocations"].as_i64() == Some(expected) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(usage["invocations"].as_i64(), Some(expected), "{usage}");
+    assert_eq!(usage["errors"].as_i64(), Some(0), "{usage}");
+    assert!(usage["coldStarts"].as_i64() >= Some(2), "{usage}");
+
+    // An image that does not exist: the request times out with the cause.
+    let out = cloud.strata_output(&[
+        "fn",
+        "deploy",
+        "missing",
+        "--image",
+        "localhost/no-such-image:latest",
+        "--timeout",
+        "5s",
+        "--gateway",
+        &gateway_url,
+    ]);
+    assert!(
+        out.status.success(),
+        "deploy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, _, body) = http(&gateway, "GET", "missing.default.fn.localhost", "/", b"");
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("no instance became ready"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+
+    // Removing the function removes its pods.
+    assert!(
+        cloud
+            .strata_output(&["fn", "rm", "web", "missing"])
+            .status
+            .success()
+    );
+    cloud.wait_for("the function's pods to go", || {
+        live_pods(&cloud, "web") + live_pods(&cloud, "missing") == 0
+    });
+}

@@ -9,11 +9,12 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderValue};
 use http::{Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -22,7 +23,9 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::metering::{self, Record};
-use crate::table::{Backend, Deployed, FunctionTable};
+use crate::pods::{LeaseError, PodPool};
+use crate::proxy::{ForwardError, Forwarder, Tracked};
+use crate::table::{Backend, Deployed, FunctionTable, InFlight};
 use crate::wasm::Invocation;
 use route::Route;
 
@@ -51,14 +54,28 @@ impl Default for GatewayOptions {
 pub struct Gateway {
     table: Arc<FunctionTable>,
     options: GatewayOptions,
+    forwarder: Forwarder,
 }
 
-type Body = Full<Bytes>;
+/// A boxed error of a response body.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The gateway's response body: whole (errors, wasm) or streamed (pods).
+pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
 
 impl Gateway {
     /// A gateway serving `table`.
     pub fn new(table: Arc<FunctionTable>, options: GatewayOptions) -> Arc<Self> {
-        Arc::new(Self { table, options })
+        Arc::new(Self {
+            table,
+            options,
+            forwarder: Forwarder::default(),
+        })
     }
 
     /// The function table.
@@ -252,7 +269,7 @@ impl Gateway {
         if declared.is_some_and(|n| n > limit as u64) {
             return too_large(limit);
         }
-        let Some(_slot) = deployed.admit() else {
+        let Some(slot) = deployed.admit() else {
             return text(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
@@ -274,6 +291,35 @@ impl Gateway {
                 );
             }
         };
+        let cold_header = |response: &mut Response<Body>, cold: bool| {
+            response.headers_mut().insert(
+                COLD_START_HEADER,
+                HeaderValue::from_static(if cold { "true" } else { "false" }),
+            );
+        };
+        match &deployed.config().backend {
+            Backend::Pods(pool) => {
+                let pool = pool.clone();
+                self.invoke_pods(deployed, &pool, parts, body, context, slot)
+                    .await
+            }
+            Backend::Wasm(_) => {
+                drop(slot_keep(slot));
+                let (mut response, cold) = self.invoke_wasm(deployed, parts, body, context).await;
+                cold_header(&mut response, cold);
+                response
+            }
+        }
+    }
+
+    async fn invoke_wasm(
+        &self,
+        deployed: &Arc<Deployed>,
+        parts: http::request::Parts,
+        body: Bytes,
+        context: RequestContext,
+    ) -> (Response<Body>, bool) {
+        let key = &deployed.config().key;
         let invocation = Invocation {
             method: parts.method,
             script_name: context.script_name,
@@ -285,7 +331,6 @@ impl Gateway {
             server_name: context.server_name,
             server_port: context.server_port,
         };
-        let Backend::Wasm(_) = &deployed.config().backend;
         let (function, cold) = match deployed.instance(self.table.engine()) {
             Ok(pair) => pair,
             Err(error) => {
@@ -295,10 +340,11 @@ impl Gateway {
                     cold: true,
                     memory_peak: 0,
                 });
-                return text(
+                let response = text(
                     StatusCode::SERVICE_UNAVAILABLE,
                     format!("function {key} cannot start: {error}\n"),
                 );
+                return (response, true);
             }
         };
         let outcome = function.invoke(&deployed.limits(), invocation).await;
@@ -313,9 +359,9 @@ impl Gateway {
             cold,
             memory_peak: outcome.memory_peak,
         });
-        let mut response = match outcome.result {
+        let response = match outcome.result {
             Ok(reply) => {
-                let mut response = Response::new(Full::new(reply.body));
+                let mut response = Response::new(full(reply.body));
                 *response.status_mut() = reply.status;
                 *response.headers_mut() = reply.headers;
                 response
@@ -326,12 +372,134 @@ impl Gateway {
                 text(failure.status(), format!("function {key}: {failure}\n"))
             }
         };
-        response.headers_mut().insert(
-            COLD_START_HEADER,
-            HeaderValue::from_static(if cold { "true" } else { "false" }),
-        );
-        response
+        (response, cold)
     }
+
+    /// Forwards to the least busy ready pod, waiting for one (scale from zero) within the
+    /// function's timeout; a pod that refuses the connection is skipped and the request
+    /// retried on another (the body is buffered, so nothing is sent twice to a live pod).
+    async fn invoke_pods(
+        &self,
+        deployed: &Arc<Deployed>,
+        pool: &Arc<PodPool>,
+        parts: http::request::Parts,
+        body: Bytes,
+        context: RequestContext,
+        slot: InFlight,
+    ) -> Response<Body> {
+        let key = deployed.config().key.clone();
+        let timeout = deployed.config().timeout;
+        let started = Instant::now();
+        let query = parts
+            .uri
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
+        let path = format!("{}{query}", context.path_info);
+        let meter = deployed.meter().clone();
+        let fail = |status: StatusCode, message: String, cold: bool| {
+            meter.record(Record {
+                duration: started.elapsed(),
+                error: true,
+                cold,
+                memory_peak: 0,
+            });
+            let mut response = text(status, format!("function {key}: {message}\n"));
+            response.headers_mut().insert(
+                COLD_START_HEADER,
+                HeaderValue::from_static(if cold { "true" } else { "false" }),
+            );
+            response
+        };
+        let mut cold = false;
+        for _attempt in 0..3 {
+            let left = timeout.saturating_sub(started.elapsed());
+            let lease = match pool.lease(left).await {
+                Ok((lease, waited)) => {
+                    cold |= waited;
+                    lease
+                }
+                Err(LeaseError::QueueFull(n)) => {
+                    return fail(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        format!("{n} requests are already waiting for an instance; retry later"),
+                        cold,
+                    );
+                }
+                Err(LeaseError::Timeout(_)) => {
+                    let why = pool
+                        .problem()
+                        .map(|p| format!(" ({p})"))
+                        .unwrap_or_default();
+                    return fail(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("no instance became ready within the timeout of {timeout:?}{why}"),
+                        true,
+                    );
+                }
+            };
+            let left = timeout.saturating_sub(started.elapsed());
+            let forwarded = self
+                .forwarder
+                .forward(
+                    lease.addr(),
+                    &parts,
+                    &path,
+                    body.clone(),
+                    context.remote,
+                    left,
+                )
+                .await;
+            match forwarded {
+                Ok(response) => {
+                    let (head, incoming) = response.into_parts();
+                    let server_error = head.status.is_server_error();
+                    let meter = meter.clone();
+                    let tracked = Tracked::new(incoming, (lease, slot), move |clean| {
+                        meter.record(Record {
+                            duration: started.elapsed(),
+                            error: server_error || !clean,
+                            cold,
+                            memory_peak: 0,
+                        });
+                    });
+                    let mut response = Response::from_parts(
+                        head,
+                        tracked
+                            .map_err(|e| -> BoxError { Box::new(e) })
+                            .boxed_unsync(),
+                    );
+                    response.headers_mut().insert(
+                        COLD_START_HEADER,
+                        HeaderValue::from_static(if cold { "true" } else { "false" }),
+                    );
+                    return response;
+                }
+                Err(ForwardError::Connect(addr, why)) => {
+                    tracing::debug!(function = %key, %addr, %why, "instance unreachable; retrying on another");
+                    lease.unreachable();
+                }
+                Err(ForwardError::Timeout(_)) => {
+                    return fail(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("the function did not answer within its timeout of {timeout:?}"),
+                        cold,
+                    );
+                }
+                Err(error) => return fail(StatusCode::BAD_GATEWAY, error.to_string(), cold),
+            }
+        }
+        fail(
+            StatusCode::BAD_GATEWAY,
+            "no instance could be reached (tried 3)".into(),
+            cold,
+        )
+    }
+}
+
+/// Releases the admission slot of a WebAssembly call when the call returns.
+fn slot_keep(slot: InFlight) -> InFlight {
+    slot
 }
 
 struct RequestContext {
@@ -343,7 +511,7 @@ struct RequestContext {
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()));
+    let mut response = Response::new(full(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
         CONTENT_TYPE,

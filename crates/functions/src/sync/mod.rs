@@ -27,6 +27,8 @@ use crate::metering::UsageSnapshot;
 use crate::table::{Backend, FunctionConfig, FunctionKey, FunctionTable};
 use crate::wasm::WasmFunction;
 
+mod image;
+
 /// The component name (field manager, logs).
 pub const COMPONENT: &str = "strata-gateway";
 
@@ -50,9 +52,9 @@ impl Default for SyncOptions {
 
 /// Why a function cannot be served (the `Ready=False` reason and message).
 #[derive(Clone, Debug, PartialEq)]
-struct NotReady {
-    reason: &'static str,
-    message: String,
+pub(crate) struct NotReady {
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
 }
 
 /// What the sync knows per function: the fingerprint of what it deployed, or why not.
@@ -74,6 +76,7 @@ struct Context {
     client: kube::Client,
     table: Arc<FunctionTable>,
     states: Mutex<HashMap<FunctionKey, State>>,
+    images: image::ImageFunctions,
 }
 
 /// Runs until dropped: the reconcile loop for Functions (and the ConfigMaps they name)
@@ -83,7 +86,9 @@ pub async fn run(client: kube::Client, table: Arc<FunctionTable>, options: SyncO
         client: client.clone(),
         table,
         states: Mutex::new(HashMap::new()),
+        images: image::ImageFunctions::new(client.clone()),
     });
+    let pods = crate::instances::watch_pods(client.clone(), context.images.pools.clone());
     let controller = Controller::new(
         Api::<Function>::all(client.clone()),
         watcher::Config::default(),
@@ -99,7 +104,7 @@ pub async fn run(client: kube::Client, table: Arc<FunctionTable>, options: SyncO
         .run(reconcile, error_policy, context.clone())
         .for_each(|_| async {});
     let statuses = write_statuses(context, functions, options);
-    tokio::join!(reconciler, statuses);
+    tokio::join!(reconciler, statuses, pods);
 }
 
 /// The functions whose module is in `config_map`.
@@ -130,6 +135,32 @@ fn key_of(function: &Function) -> FunctionKey {
 async fn reconcile(function: Arc<Function>, context: Arc<Context>) -> Result<Action, kube::Error> {
     let key = key_of(&function);
     let spec = function.spec.clone().unwrap_or_default();
+    if spec.image.is_some() {
+        let fingerprint = fingerprint(&spec, &[]);
+        let current = context
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned();
+        if current.as_ref().map(State::fingerprint) == Some(fingerprint) {
+            return Ok(Action::await_change());
+        }
+        let state =
+            match context
+                .images
+                .deploy(&context.table, &key, &function, &spec, seed(&function))
+            {
+                Ok(()) => State::Serving { fingerprint },
+                Err(problem) => State::Failed {
+                    fingerprint,
+                    problem,
+                },
+            };
+        tracing::info!(function = %key, ?state, "image function synced");
+        set_state(&context, key, state);
+        return Ok(Action::await_change());
+    }
     let module = match module_bytes(&context.client, &key, &spec).await {
         Ok(module) => module,
         Err(Fetch::Api(error)) => return Err(error),
@@ -199,12 +230,6 @@ async fn module_bytes(
     spec: &FunctionSpec,
 ) -> Result<Vec<u8>, Fetch> {
     let problem = |reason, message: String| Err(Fetch::Problem(NotReady { reason, message }));
-    if spec.image.is_some() {
-        return problem(
-            "ImageFunctionsUnsupported",
-            "image functions are not served by this gateway yet".into(),
-        );
-    }
     let Some(wasm) = &spec.wasm else {
         return problem("NoSource", "spec.wasm or spec.image must be set".into());
     };
@@ -390,6 +415,7 @@ async fn write_statuses(context: Arc<Context>, functions: Store<Function>, optio
         for deployed in context.table.list() {
             let key = &deployed.config().key;
             if !keys.contains(key) && context.table.remove(key) {
+                context.images.remove(key);
                 tracing::info!(function = %key, "function deleted; no longer served");
             }
         }
@@ -484,9 +510,9 @@ fn status_of(
     };
     if let Some(deployed) = table.get(key) {
         let usage = deployed.meter().total();
-        let replicas = i32::try_from(deployed.replicas()).unwrap_or(i32::MAX);
-        status.replicas = Some(replicas);
-        status.ready_replicas = Some(replicas);
+        let (replicas, ready) = deployed.replicas();
+        status.replicas = Some(i32::try_from(replicas).unwrap_or(i32::MAX));
+        status.ready_replicas = Some(i32::try_from(ready).unwrap_or(i32::MAX));
         status.last_invoked = usage
             .last_invoked
             .and_then(|s| Timestamp::from_second(i64::try_from(s).ok()?).ok())
