@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, EnvVar};
+use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, Pod};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
@@ -18,6 +18,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use strata_api::function::{
     API_VERSION, ConfigMapKeyRef, Function, FunctionSpec, ImageSource, KIND, WasmSource,
 };
+use strata_functions::instances::FUNCTION_LABEL;
 
 /// The field manager of `strata fn deploy`.
 const MANAGER: &str = "strata-fn";
@@ -211,7 +212,7 @@ pub fn dispatch(data_dir: &std::path::Path, command: FnCommand) -> Result<u8> {
         match command {
             FnCommand::Deploy(args) => deploy(data_dir, args).await,
             FnCommand::Invoke(args) => invoke(args).await,
-            FnCommand::Logs(args) => logs(args).await,
+            FnCommand::Logs(args) => logs(data_dir, args).await,
             FnCommand::Ls(args) => list(data_dir, args).await,
             FnCommand::Rm(args) => remove(data_dir, args).await,
             FnCommand::Usage(args) => usage(data_dir, args).await,
@@ -457,7 +458,40 @@ async fn invoke(args: InvokeArgs) -> Result<u8> {
     Ok(0)
 }
 
-async fn logs(args: NamedArgs) -> Result<u8> {
+async fn logs(data_dir: &std::path::Path, args: NamedArgs) -> Result<u8> {
+    let client = client(data_dir, &args.target).await?;
+    let namespace = &args.target.namespace;
+    let function = Api::<Function>::namespaced(client.clone(), namespace)
+        .get(&args.name)
+        .await
+        .map_err(api_error)?;
+    if function.spec.as_ref().is_some_and(|s| s.image.is_some()) {
+        // An image function logs like any pod: print its instances' logs.
+        let pods = Api::<Pod>::namespaced(client, namespace);
+        let selector = format!("{FUNCTION_LABEL}={}", args.name);
+        let list = pods
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(api_error)?;
+        if list.items.is_empty() {
+            eprintln!(
+                "strata: function {namespace}/{} has no instances now (scaled to zero)",
+                args.name
+            );
+        }
+        for pod in list {
+            let name = pod.name_any();
+            let text = pods
+                .logs(&name, &Default::default())
+                .await
+                .map_err(api_error)
+                .with_context(|| format!("cannot read the logs of pod {name}"))?;
+            for line in text.lines() {
+                println!("[{name}] {line}");
+            }
+        }
+        return Ok(0);
+    }
     let url = format!(
         "{}/_strata/logs/{}/{}",
         args.target.gateway.trim_end_matches('/'),

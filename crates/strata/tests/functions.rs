@@ -381,6 +381,11 @@ fn image_functions_scale_from_zero_up_and_back_without_losing_requests() {
             .contains("x-strata-cold-start: true"),
         "{head}"
     );
+    // The instance's logs (busybox httpd -v logs each request) through `strata fn logs`.
+    cloud.wait_for("the instance's request log", || {
+        let out = cloud.strata_output(&["fn", "logs", "web"]);
+        String::from_utf8_lossy(&out.stdout).contains("[web-")
+    });
     let expected = i64::try_from(1 + burst + 40 + 1).unwrap();
     let mut usage = serde_json::Value::Null;
     for _ in 0..100 {
