@@ -7,6 +7,7 @@
 //! descriptions ([`FunctionConfig`]) and read its meters back.
 
 pub mod cgi;
+pub mod cron;
 pub mod engine;
 pub mod gateway;
 pub mod metering;
