@@ -8,6 +8,7 @@
 
 pub mod autoscale;
 pub mod cgi;
+pub mod cron;
 pub mod engine;
 pub mod gateway;
 pub mod instances;
