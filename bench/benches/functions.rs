@@ -90,6 +90,7 @@ async fn timed_get(sender: &mut Sender, path: &str) -> Duration {
         .header("host", "127.0.0.1")
         .body(Full::new(Bytes::new()))
         .unwrap();
+    sender.ready().await.unwrap();
     let started = Instant::now();
     let response = sender.send_request(request).await.unwrap();
     assert!(

@@ -157,6 +157,11 @@ async fn start_gateway(
         table,
         strata_functions::sync::SyncOptions {
             gateway_port: port,
+            gateway_addr: if bound.ip().is_unspecified() {
+                std::net::SocketAddr::from(([127, 0, 0, 1], port))
+            } else {
+                bound
+            },
             ..Default::default()
         },
     );

@@ -90,6 +90,15 @@ fn wasm_functions_deploy_invoke_meter_and_go() {
         cloud.strata_output(&all)
     };
 
+    // A scheduled function: nobody calls it, the cron trigger does (checked at the end).
+    let tick = example("hello.wat");
+    let out = fn_cmd(&["deploy", "tick", "--wasm", &tick, "--schedule", "* * * * *"]);
+    assert!(
+        out.status.success(),
+        "deploy tick: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Deploy waits for Ready and prints the URL.
     let hello = example("hello.wat");
     let out = fn_cmd(&["deploy", "hello", "--wasm", &hello, "--memory", "64Mi"]);
@@ -242,6 +251,12 @@ fn wasm_functions_deploy_invoke_meter_and_go() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    cloud.wait_for("the cron trigger to invoke tick", || {
+        cloud.json(&["get", "function", "tick"])["status"]["usage"]["invocations"]
+            .as_i64()
+            .is_some_and(|n| n >= 1)
+    });
 
     // Removal: the gateway stops serving it and the module's ConfigMap goes with it.
     assert!(fn_cmd(&["rm", "hello"]).status.success());

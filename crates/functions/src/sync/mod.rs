@@ -23,9 +23,11 @@ use strata_api::function::validate::{
 use strata_api::function::{Function, FunctionSpec, FunctionStatus, FunctionUsage};
 use strata_api::quantity::Quantity;
 
+use crate::cron::CronTriggers;
 use crate::metering::UsageSnapshot;
 use crate::table::{Backend, FunctionConfig, FunctionKey, FunctionTable};
 use crate::wasm::WasmFunction;
+use strata_api::cron::Schedule;
 
 mod image;
 
@@ -37,6 +39,8 @@ pub const COMPONENT: &str = "strata-gateway";
 pub struct SyncOptions {
     /// The gateway's port, for the URL in each Function's status.
     pub gateway_port: u16,
+    /// Where cron triggers call the gateway (its own listener).
+    pub gateway_addr: std::net::SocketAddr,
     /// How often statuses are brought up to date (usage, replicas).
     pub status_every: Duration,
 }
@@ -45,6 +49,7 @@ impl Default for SyncOptions {
     fn default() -> Self {
         Self {
             gateway_port: 8080,
+            gateway_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
             status_every: Duration::from_secs(2),
         }
     }
@@ -77,6 +82,7 @@ struct Context {
     table: Arc<FunctionTable>,
     states: Mutex<HashMap<FunctionKey, State>>,
     images: image::ImageFunctions,
+    triggers: Arc<Mutex<CronTriggers>>,
 }
 
 /// Runs until dropped: the reconcile loop for Functions (and the ConfigMaps they name)
@@ -87,6 +93,11 @@ pub async fn run(client: kube::Client, table: Arc<FunctionTable>, options: SyncO
         table,
         states: Mutex::new(HashMap::new()),
         images: image::ImageFunctions::new(client.clone()),
+        triggers: Arc::new(Mutex::new(CronTriggers::new())),
+    });
+    let gateway = options.gateway_addr;
+    let cron = crate::cron::run(context.triggers.clone(), move |key| {
+        tokio::spawn(fire(gateway, key));
     });
     let pods = crate::instances::watch_pods(client.clone(), context.images.pools.clone());
     let controller = Controller::new(
@@ -104,7 +115,7 @@ pub async fn run(client: kube::Client, table: Arc<FunctionTable>, options: SyncO
         .run(reconcile, error_policy, context.clone())
         .for_each(|_| async {});
     let statuses = write_statuses(context, functions, options);
-    tokio::join!(reconciler, statuses, pods);
+    tokio::join!(reconciler, statuses, pods, cron);
 }
 
 /// The functions whose module is in `config_map`.
@@ -135,6 +146,15 @@ fn key_of(function: &Function) -> FunctionKey {
 async fn reconcile(function: Arc<Function>, context: Arc<Context>) -> Result<Action, kube::Error> {
     let key = key_of(&function);
     let spec = function.spec.clone().unwrap_or_default();
+    let schedule = spec
+        .schedule
+        .as_deref()
+        .and_then(|text| Schedule::parse(text).ok());
+    context
+        .triggers
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .set(key.clone(), schedule);
     if spec.image.is_some() {
         let fingerprint = fingerprint(&spec, &[]);
         let current = context
@@ -416,6 +436,11 @@ async fn write_statuses(context: Arc<Context>, functions: Store<Function>, optio
             let key = &deployed.config().key;
             if !keys.contains(key) && context.table.remove(key) {
                 context.images.remove(key);
+                context
+                    .triggers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(key);
                 tracing::info!(function = %key, "function deleted; no longer served");
             }
         }
@@ -529,4 +554,41 @@ fn status_of(
         });
     }
     status
+}
+
+/// Invokes a scheduled function through the gateway (so it is limited and metered like any
+/// request), as `POST /fn/<ns>/<fn>/` with `X-Strata-Trigger: cron`.
+async fn fire(gateway: std::net::SocketAddr, key: FunctionKey) {
+    use http_body_util::{BodyExt, Empty};
+    let request = match http::Request::post(format!("/fn/{}/{}/", key.namespace, key.name))
+        .header(http::header::HOST, gateway.to_string())
+        .header("x-strata-trigger", "cron")
+        .body(Empty::<bytes::Bytes>::new())
+    {
+        Ok(request) => request,
+        Err(error) => {
+            tracing::warn!(function = %key, %error, "cannot build the cron request");
+            return;
+        }
+    };
+    let result = async {
+        let stream = tokio::net::TcpStream::connect(gateway).await?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(std::io::Error::other)?;
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(std::io::Error::other)?;
+        let status = response.status();
+        let _ = response.into_body().collect().await;
+        Ok::<_, std::io::Error>(status)
+    }
+    .await;
+    match result {
+        Ok(status) => tracing::debug!(function = %key, %status, "cron trigger fired"),
+        Err(error) => tracing::warn!(function = %key, %error, "cron trigger failed"),
+    }
 }
