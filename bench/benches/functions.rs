@@ -180,10 +180,11 @@ fn main() {
             warm_p50.as_secs_f64() / peer_p50.as_secs_f64(),
             cold_p50.as_secs_f64() / warm_p50.as_secs_f64()
         );
-        if std::process::Command::new("wrk").arg("--version").output().is_err() {
+        let wrk_missing = std::process::Command::new("wrk").arg("--version").output().is_err();
+        if wrk_missing {
             println!("  SKIP throughput: wrk is not installed (scripts/install-deps.sh bench)");
-            return;
         }
+        if !wrk_missing {
         let wasm_url = format!("http://{gateway_addr}/fn/bench/hello");
         let native_url = format!("http://{native_addr}/");
         let (wasm_rate, native_rate) = tokio::task::spawn_blocking(move || {
@@ -197,5 +198,123 @@ fn main() {
             "  warm throughput (wrk -t2 -c32 {seconds}s): wasm {wasm_rate:.0} req/s, native {native_rate:.0} req/s, ratio {:.2}",
             wasm_rate / native_rate
         );
+        }
+        let image_samples = flag(&args, "--image-samples", 10);
+        if image_samples > 0 {
+            image_cold_starts(image_samples, cold_p50).await;
+        }
     });
+}
+
+/// Image functions from zero through a real `strata up`, side by side with the same pod
+/// created straight through the API and polled until its port answers (the work a cold
+/// start cannot avoid): the ratio is the gateway's activation overhead.
+async fn image_cold_starts(samples: usize, wasm_cold_p50: Duration) {
+    if !nix::unistd::geteuid().is_root() {
+        println!("  SKIP image cold starts: needs root");
+        return;
+    }
+    let strata = common::strata_bin();
+    if !strata.exists() {
+        println!(
+            "  SKIP image cold starts: build it first: cargo build --release --bin strata ({})",
+            strata.display()
+        );
+        return;
+    }
+    let up = common::Up::start(&strata, &[]);
+    let kubeconfig = up.kubeconfig();
+    common::wait_until("the kubeconfig", Duration::from_secs(60), async || {
+        kubeconfig.exists()
+    })
+    .await;
+    let client = strata_client::connect_file(&kubeconfig).await.unwrap();
+    let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(client.clone());
+    common::wait_until("the node", Duration::from_secs(60), async || {
+        nodes.get_opt("bench-node").await.ok().flatten().is_some()
+    })
+    .await;
+    let log = up.data.path().join("up.log");
+    let mut gateway = None;
+    common::wait_until("the gateway", Duration::from_secs(60), async || {
+        gateway = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("strata: serverless gateway on http://")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|addr| addr.parse::<SocketAddr>().ok())
+            });
+        gateway.is_some()
+    })
+    .await;
+    let gateway = gateway.unwrap();
+    let functions: kube::Api<strata_api::function::Function> =
+        kube::Api::namespaced(client.clone(), "default");
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(client.clone(), "default");
+    let (mut cold, mut direct) = (vec![], vec![]);
+    for i in 0..samples {
+        let name = format!("img-{i}");
+        let function: strata_api::function::Function = serde_json::from_value(serde_json::json!({
+            "apiVersion": "serverless.strata.dev/v1alpha1", "kind": "Function",
+            "metadata": {"name": name},
+            "spec": {"image": {"name": "localhost/httpd:latest"}, "timeoutSeconds": 60}
+        }))
+        .unwrap();
+        functions
+            .create(&Default::default(), &function)
+            .await
+            .unwrap();
+        common::wait_until(
+            "the function to be served",
+            Duration::from_secs(30),
+            async || {
+                functions
+                    .get(&name)
+                    .await
+                    .ok()
+                    .and_then(|f| f.status)
+                    .and_then(|s| s.conditions)
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            },
+        )
+        .await;
+        let mut sender = connect(gateway).await;
+        cold.push(timed_get(&mut sender, &format!("/fn/default/{name}/")).await);
+        functions.delete(&name, &Default::default()).await.unwrap();
+
+        let pod_name = format!("direct-{i}");
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": pod_name},
+            "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+                "name": "web", "image": "localhost/httpd:latest", "imagePullPolicy": "IfNotPresent"}]}
+        }))
+        .unwrap();
+        let started = Instant::now();
+        pods.create(&Default::default(), &pod).await.unwrap();
+        loop {
+            let ip = pods
+                .get(&pod_name)
+                .await
+                .ok()
+                .and_then(|p| p.status)
+                .and_then(|s| s.pod_ip);
+            if let Some(ip) = ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                && TcpStream::connect(SocketAddr::new(ip, 8080)).await.is_ok()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        direct.push(started.elapsed());
+        pods.delete(&pod_name, &Default::default()).await.unwrap();
+    }
+    let cold_p50 = report("image cold start (gateway, from zero)", cold);
+    let direct_p50 = report("the same pod via the API, port open", direct);
+    println!(
+        "  ratios: image cold / direct pod {:.2}, image cold / wasm cold {:.0}",
+        cold_p50.as_secs_f64() / direct_p50.as_secs_f64(),
+        cold_p50.as_secs_f64() / wasm_cold_p50.as_secs_f64()
+    );
 }
