@@ -37,6 +37,9 @@ const INCOMING_HANDLER: &str = "wasi:http/incoming-handler";
 /// A compiled component, linked against WASI 0.2 and `wasi:http`, ready to instantiate.
 #[derive(Clone)]
 pub struct HttpComponent {
+    // Held so the epoch ticker runs while the component may be invoked: without ticks no
+    // timeout fires and a busy instance never yields its thread.
+    engine: WasmEngine,
     component: Component,
     pre: ProxyPre<ComponentState>,
 }
@@ -139,6 +142,7 @@ impl HttpComponent {
             .map_err(|e| FunctionsError::Link(format!("{e:#}")))?;
         let pre = ProxyPre::new(pre).map_err(|e| FunctionsError::Link(format!("{e:#}")))?;
         Ok(Self {
+            engine: engine.clone(),
             component: component.clone(),
             pre,
         })
@@ -267,7 +271,7 @@ impl HttpComponent {
             },
             timed_out: false,
         };
-        let mut store = Store::new(self.pre.engine(), state);
+        let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(1);
         let timeout = limits.timeout;

@@ -83,9 +83,18 @@ fn limits() -> Limits {
     }
 }
 
-fn component(engine: &WasmEngine, wasm: &[u8]) -> HttpComponent {
-    let compiled = HttpComponent::compile(engine, wasm).expect("compile");
-    HttpComponent::link(engine, &compiled).expect("link")
+/// The example compiled once per test process (compiling is most of a test's time), or
+/// `None` when it cannot be built here.
+fn hello() -> Option<&'static HttpComponent> {
+    static HELLO: OnceLock<Option<HttpComponent>> = OnceLock::new();
+    HELLO
+        .get_or_init(|| {
+            let wasm = hello_http()?;
+            let engine = engine();
+            let compiled = HttpComponent::compile(&engine, wasm).expect("compile");
+            Some(HttpComponent::link(&engine, &compiled).expect("link"))
+        })
+        .as_ref()
 }
 
 fn get(path: &str) -> Request<Empty<Bytes>> {
@@ -112,9 +121,7 @@ async fn text(outcome: ComponentOutcome) -> (StatusCode, String, Usage) {
 
 #[tokio::test]
 async fn get_answers_with_the_body() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     let (status, body, usage) = text(hello.invoke(&limits(), get("/greet?x=1")).await).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, "hello from a wasi:http component\npath: /greet?x=1\n");
@@ -126,9 +133,7 @@ async fn get_answers_with_the_body() {
 
 #[tokio::test]
 async fn post_body_is_seen() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     let request = Request::builder()
         .method(Method::POST)
         .uri("/upload")
@@ -143,9 +148,7 @@ async fn post_body_is_seen() {
 
 #[tokio::test]
 async fn streamed_body_arrives_complete_in_several_frames() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     let outcome = hello.invoke(&limits(), get("/stream")).await;
     let mut body = outcome.result.expect("a response").into_body();
     let mut frames = 0;
@@ -170,9 +173,7 @@ async fn streamed_body_arrives_complete_in_several_frames() {
 
 #[tokio::test]
 async fn a_trap_is_reported() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     let outcome = hello.invoke(&limits(), get("/trap")).await;
     let error = outcome.result.expect_err("a trap");
     assert!(matches!(error, InvokeError::Trap(_)), "{error:?}");
@@ -183,9 +184,7 @@ async fn a_trap_is_reported() {
 
 #[tokio::test]
 async fn the_timeout_is_enforced() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     let limits = Limits {
         timeout: Duration::from_millis(200),
         ..limits()
@@ -200,9 +199,7 @@ async fn the_timeout_is_enforced() {
 
 #[tokio::test]
 async fn the_timeout_bounds_a_streaming_body() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     let limits = Limits {
         timeout: Duration::from_millis(300),
         ..limits()
@@ -230,9 +227,7 @@ async fn the_timeout_bounds_a_streaming_body() {
 
 #[tokio::test]
 async fn the_memory_limit_is_enforced() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     let outcome = hello.invoke(&limits(), get("/hog")).await;
     let error = outcome.result.expect_err("out of memory");
     assert!(
@@ -245,9 +240,7 @@ async fn the_memory_limit_is_enforced() {
 
 #[tokio::test]
 async fn no_response_is_a_clear_502() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     let error = hello
         .invoke(&limits(), get("/silent"))
         .await
@@ -263,9 +256,7 @@ async fn no_response_is_a_clear_502() {
 
 #[tokio::test]
 async fn each_request_gets_a_fresh_instance() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     // A trap poisons only its own instance.
     let _ = hello.invoke(&limits(), get("/trap")).await;
     let (status, body, _) = text(hello.invoke(&limits(), get("/after")).await).await;
@@ -305,9 +296,7 @@ fn fetch(url: &str) -> Request<Empty<Bytes>> {
 
 #[tokio::test]
 async fn outgoing_http_is_refused_without_the_network() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     let addr = upstream().await;
     let (_, body, usage) = text(
         hello
@@ -323,9 +312,7 @@ async fn outgoing_http_is_refused_without_the_network() {
 
 #[tokio::test]
 async fn outgoing_http_is_sent_with_the_network() {
-    let Some(wasm) = hello_http() else { return };
-    let engine = engine();
-    let hello = component(&engine, wasm);
+    let Some(hello) = hello() else { return };
     let addr = upstream().await;
     let limits = Limits {
         allow_network: true,
@@ -363,4 +350,33 @@ fn a_component_without_the_handler_is_refused() {
         message.contains("does not export wasi:http/incoming-handler"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn the_timeout_holds_while_the_component_waits_on_the_host() {
+    let Some(hello) = hello() else { return };
+    // An upstream that accepts and never answers: the instance blocks in a host call,
+    // where no epoch check runs; the wall-clock deadline stops it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let _held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    let limits = Limits {
+        allow_network: true,
+        timeout: Duration::from_millis(300),
+        ..limits()
+    };
+    let started = std::time::Instant::now();
+    let outcome = hello
+        .invoke(&limits, fetch(&format!("http://{addr}/")))
+        .await;
+    let error = outcome.result.expect_err("a timeout");
+    assert!(matches!(error, InvokeError::Timeout(_)), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
 }
