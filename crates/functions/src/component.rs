@@ -157,6 +157,34 @@ impl HttpComponent {
     /// response head (or failed); the body streams from the running instance, bounded by
     /// `limits.timeout` like everything else the instance does. Must be called within a
     /// tokio runtime: the instance runs in a task of its own.
+    ///
+    /// ```no_run
+    /// # async fn serve(
+    /// #     engine: strata_functions::WasmEngine,
+    /// #     wasm: Vec<u8>,
+    /// #     limits: strata_functions::wasm::Limits,
+    /// #     request: http::Request<hyper::body::Incoming>,
+    /// # ) -> Result<(), Box<dyn std::error::Error>> {
+    /// use strata_functions::HttpComponent;
+    ///
+    /// let compiled = tokio::task::spawn_blocking({
+    ///     let engine = engine.clone();
+    ///     move || HttpComponent::compile(&engine, &wasm)
+    /// })
+    /// .await??;
+    /// let component = HttpComponent::link(&engine, &compiled)?;
+    /// let outcome = component.invoke(&limits, request).await;
+    /// tokio::spawn(async move {
+    ///     let usage = outcome.finished.usage().await; // meter and log here
+    ///     println!("{} bytes of memory, {:?}", usage.memory_peak, usage.elapsed);
+    /// });
+    /// match outcome.result {
+    ///     Ok(response) => { /* hand `response` (a streaming body) to hyper */ }
+    ///     Err(error) => { /* answer `error.status()` with `error` as the cause */ }
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn invoke<B>(&self, limits: &Limits, request: Request<B>) -> ComponentOutcome
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
