@@ -83,7 +83,7 @@ pub fn environment(request: &CgiRequest<'_>) -> Vec<(String, String)> {
 }
 
 /// Why a program's output is not a CGI response.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CgiError {
     /// Output ended before the blank line that ends the headers.
     #[error(

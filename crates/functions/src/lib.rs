@@ -1,13 +1,16 @@
 //! Strata's serverless functions: the WebAssembly engine (wasmtime, a fresh instance per
 //! request from a pre-linked template), the CGI contract for WASI preview 1 modules, the
 //! HTTP gateway that routes `<fn>.<ns>.fn.localhost` and `/fn/<ns>/<fn>` to functions, and
-//! per-function usage metering.
+//! per-function usage metering. WebAssembly components that implement
+//! `wasi:http/incoming-handler` (WASI 0.2) are served by [`HttpComponent`], with streamed
+//! request and response bodies.
 //!
 //! This crate knows nothing of the API server: callers hand it plain function
 //! descriptions ([`FunctionConfig`]) and read its meters back.
 
 pub mod autoscale;
 pub mod cgi;
+pub mod component;
 pub mod cron;
 pub mod engine;
 pub mod gateway;
@@ -19,6 +22,7 @@ pub mod sync;
 pub mod table;
 pub mod wasm;
 
+pub use component::{ComponentOutcome, HttpComponent};
 pub use engine::{EngineOptions, WasmEngine};
 pub use metering::{Meter, UsageSnapshot};
 pub use table::{Backend, FunctionConfig, FunctionKey, FunctionTable};

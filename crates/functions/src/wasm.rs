@@ -68,7 +68,7 @@ pub struct Reply {
 }
 
 /// Why an invocation produced no response.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum InvokeError {
     /// The function trapped (e.g. `unreachable`, out-of-bounds access).
     #[error("the function trapped: {0}")]
@@ -96,6 +96,10 @@ pub enum InvokeError {
     /// Instantiation failed (e.g. no free instance slot).
     #[error("starting an instance: {0}")]
     Instantiate(String),
+    /// A `wasi:http` component returned without setting a response, or set an error code
+    /// instead of one.
+    #[error("the component gave no HTTP response: {0}")]
+    NoResponse(String),
 }
 
 fn stderr_suffix(stderr: &str) -> String {
@@ -296,7 +300,7 @@ async fn run_start(
     }
 }
 
-fn tail(stderr: &Bytes) -> String {
+pub(crate) fn tail(stderr: &Bytes) -> String {
     let start = stderr.len().saturating_sub(STDERR_KEPT);
     String::from_utf8_lossy(&stderr[start..]).into_owned()
 }
@@ -309,10 +313,10 @@ struct CgiState {
 }
 
 /// Holds linear memory under the function's limit and records the peak.
-struct MemoryLimiter {
-    limit: u64,
-    peak: u64,
-    exceeded: bool,
+pub(crate) struct MemoryLimiter {
+    pub(crate) limit: u64,
+    pub(crate) peak: u64,
+    pub(crate) exceeded: bool,
 }
 
 impl ResourceLimiter for MemoryLimiter {
