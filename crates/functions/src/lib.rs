@@ -16,6 +16,7 @@ pub mod engine;
 pub mod gateway;
 pub mod instances;
 pub mod metering;
+pub mod oci;
 pub mod pods;
 pub mod proxy;
 pub mod sync;

@@ -4,7 +4,8 @@
 //! ecosystem parses them, a content-addressed blob store that verifies every blob
 //! against its digest and size before it becomes visible, and the manifest, index and
 //! config documents, layers and overlay snapshots, and the registry client
-//! ([`registry`]: pull, push, login). Builds follow.
+//! ([`registry`]: pull, push, login), and WebAssembly modules as OCI artifacts
+//! ([`wasm`]). Builds follow.
 
 pub mod archive;
 pub mod build;
@@ -22,6 +23,7 @@ pub mod snapshot;
 pub mod store;
 pub mod unpack;
 pub mod users;
+pub mod wasm;
 
 pub use config::ImageConfig;
 pub use digest::{Digest, DigestError};

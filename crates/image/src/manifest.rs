@@ -61,6 +61,12 @@ pub enum ManifestError {
     /// Schema version other than 2.
     #[error("unsupported manifest schemaVersion {0} (only 2 is supported)")]
     UnsupportedSchema(u32),
+    /// A manifest fetched as a WebAssembly module has no module layer; the text lists
+    /// the layer media types it does have.
+    #[error(
+        "not a WebAssembly module artifact: no layer of type application/vnd.wasm.content.layer.v1+wasm or application/wasm (it has {0})"
+    )]
+    NoWasmLayer(String),
     /// The index has no entry for the wanted platform.
     #[error("no manifest for platform {wanted} in the index (it has: {available})")]
     NoMatchingPlatform {

@@ -453,6 +453,9 @@ pub struct UpArgs {
     /// Where the serverless gateway listens (`<fn>.<ns>.fn.localhost` and `/fn/<ns>/<fn>`).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
     pub gateway_listen: std::net::SocketAddr,
+    /// How the gateway reaches registries for `spec.wasm.oci` modules.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// A duration in whole seconds or minutes: `40s`, `2m`.

@@ -28,6 +28,8 @@ const MANAGER: &str = "strata-fn";
 pub enum FnCommand {
     /// Create or update a function from a wasm module (or WAT text) or a container image.
     Deploy(DeployArgs),
+    /// Push a wasm module (or WAT text) to a registry as a Wasm OCI artifact.
+    Push(crate::wasm_oci::PushArgs),
     /// Call a function through the gateway and print its response body.
     Invoke(InvokeArgs),
     /// Print a function's recent logs (its standard error).
@@ -70,10 +72,13 @@ pub struct DeployArgs {
     #[arg(
         long,
         value_name = "FILE",
-        conflicts_with = "image",
-        required_unless_present = "image"
+        conflicts_with_all = ["image", "wasm_oci"],
+        required_unless_present_any = ["image", "wasm_oci"]
     )]
     pub wasm: Option<PathBuf>,
+    /// A wasm module pushed to a registry (`strata fn push`), fetched by the gateway.
+    #[arg(long, value_name = "REF", conflicts_with = "image")]
+    pub wasm_oci: Option<String>,
     /// A container image serving HTTP on $PORT.
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
@@ -211,6 +216,7 @@ pub fn dispatch(data_dir: &std::path::Path, command: FnCommand) -> Result<u8> {
     runtime.block_on(async {
         match command {
             FnCommand::Deploy(args) => deploy(data_dir, args).await,
+            FnCommand::Push(args) => crate::wasm_oci::push(data_dir, &args).await,
             FnCommand::Invoke(args) => invoke(args).await,
             FnCommand::Logs(args) => logs(data_dir, args).await,
             FnCommand::Ls(args) => list(data_dir, args).await,
@@ -260,14 +266,17 @@ async fn deploy(data_dir: &std::path::Path, args: DeployArgs) -> Result<u8> {
     let namespace = &args.target.namespace;
     let module_map = format!("{}-wasm", args.name);
     let spec = FunctionSpec {
-        wasm: module.as_ref().map(|_| WasmSource {
-            config_map: Some(ConfigMapKeyRef {
-                name: module_map.clone(),
-                key: None,
-            }),
-            oci: None,
-            interface: None,
-        }),
+        wasm: module
+            .as_ref()
+            .map(|_| WasmSource {
+                config_map: Some(ConfigMapKeyRef {
+                    name: module_map.clone(),
+                    key: None,
+                }),
+                oci: None,
+                interface: None,
+            })
+            .or_else(|| oci_source(args.wasm_oci.as_deref())),
         image: args.image.clone().map(|name| ImageSource {
             name,
             port: args.port,
@@ -379,6 +388,15 @@ async fn deploy(data_dir: &std::path::Path, args: DeployArgs) -> Result<u8> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// `spec.wasm` for `--wasm-oci REF`.
+fn oci_source(reference: Option<&str>) -> Option<WasmSource> {
+    reference.map(|reference| WasmSource {
+        config_map: None,
+        oci: Some(reference.to_string()),
+        interface: None,
+    })
 }
 
 /// The API's message for a client mistake, without kube's wrapping.

@@ -14,6 +14,7 @@ mod run;
 mod server;
 mod tty;
 mod up;
+mod wasm_oci;
 
 use std::process::ExitCode;
 

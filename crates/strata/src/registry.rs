@@ -16,17 +16,19 @@ use crate::images;
 use crate::progress::{Bars, Direction};
 
 /// Where credentials are kept.
-fn auth_path(data_dir: &Path) -> PathBuf {
+pub(crate) fn auth_path(data_dir: &Path) -> PathBuf {
     std::env::var_os("STRATA_REGISTRY_AUTH_FILE")
         .map(PathBuf::from)
         .unwrap_or_else(|| data_dir.join("auth.json"))
 }
 
-fn auth_file(data_dir: &Path) -> Result<AuthFile> {
+/// The credentials file of `data_dir`.
+pub(crate) fn auth_file(data_dir: &Path) -> Result<AuthFile> {
     Ok(AuthFile::load(auth_path(data_dir))?)
 }
 
-fn options(args: &RegistryArgs) -> RegistryOptions {
+/// How to reach registries, from the command line.
+pub(crate) fn options(args: &RegistryArgs) -> RegistryOptions {
     RegistryOptions {
         insecure: args.insecure_registry.clone(),
         extra_roots: args.ca_cert.clone(),

@@ -103,7 +103,13 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
                 ..Default::default()
             },
         ));
-        let gateway = start_gateway(admin_client_for_gateway, args.gateway_listen).await?;
+        let modules = crate::wasm_oci::RegistryModules::open(data_dir, &args.registry)?;
+        let gateway = start_gateway(
+            admin_client_for_gateway,
+            args.gateway_listen,
+            std::sync::Arc::new(modules),
+        )
+        .await?;
         let mut agent = tokio::spawn(strata_agent::run(node_client, options));
         eprintln!("strata: node {node_name} is up");
         eprintln!(
@@ -130,11 +136,12 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
     Ok(0)
 }
 
-/// The serverless gateway on `listen` and the sync that feeds it Functions; stopped by
-/// aborting the returned task.
+/// The serverless gateway on `listen` and the sync that feeds it Functions (fetching
+/// `spec.wasm.oci` modules from `modules`); stopped by aborting the returned task.
 async fn start_gateway(
     client: kube::Client,
     listen: std::net::SocketAddr,
+    modules: std::sync::Arc<dyn strata_functions::oci::ModuleSource>,
 ) -> Result<tokio::task::JoinHandle<()>> {
     use strata_functions::gateway::{Gateway, GatewayOptions};
     let engine = strata_functions::WasmEngine::new(&Default::default())
@@ -162,6 +169,7 @@ async fn start_gateway(
             } else {
                 bound
             },
+            modules: Some(modules),
             ..Default::default()
         },
     );

@@ -1,5 +1,6 @@
 //! Keeps the gateway's function table equal to the Function objects of the API: compiles
-//! each wasm function's module (from its ConfigMap) when its spec or module changes,
+//! each wasm function's module (from its ConfigMap, or from a registry through the
+//! injected [`ModuleSource`]) when its spec or module changes,
 //! removes deleted functions, and writes what the gateway sees back to each Function's
 //! status (URL, replicas, last invocation, usage, the `Ready` condition).
 
@@ -25,6 +26,7 @@ use strata_api::quantity::Quantity;
 
 use crate::cron::CronTriggers;
 use crate::metering::UsageSnapshot;
+use crate::oci::ModuleSource;
 use crate::table::{Backend, FunctionConfig, FunctionKey, FunctionTable};
 use crate::wasm::WasmFunction;
 use strata_api::cron::Schedule;
@@ -43,6 +45,9 @@ pub struct SyncOptions {
     pub gateway_addr: std::net::SocketAddr,
     /// How often statuses are brought up to date (usage, replicas).
     pub status_every: Duration,
+    /// Where `spec.wasm.oci` modules are fetched from; without one such functions are
+    /// `Ready=False` with reason `OciSourceUnsupported`.
+    pub modules: Option<Arc<dyn ModuleSource>>,
 }
 
 impl Default for SyncOptions {
@@ -51,6 +56,7 @@ impl Default for SyncOptions {
             gateway_port: 8080,
             gateway_addr: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
             status_every: Duration::from_secs(2),
+            modules: None,
         }
     }
 }
@@ -83,6 +89,10 @@ struct Context {
     states: Mutex<HashMap<FunctionKey, State>>,
     images: image::ImageFunctions,
     triggers: Arc<Mutex<CronTriggers>>,
+    modules: Option<Arc<dyn ModuleSource>>,
+    /// The spec fingerprint each OCI function's module was last fetched for: a
+    /// reconcile for the same spec (a status write) does not ask the registry again.
+    oci_fetched: Mutex<HashMap<FunctionKey, u64>>,
 }
 
 /// Runs until dropped: the reconcile loop for Functions (and the ConfigMaps they name)
@@ -94,6 +104,8 @@ pub async fn run(client: kube::Client, table: Arc<FunctionTable>, options: SyncO
         states: Mutex::new(HashMap::new()),
         images: image::ImageFunctions::new(client.clone()),
         triggers: Arc::new(Mutex::new(CronTriggers::new())),
+        modules: options.modules.clone(),
+        oci_fetched: Mutex::new(HashMap::new()),
     });
     let gateway = options.gateway_addr;
     let cron = crate::cron::run(context.triggers.clone(), move |key| {
@@ -181,9 +193,10 @@ async fn reconcile(function: Arc<Function>, context: Arc<Context>) -> Result<Act
         set_state(&context, key, state);
         return Ok(Action::await_change());
     }
-    let module = match module_bytes(&context.client, &key, &spec).await {
+    let module = match module_bytes(&context, &key, &spec).await {
         Ok(module) => module,
         Err(Fetch::Api(error)) => return Err(error),
+        Err(Fetch::Unchanged) => return Ok(Action::await_change()),
         Err(Fetch::Problem(problem)) => {
             context.table.remove(&key);
             let fingerprint = fingerprint(&spec, &[]);
@@ -195,7 +208,7 @@ async fn reconcile(function: Arc<Function>, context: Arc<Context>) -> Result<Act
                     problem,
                 },
             );
-            return Ok(Action::await_change());
+            return Ok(retry_fetch(&spec));
         }
     };
     let fingerprint = fingerprint(&spec, &module);
@@ -241,14 +254,73 @@ fn error_policy(_function: Arc<Function>, error: &kube::Error, _context: Arc<Con
 enum Fetch {
     Api(kube::Error),
     Problem(NotReady),
+    /// An OCI module already fetched for this very spec is being served.
+    Unchanged,
+}
+
+/// After a failed fetch: a registry may get the module later (a push of the missing
+/// tag, a registry back up), so OCI functions try again; ConfigMaps are watched.
+fn retry_fetch(spec: &FunctionSpec) -> Action {
+    if spec.wasm.as_ref().is_some_and(|w| w.oci.is_some()) {
+        Action::requeue(OCI_RETRY)
+    } else {
+        Action::await_change()
+    }
+}
+
+/// How long after a failed OCI fetch the sync asks the registry again.
+const OCI_RETRY: Duration = Duration::from_secs(30);
+
+/// The module of an OCI function from the injected [`ModuleSource`], unless the one
+/// fetched for this same spec is still being served.
+async fn oci_module(
+    context: &Context,
+    key: &FunctionKey,
+    spec: &FunctionSpec,
+    reference: &str,
+) -> Result<Vec<u8>, Fetch> {
+    let Some(source) = &context.modules else {
+        return Err(Fetch::Problem(NotReady {
+            reason: "OciSourceUnsupported",
+            message: "this gateway cannot fetch spec.wasm.oci modules; put the module in a ConfigMap (strata fn deploy --wasm FILE does)".into(),
+        }));
+    };
+    let wanted = fingerprint(spec, &[]);
+    let fetched = context
+        .oci_fetched
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(key)
+        .copied();
+    if fetched == Some(wanted) && context.table.get(key).is_some() {
+        return Err(Fetch::Unchanged);
+    }
+    match source.fetch(reference).await {
+        Ok(module) => {
+            context
+                .oci_fetched
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), wanted);
+            Ok(module)
+        }
+        Err(error) => {
+            tracing::warn!(function = %key, reference, %error, "cannot fetch the module");
+            Err(Fetch::Problem(NotReady {
+                reason: error.reason(),
+                message: format!("cannot pull {reference}: {error}"),
+            }))
+        }
+    }
 }
 
 /// The module's bytes from the function's ConfigMap (`binaryData`, or `data` for text).
 async fn module_bytes(
-    client: &kube::Client,
+    context: &Context,
     key: &FunctionKey,
     spec: &FunctionSpec,
 ) -> Result<Vec<u8>, Fetch> {
+    let client = &context.client;
     let problem = |reason, message: String| Err(Fetch::Problem(NotReady { reason, message }));
     let Some(wasm) = &spec.wasm else {
         return problem("NoSource", "spec.wasm or spec.image must be set".into());
@@ -259,10 +331,13 @@ async fn module_bytes(
             "spec.wasm.interface \"http\" (wasi:http components) is not supported yet; build the module for WASI preview 1 and use \"cgi\"".into(),
         );
     }
+    if let Some(oci) = &wasm.oci {
+        return oci_module(context, key, spec, oci).await;
+    }
     let Some(reference) = &wasm.config_map else {
         return problem(
-            "OciSourceUnsupported",
-            "spec.wasm.oci is not supported yet; put the module in a ConfigMap (strata fn deploy --wasm FILE does)".into(),
+            "NoSource",
+            "spec.wasm.configMap or spec.wasm.oci must be set".into(),
         );
     };
     let module_key = reference.key.as_deref().unwrap_or(DEFAULT_MODULE_KEY);

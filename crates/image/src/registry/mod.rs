@@ -1,4 +1,5 @@
-//! The OCI distribution-spec client: `pull` and `push` images, `login` to registries.
+//! The OCI distribution-spec client: `pull` and `push` images (and WebAssembly module
+//! artifacts), `login` to registries.
 //!
 //! Registries are reached over HTTPS with the system's roots (plus
 //! [`RegistryOptions::extra_roots`]). Plain HTTP is used only for registries listed as
@@ -18,8 +19,8 @@ pub use auth::{AuthFile, AuthFileError, Challenge, Credentials, registry_key};
 pub use client::{Client, RegistryOptions, api_host};
 pub use error::RegistryError;
 pub use progress::{BlobOutcome, NoProgress, Progress};
-pub use pull::{MAX_MANIFEST_BYTES, PullOptions, PullReport, pull};
-pub use push::{DEFAULT_CHUNK_SIZE, PushOptions, PushReport, push};
+pub use pull::{MAX_MANIFEST_BYTES, PullOptions, PullReport, PulledModule, pull, pull_wasm_module};
+pub use push::{DEFAULT_CHUNK_SIZE, PushOptions, PushReport, push, push_artifact};
 
 use crate::manifest::{Manifest, media_type};
 

@@ -192,6 +192,141 @@ pub async fn pull(
     })
 }
 
+/// A WebAssembly module fetched from a registry.
+#[derive(Debug, Clone)]
+pub struct PulledModule {
+    /// The digest of the manifest the reference named (the platform manifest, for an
+    /// index).
+    pub manifest_digest: Digest,
+    /// The module layer's digest; the bytes were verified against it.
+    pub layer_digest: Digest,
+    /// The module.
+    pub bytes: Vec<u8>,
+    /// False when the layer was already in `cache` (only the manifest was fetched).
+    pub downloaded: bool,
+}
+
+/// Fetches the WebAssembly module `reference` names: an OCI artifact whose layer is
+/// `application/vnd.wasm.content.layer.v1+wasm` or `application/wasm` (an index is
+/// resolved to its `wasip1/wasm` entry). The layer goes through `cache` (a content
+/// store): one already there is not downloaded again, and a downloaded one is verified
+/// against its digest and size before it is kept or returned. Manifests without a
+/// module layer are refused with [`crate::ManifestError::NoWasmLayer`].
+pub async fn pull_wasm_module(
+    reference: &Reference,
+    cache: &ContentStore,
+    options: &PullOptions,
+) -> Result<PulledModule, RegistryError> {
+    let client = Client::connect(
+        reference.registry(),
+        &options.registry,
+        options.credentials.clone(),
+    )
+    .await?;
+    let repo = reference.repository();
+    let scope = format!("repository:{repo}:pull");
+    let wanted = match (reference.digest(), reference.tag_or_default()) {
+        (Some(digest), _) => digest.to_string(),
+        (None, Some(tag)) => tag.to_string(),
+        (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+    };
+    let mut fetched =
+        fetch_manifest(&client, repo, &scope, &wanted, reference.digest(), options).await?;
+    let manifest = match fetched.parse()? {
+        Manifest::Image(manifest) => manifest,
+        Manifest::Index(index) => {
+            let chosen = index
+                .select(&crate::wasm::wasip1_platform())
+                .map_err(|source| RegistryError::Manifest {
+                    digest: fetched.digest.clone(),
+                    source,
+                })?
+                .clone();
+            fetched = fetch_manifest(
+                &client,
+                repo,
+                &scope,
+                &chosen.digest.to_string(),
+                Some(&chosen.digest),
+                options,
+            )
+            .await?;
+            match fetched.parse()? {
+                Manifest::Image(manifest) => manifest,
+                Manifest::Index(_) => {
+                    return Err(RegistryError::Manifest {
+                        digest: fetched.digest.clone(),
+                        source: crate::manifest::ManifestError::UnsupportedMediaType(
+                            "nested image index".to_string(),
+                        ),
+                    });
+                }
+            }
+        }
+    };
+    let layer = crate::wasm::module_layer(&manifest)
+        .map_err(|source| RegistryError::Manifest {
+            digest: fetched.digest.clone(),
+            source,
+        })?
+        .clone();
+    if layer.size > crate::wasm::MAX_MODULE_BYTES {
+        return Err(client.protocol(format!(
+            "module layer {} is {} bytes, more than the {} allowed",
+            layer.digest,
+            layer.size,
+            crate::wasm::MAX_MODULE_BYTES
+        )));
+    }
+    let (_, outcome, _, _) = fetch_blob(
+        &client,
+        cache,
+        repo,
+        &scope,
+        &layer,
+        options,
+        &super::NoProgress,
+    )
+    .await?;
+    let bytes = cache
+        .read(&layer.digest)
+        .map_err(|source| RegistryError::Blob {
+            digest: layer.digest.clone(),
+            source,
+        })?;
+    // The store verified the blob when it was written; a cached file could have been
+    // changed since, so check again before handing it out.
+    let actual = Digest::of(&bytes);
+    let mismatch = if actual != layer.digest {
+        Some(crate::store::StoreError::DigestMismatch {
+            expected: layer.digest.clone(),
+            actual,
+        })
+    } else if bytes.len() as u64 != layer.size {
+        Some(crate::store::StoreError::SizeMismatch {
+            digest: layer.digest.clone(),
+            expected: layer.size,
+            actual: bytes.len() as u64,
+        })
+    } else {
+        None
+    };
+    if let Some(source) = mismatch {
+        // Drop the bad copy so that the next pull downloads it afresh.
+        let _ = cache.delete(&layer.digest);
+        return Err(RegistryError::Blob {
+            digest: layer.digest.clone(),
+            source,
+        });
+    }
+    Ok(PulledModule {
+        manifest_digest: fetched.digest,
+        layer_digest: layer.digest,
+        bytes,
+        downloaded: outcome == BlobOutcome::Downloaded,
+    })
+}
+
 /// Config first, then layers, each once.
 fn blobs_of(manifest: &ImageManifest) -> Vec<&Descriptor> {
     let mut out: Vec<&Descriptor> = Vec::new();

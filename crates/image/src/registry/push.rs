@@ -2,7 +2,8 @@
 //! a threshold) or mounted from another repository of the same registry, then the
 //! manifest is put; an index's manifests go before the index.
 
-use std::io::Read as _;
+use std::io::Read;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
@@ -17,6 +18,7 @@ use crate::images::{ImageStore, RefTarget};
 use crate::manifest::{Descriptor, ImageManifest, Manifest, Platform};
 use crate::reference::Reference;
 use crate::store::ContentStore;
+use crate::wasm::Artifact;
 
 /// Blobs up to this size go up in one request; larger ones in chunks of this size.
 pub const DEFAULT_CHUNK_SIZE: u64 = 8 * 1024 * 1024;
@@ -96,18 +98,14 @@ pub async fn push(
     }
     let pusher = Pusher {
         client: &client,
-        content: store.content(),
+        blobs: Blobs::Store(store.content()),
         repo: remote.repository(),
         scope: format!("repository:{}:pull,push", remote.repository()),
         mount_from,
         options,
         progress,
     };
-    let tag = match (remote.tag(), remote.digest()) {
-        (Some(tag), _) => tag.to_string(),
-        (None, Some(digest)) => digest.to_string(),
-        (None, None) => crate::reference::DEFAULT_TAG.to_string(),
-    };
+    let tag = manifest_reference(remote);
 
     let bytes = store.content().read(&target.digest)?;
     let parsed = Manifest::parse(&bytes, Some(&target.media_type)).map_err(|source| {
@@ -182,9 +180,109 @@ pub async fn push(
     Ok(report)
 }
 
+/// Where the blobs to push are read from.
+#[derive(Clone, Copy)]
+enum Blobs<'a> {
+    /// The image store's content.
+    Store(&'a ContentStore),
+    /// An artifact built in memory.
+    Memory(&'a Artifact),
+}
+
+impl<'a> Blobs<'a> {
+    /// The file a blob is read from (for messages; in-memory blobs have none).
+    fn path(&self, digest: &Digest) -> PathBuf {
+        match self {
+            Blobs::Store(content) => content.path(digest),
+            Blobs::Memory(_) => PathBuf::from("(memory)"),
+        }
+    }
+
+    fn open(&self, digest: &Digest) -> std::io::Result<Box<dyn Read + Send + 'a>> {
+        match *self {
+            Blobs::Store(content) => Ok(Box::new(std::fs::File::open(content.path(digest))?)),
+            Blobs::Memory(artifact) => match artifact.blob(digest) {
+                Some(blob) => Ok(Box::new(&blob.bytes[..])),
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "not part of the artifact",
+                )),
+            },
+        }
+    }
+}
+
+/// What the manifest is put under: the tag, else the digest, else `latest`.
+fn manifest_reference(remote: &Reference) -> String {
+    match (remote.tag(), remote.digest()) {
+        (Some(tag), _) => tag.to_string(),
+        (None, Some(digest)) => digest.to_string(),
+        (None, None) => crate::reference::DEFAULT_TAG.to_string(),
+    }
+}
+
+/// Pushes an artifact built in memory (config, layers and manifest; see
+/// [`crate::wasm::Artifact`]) to `remote`, blobs first. Blobs the repository already
+/// has are not sent again.
+pub async fn push_artifact(
+    artifact: &Artifact,
+    remote: &Reference,
+    options: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<PushReport, RegistryError> {
+    let client = Client::connect(
+        remote.registry(),
+        &options.registry,
+        options.credentials.clone(),
+    )
+    .await?;
+    let pusher = Pusher {
+        client: &client,
+        blobs: Blobs::Memory(artifact),
+        repo: remote.repository(),
+        scope: format!("repository:{}:pull,push", remote.repository()),
+        mount_from: Vec::new(),
+        options,
+        progress,
+    };
+    let target = RefTarget::from(&artifact.manifest.descriptor);
+    let mut report = PushReport {
+        reference: remote.clone(),
+        target: target.clone(),
+        blobs: Vec::new(),
+        bytes_uploaded: 0,
+    };
+    let manifest = match Manifest::parse(&artifact.manifest.bytes, Some(&target.media_type)) {
+        Ok(Manifest::Image(manifest)) => manifest,
+        Ok(Manifest::Index(_)) => {
+            return Err(RegistryError::Manifest {
+                digest: target.digest.clone(),
+                source: crate::manifest::ManifestError::UnsupportedMediaType(
+                    "an index, not an artifact manifest".to_string(),
+                ),
+            });
+        }
+        Err(source) => {
+            return Err(RegistryError::Manifest {
+                digest: target.digest.clone(),
+                source,
+            });
+        }
+    };
+    pusher.image(&manifest, &mut report).await?;
+    pusher
+        .manifest(
+            &manifest_reference(remote),
+            &artifact.manifest.bytes,
+            &target,
+        )
+        .await?;
+    Ok(report)
+}
+
 struct Pusher<'a> {
     client: &'a Client,
-    content: &'a ContentStore,
+    blobs: Blobs<'a>,
     repo: &'a str,
     scope: String,
     mount_from: Vec<String>,
@@ -319,13 +417,13 @@ impl Pusher<'_> {
             }
         };
 
-        let path = self.content.path(digest);
+        let path = self.blobs.path(digest);
         let read_error = |source| RegistryError::ReadBlob {
             digest: digest.clone(),
             path: path.clone(),
             source,
         };
-        let mut file = std::fs::File::open(&path).map_err(read_error)?;
+        let mut file = self.blobs.open(digest).map_err(read_error)?;
         let chunk_size = self.options.chunk_size.max(1);
         let (body, outcome) = if desc.size <= chunk_size {
             let mut bytes = Vec::with_capacity(desc.size as usize);
