@@ -304,7 +304,8 @@ impl Gateway {
                     .await
             }
             Backend::Wasm(_) => {
-                drop(slot_keep(slot));
+                // The slot stays claimed until the call returns.
+                let _slot = slot;
                 let (mut response, cold) = self.invoke_wasm(deployed, parts, body, context).await;
                 cold_header(&mut response, cold);
                 response
@@ -495,11 +496,6 @@ impl Gateway {
             cold,
         )
     }
-}
-
-/// Releases the admission slot of a WebAssembly call when the call returns.
-fn slot_keep(slot: InFlight) -> InFlight {
-    slot
 }
 
 struct RequestContext {
