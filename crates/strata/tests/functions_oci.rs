@@ -9,19 +9,11 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::cloud::Cloud;
+use common::functions::example;
 use strata_testkit::registry::{TestRegistry, require_registry};
-
-fn example(name: &str) -> String {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/functions")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// One HTTP/1.1 GET (no chunked bodies: the gateway's wasm replies and the registry's
 /// manifests have a length): (status, head, body).

@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod cloud;
+pub mod functions;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
