@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as ApiQuantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::watcher::{self, Event};
 use strata_api::function::{API_VERSION, FunctionSpec, KIND};
 
@@ -287,6 +287,40 @@ fn ticks(window: Duration) -> usize {
     usize::try_from(window.as_secs() / TICK.as_secs().max(1))
         .unwrap_or(1)
         .max(1)
+}
+
+/// Deletes the pods a deleted function (`uid`) owned. The garbage collector would too;
+/// the scaler that made them removes them at once so that a removed function stops
+/// costing memory without waiting for it. Pods of a new Function of the same name (other
+/// uid) are left alone.
+pub async fn retire(client: kube::Client, key: FunctionKey, uid: String) {
+    let pods: Api<Pod> = Api::namespaced(client, &key.namespace);
+    let selector = format!("{FUNCTION_LABEL}={}", key.name);
+    let listed = match pods.list(&ListParams::default().labels(&selector)).await {
+        Ok(listed) => listed,
+        Err(error) => {
+            tracing::warn!(function = %key, %error, "cannot list a deleted function's pods; the garbage collector will remove them");
+            return;
+        }
+    };
+    for pod in listed {
+        let owned = pod.owner_references().iter().any(|o| o.uid == uid);
+        if !owned || pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        match pods
+            .delete(&pod.name_any(), &DeleteParams::background())
+            .await
+        {
+            Ok(_) => {
+                tracing::debug!(function = %key, pod = %pod.name_any(), "instance of a deleted function removed")
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => {
+                tracing::warn!(function = %key, pod = %pod.name_any(), %error, "cannot remove a deleted function's pod; the garbage collector will")
+            }
+        }
+    }
 }
 
 /// Creates or drains pods toward `replicas`, drains pods of old specs once a current

@@ -131,12 +131,26 @@ impl ImageFunctions {
         })
     }
 
-    /// Stops scaling a function (its pods go with it: the Function owns them).
+    /// Stops scaling a deleted function and removes its pods (the garbage collector
+    /// would too, since the Function owns them, but not at once).
     pub(super) fn remove(&self, key: &FunctionKey) {
-        self.scalers
+        let scaler = self
+            .scalers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+        if let Some(scaler) = scaler {
+            let uid = scaler
+                .settings
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .uid
+                .clone();
+            // Abort the scaler before listing; a pod it was creating at that very moment
+            // is left to the garbage collector.
+            drop(scaler);
+            tokio::spawn(instances::retire(self.client.clone(), key.clone(), uid));
+        }
         self.pools
             .lock()
             .unwrap_or_else(|p| p.into_inner())

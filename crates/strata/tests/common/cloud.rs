@@ -225,7 +225,7 @@ impl Cloud {
             .unwrap()
     }
 
-    /// Polls `done` for up to 60 s; on timeout panics with `strata up`'s log.
+    /// Polls `done` for up to 60 s; on timeout panics with the pods and `strata up`'s log.
     pub fn wait_for(&self, what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -234,8 +234,12 @@ impl Cloud {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+        let pods = self.kubectl(&["get", "pods", "-A", "-o", "wide", "--show-labels"]);
         let log = std::fs::read_to_string(self.data.path().join("up.log")).unwrap_or_default();
-        panic!("timed out waiting for {what}\n{log}");
+        panic!(
+            "timed out waiting for {what}\npods:\n{}\nstrata up:\n{log}",
+            String::from_utf8_lossy(&pods.stdout)
+        );
     }
 
     /// Writes `yaml` to the data dir and applies it.
