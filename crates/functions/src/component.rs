@@ -395,7 +395,8 @@ fn classify(
 }
 
 /// True for a core module's header (`\0asm`, version 1): components carry layer 1.
-fn is_core_module(binary: &[u8]) -> bool {
+/// True when `binary` is a core WebAssembly module (not a component).
+pub(crate) fn is_core_module(binary: &[u8]) -> bool {
     binary.get(0..8) == Some(b"\0asm\x01\x00\x00\x00")
 }
 

@@ -9,8 +9,10 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use wasmtime::Module;
+use wasmtime::component::Component;
 
 use crate::FunctionsError;
+use crate::component::HttpComponent;
 use crate::engine::WasmEngine;
 use crate::metering::{Meter, UsageSnapshot};
 use crate::pods::PodPool;
@@ -47,8 +49,10 @@ impl fmt::Display for FunctionKey {
 /// What serves a function's requests.
 #[derive(Clone)]
 pub enum Backend {
-    /// A compiled WebAssembly module, instantiated per request.
+    /// A compiled WebAssembly module (WASI preview 1, CGI), instantiated per request.
     Wasm(Module),
+    /// A compiled `wasi:http` component (WASI 0.2), instantiated per request.
+    Component(Component),
     /// Pods of a container image, scaled by the gateway's autoscaler.
     Pods(Arc<PodPool>),
 }
@@ -76,11 +80,20 @@ pub struct FunctionConfig {
     pub backend: Backend,
 }
 
+/// The linked template a WebAssembly function's requests are instantiated from.
+#[derive(Clone, Debug)]
+pub enum Instance {
+    /// A WASI preview 1 module served through CGI.
+    Cgi(WasmFunction),
+    /// A `wasi:http` component.
+    Http(HttpComponent),
+}
+
 /// A served function.
 pub struct Deployed {
     config: FunctionConfig,
     meter: Arc<Meter>,
-    warm: Mutex<Option<WasmFunction>>,
+    warm: Mutex<Option<Instance>>,
     in_flight: AtomicU32,
     /// Milliseconds since the epoch of the last request's start.
     last_request: AtomicU64,
@@ -130,26 +143,31 @@ impl Deployed {
 
     /// The warm instance template, linking it first when the function is scaled to zero;
     /// the flag is true for such a cold start.
-    pub fn instance(&self, engine: &WasmEngine) -> Result<(WasmFunction, bool), FunctionsError> {
+    pub fn instance(&self, engine: &WasmEngine) -> Result<(Instance, bool), FunctionsError> {
         let mut warm = self.warm.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(function) = warm.as_ref() {
-            return Ok((function.clone(), false));
+        if let Some(instance) = warm.as_ref() {
+            return Ok((instance.clone(), false));
         }
-        let Backend::Wasm(module) = &self.config.backend else {
-            return Err(FunctionsError::Link(
-                "an image function has no wasm instance".into(),
-            ));
+        let instance = match &self.config.backend {
+            Backend::Wasm(module) => Instance::Cgi(WasmFunction::link(engine, module)?),
+            Backend::Component(component) => {
+                Instance::Http(HttpComponent::link(engine, component)?)
+            }
+            Backend::Pods(_) => {
+                return Err(FunctionsError::Link(
+                    "an image function has no wasm instance".into(),
+                ));
+            }
         };
-        let function = WasmFunction::link(engine, module)?;
-        *warm = Some(function.clone());
-        Ok((function, true))
+        *warm = Some(instance.clone());
+        Ok((instance, true))
     }
 
     /// Instances running or starting, and those ready: for a WebAssembly function 0 or 1
     /// (one warm template serves every request), for an image function its pods.
     pub fn replicas(&self) -> (u32, u32) {
         match &self.config.backend {
-            Backend::Wasm(_) => {
+            Backend::Wasm(_) | Backend::Component(_) => {
                 let warm = u32::from(
                     self.warm
                         .lock()
@@ -257,7 +275,7 @@ impl FunctionTable {
             last_request: AtomicU64::new(now_millis()),
             logs: Mutex::new(VecDeque::new()),
         });
-        if deployed.config.min_scale > 0 && matches!(deployed.config.backend, Backend::Wasm(_)) {
+        if deployed.config.min_scale > 0 && !matches!(deployed.config.backend, Backend::Pods(_)) {
             deployed.instance(&self.engine)?;
         }
         if let Some(old) = self.get(&key) {

@@ -157,8 +157,8 @@ impl WasmFunction {
         let binary = wat::parse_bytes(wasm).map_err(|e| FunctionsError::Compile(e.to_string()))?;
         if binary.get(4..8) == Some(&[0x0d, 0x00, 0x01, 0x00]) {
             return Err(FunctionsError::Compile(
-                "this is a WebAssembly component; Strata runs core modules built for WASI \
-                 preview 1 (the CGI contract)"
+                "this is a WebAssembly component, not a WASI preview 1 module: leave \
+                 spec.wasm.interface unset or set it to http to serve a wasi:http component"
                     .into(),
             ));
         }

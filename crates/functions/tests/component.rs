@@ -3,8 +3,6 @@
 //! body streams), the memory limit, missing responses and outgoing HTTP with and without
 //! the network. Skipped, with a SKIP line, when the wasm32-wasip2 target is not installed.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -19,56 +17,6 @@ use strata_functions::{
 };
 
 const CORE_MODULE: &str = include_str!("../../../examples/functions/hello.wat");
-
-/// The example component's bytes, built once per test process (cargo caches across runs),
-/// or `None` with the reason printed when the target is missing.
-fn hello_http() -> Option<&'static [u8]> {
-    static WASM: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
-    match WASM.get_or_init(build_example) {
-        Ok(bytes) => Some(bytes),
-        Err(reason) => {
-            println!("SKIP {reason}");
-            None
-        }
-    }
-}
-
-fn build_example() -> Result<Vec<u8>, String> {
-    let sysroot = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .map_err(|e| format!("running rustc: {e}"))?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    if !sysroot.join("lib/rustlib/wasm32-wasip2").is_dir() {
-        return Err(
-            "the wasm32-wasip2 target is not installed (rustup target add wasm32-wasip2)".into(),
-        );
-    }
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/functions/hello-http/Cargo.toml");
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join("hello-http");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(&manifest)
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .status()
-        .map_err(|e| format!("running cargo: {e}"))?;
-    assert!(status.success(), "building the hello-http example failed");
-    let wasm = target_dir.join("wasm32-wasip2/release/hello_http.wasm");
-    std::fs::read(&wasm).map_err(|e| format!("reading {}: {e}", wasm.display()))
-}
 
 fn engine() -> WasmEngine {
     WasmEngine::new(&EngineOptions::default()).expect("engine")
@@ -89,7 +37,7 @@ fn hello() -> Option<&'static HttpComponent> {
     static HELLO: OnceLock<Option<HttpComponent>> = OnceLock::new();
     HELLO
         .get_or_init(|| {
-            let wasm = hello_http()?;
+            let wasm = strata_testkit::wasm::hello_http("the wasi:http component tests")?;
             let engine = engine();
             let compiled = HttpComponent::compile(&engine, wasm).expect("compile");
             Some(HttpComponent::link(&engine, &compiled).expect("link"))

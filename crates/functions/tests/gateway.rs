@@ -2,20 +2,18 @@
 //! routed by host and path over HTTP/1.1 and HTTP/2, cold and warm starts, scale to zero,
 //! limits (body size, concurrency, time, memory) with their status codes, and metering.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{Harness, text};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use strata_functions::gateway::{COLD_START_HEADER, Gateway, GatewayOptions};
-use strata_functions::{
-    Backend, EngineOptions, FunctionConfig, FunctionKey, FunctionTable, UsageSnapshot, WasmEngine,
-    WasmFunction,
-};
-use tokio::net::{TcpListener, TcpStream};
+use strata_functions::gateway::GatewayOptions;
+use strata_functions::{EngineOptions, FunctionKey, WasmEngine, WasmFunction};
+use tokio::net::TcpStream;
 
 const HELLO: &str = include_str!("../../../examples/functions/hello.wat");
 const ECHO: &str = include_str!("../../../examples/functions/echo.wat");
@@ -27,88 +25,6 @@ const EXIT3: &str = r#"(module
   (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
   (memory (export "memory") 1)
   (func (export "_start") (call $exit (i32.const 3))))"#;
-
-struct Harness {
-    table: Arc<FunctionTable>,
-    addr: SocketAddr,
-    _server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Harness {
-    async fn start(options: GatewayOptions) -> Self {
-        let engine = WasmEngine::new(&EngineOptions::default()).expect("engine");
-        let table = Arc::new(FunctionTable::new(engine));
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let gateway = Gateway::new(table.clone(), options);
-        let server = tokio::spawn(gateway.serve(listener, std::future::pending()));
-        Self {
-            table,
-            addr,
-            _server: server,
-        }
-    }
-
-    fn deploy(&self, name: &str, wat: &str, tweak: impl FnOnce(&mut FunctionConfig)) {
-        let module = WasmFunction::compile(self.table.engine(), wat.as_bytes()).expect("compile");
-        let mut config = FunctionConfig {
-            key: FunctionKey::new("default", name),
-            memory_bytes: 128 << 20,
-            timeout: Duration::from_secs(10),
-            env: vec![],
-            allow_network: false,
-            max_in_flight: 0,
-            min_scale: 0,
-            scale_to_zero_after: Duration::from_secs(60),
-            backend: Backend::Wasm(module),
-        };
-        tweak(&mut config);
-        self.table
-            .upsert(config, UsageSnapshot::default())
-            .expect("deploy");
-    }
-
-    async fn send(&self, request: Request<Full<Bytes>>) -> (StatusCode, Option<String>, Bytes) {
-        let stream = TcpStream::connect(self.addr).await.expect("connect");
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("handshake");
-        tokio::spawn(connection);
-        let response = sender.send_request(request).await.expect("response");
-        let status = response.status();
-        let cold = response
-            .headers()
-            .get(COLD_START_HEADER)
-            .map(|v| v.to_str().unwrap_or_default().to_string());
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        (status, cold, body)
-    }
-
-    async fn get(&self, host: &str, path: &str) -> (StatusCode, Option<String>, Bytes) {
-        let request = Request::get(path)
-            .header("host", host)
-            .body(Full::new(Bytes::new()))
-            .expect("request");
-        self.send(request).await
-    }
-
-    async fn post(&self, path: &str, body: Vec<u8>) -> (StatusCode, Option<String>, Bytes) {
-        let request = Request::post(path)
-            .header("host", "127.0.0.1")
-            .body(Full::new(Bytes::from(body)))
-            .expect("request");
-        self.send(request).await
-    }
-}
-
-fn text(body: &Bytes) -> String {
-    String::from_utf8_lossy(body).into_owned()
-}
 
 #[tokio::test]
 async fn cold_then_warm_by_host_and_by_path() {

@@ -89,6 +89,39 @@ fn wasm_functions_deploy_invoke_meter_and_go() {
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A wasi:http component: told apart from a CGI module by its bytes, it sees its path
+    // below the function's prefix and reads the request body.
+    if let Some(component) =
+        strata_testkit::wasm::hello_http("wasm_functions_deploy_invoke_meter_and_go (components)")
+    {
+        let file = cloud.data_path().join("hello-http.wasm");
+        std::fs::write(&file, component).unwrap();
+        let out = fn_cmd(&["deploy", "web", "--wasm", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "deploy a component: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (status, head, body) = http(
+            &gateway,
+            "POST",
+            "127.0.0.1",
+            "/fn/default/web/up?z=3",
+            b"12345",
+        );
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(status, 200, "{head}\n{body}");
+        for line in [
+            "path: /up?z=3\n",
+            "prefix: /fn/default/web\n",
+            "body: 5 bytes\n",
+        ] {
+            assert!(body.contains(line), "{line:?} missing in:\n{body}");
+        }
+        let logs = String::from_utf8_lossy(&fn_cmd(&["logs", "web"]).stdout).into_owned();
+        assert!(logs.contains("handling /up?z=3"), "{logs}");
+    }
+
     // A trapping function: 502 with the cause, logged, counted as an error.
     let trap = cloud.data_path().join("trap.wat");
     std::fs::write(

@@ -3,11 +3,13 @@
 //! system built from Debian's `busybox-static`, unique names for test objects, and a
 //! real OCI registry (`docker-registry`) on loopback ([`registry::TestRegistry`]), and a real
 //! API server in-process with kube-rs clients ([`cluster::TestApiServer`]), and network
-//! namespaces a test makes and removes ([`netns::TestNetns`]).
+//! namespaces a test makes and removes ([`netns::TestNetns`]), and the example
+//! `wasi:http` component ([`wasm::hello_http`]).
 
 pub mod cluster;
 pub mod netns;
 pub mod registry;
+pub mod wasm;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -3,6 +3,7 @@
 //! the result. Errors say what went wrong: 404 unknown function, 413 body too large, 429
 //! over the concurrency limit, 502/503/504 when the function fails.
 
+mod component;
 pub mod route;
 
 use std::convert::Infallible;
@@ -25,7 +26,7 @@ use tokio::net::TcpListener;
 use crate::metering::{self, Record};
 use crate::pods::{LeaseError, PodPool};
 use crate::proxy::{ForwardError, Forwarder, Tracked};
-use crate::table::{Backend, Deployed, FunctionTable, InFlight};
+use crate::table::{Backend, Deployed, FunctionTable, InFlight, Instance};
 use crate::wasm::Invocation;
 use route::Route;
 
@@ -279,6 +280,13 @@ impl Gateway {
             );
         };
         let (parts, body) = request.into_parts();
+        if let Backend::Component(_) = &deployed.config().backend {
+            // A component reads its request body as a stream, as it arrives.
+            let body = Limited::new(body, limit);
+            return self
+                .invoke_component(deployed, parts, body, context, slot)
+                .await;
+        }
         let body = match Limited::new(body, limit).collect().await {
             Ok(collected) => collected.to_bytes(),
             Err(error) if error.is::<http_body_util::LengthLimitError>() => {
@@ -291,24 +299,17 @@ impl Gateway {
                 );
             }
         };
-        let cold_header = |response: &mut Response<Body>, cold: bool| {
-            response.headers_mut().insert(
-                COLD_START_HEADER,
-                HeaderValue::from_static(if cold { "true" } else { "false" }),
-            );
-        };
         match &deployed.config().backend {
             Backend::Pods(pool) => {
                 let pool = pool.clone();
                 self.invoke_pods(deployed, &pool, parts, body, context, slot)
                     .await
             }
-            Backend::Wasm(_) => {
+            Backend::Wasm(_) | Backend::Component(_) => {
                 // The slot stays claimed until the call returns.
                 let _slot = slot;
-                let (mut response, cold) = self.invoke_wasm(deployed, parts, body, context).await;
-                cold_header(&mut response, cold);
-                response
+                let (response, cold) = self.invoke_wasm(deployed, parts, body, context).await;
+                with_cold_start(response, cold)
             }
         }
     }
@@ -333,7 +334,14 @@ impl Gateway {
             server_port: context.server_port,
         };
         let (function, cold) = match deployed.instance(self.table.engine()) {
-            Ok(pair) => pair,
+            Ok((Instance::Cgi(function), cold)) => (function, cold),
+            Ok((Instance::Http(_), _)) => {
+                let response = text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("function {key} is a component, not a CGI module\n"),
+                );
+                return (response, false);
+            }
             Err(error) => {
                 deployed.meter().record(Record {
                     duration: Duration::ZERO,
@@ -405,12 +413,7 @@ impl Gateway {
                 cold,
                 memory_peak: 0,
             });
-            let mut response = text(status, format!("function {key}: {message}\n"));
-            response.headers_mut().insert(
-                COLD_START_HEADER,
-                HeaderValue::from_static(if cold { "true" } else { "false" }),
-            );
-            response
+            with_cold_start(text(status, format!("function {key}: {message}\n")), cold)
         };
         let mut cold = false;
         for _attempt in 0..3 {
@@ -464,17 +467,13 @@ impl Gateway {
                             memory_peak: 0,
                         });
                     });
-                    let mut response = Response::from_parts(
+                    let response = Response::from_parts(
                         head,
                         tracked
                             .map_err(|e| -> BoxError { Box::new(e) })
                             .boxed_unsync(),
                     );
-                    response.headers_mut().insert(
-                        COLD_START_HEADER,
-                        HeaderValue::from_static(if cold { "true" } else { "false" }),
-                    );
-                    return response;
+                    return with_cold_start(response, cold);
                 }
                 Err(ForwardError::Connect(addr, why)) => {
                     tracing::debug!(function = %key, %addr, %why, "instance unreachable; retrying on another");
@@ -504,6 +503,15 @@ struct RequestContext {
     remote: SocketAddr,
     server_name: String,
     server_port: u16,
+}
+
+/// Marks whether the invocation started the function ([`COLD_START_HEADER`]).
+fn with_cold_start(mut response: Response<Body>, cold: bool) -> Response<Body> {
+    response.headers_mut().insert(
+        COLD_START_HEADER,
+        HeaderValue::from_static(if cold { "true" } else { "false" }),
+    );
+    response
 }
 
 fn text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {

@@ -24,7 +24,9 @@ use strata_api::function::validate::{
 use strata_api::function::{Function, FunctionSpec, FunctionStatus, FunctionUsage};
 use strata_api::quantity::Quantity;
 
+use crate::component::HttpComponent;
 use crate::cron::CronTriggers;
+use crate::engine::WasmEngine;
 use crate::metering::UsageSnapshot;
 use crate::oci::ModuleSource;
 use crate::table::{Backend, FunctionConfig, FunctionKey, FunctionTable};
@@ -325,12 +327,6 @@ async fn module_bytes(
     let Some(wasm) = &spec.wasm else {
         return problem("NoSource", "spec.wasm or spec.image must be set".into());
     };
-    if wasm.interface.as_deref() == Some("http") {
-        return problem(
-            "InterfaceUnsupported",
-            "spec.wasm.interface \"http\" (wasi:http components) is not supported yet; build the module for WASI preview 1 and use \"cgi\"".into(),
-        );
-    }
     if let Some(oci) = &wasm.oci {
         return oci_module(context, key, spec, oci).await;
     }
@@ -438,22 +434,24 @@ async fn deploy(
 ) -> Result<(), NotReady> {
     let engine = table.engine().clone();
     let bytes = module.to_vec();
-    let compiled = tokio::task::spawn_blocking(move || WasmFunction::compile(&engine, &bytes))
+    let interface = spec.wasm.as_ref().and_then(|w| w.interface.clone());
+    let backend = tokio::task::spawn_blocking(move || compile(&engine, &bytes, interface))
         .await
         .map_err(|e| NotReady {
             reason: "CompileFailed",
             message: e.to_string(),
-        })?
-        .map_err(|e| NotReady {
-            reason: "CompileFailed",
-            message: e.to_string(),
-        })?;
+        })??;
     // Link once now so a module with missing imports fails here, not on its first request.
-    WasmFunction::link(table.engine(), &compiled).map_err(|e| NotReady {
+    let linked = match &backend {
+        Backend::Wasm(module) => WasmFunction::link(table.engine(), module).map(drop),
+        Backend::Component(component) => HttpComponent::link(table.engine(), component).map(drop),
+        Backend::Pods(_) => Ok(()),
+    };
+    linked.map_err(|e| NotReady {
         reason: "LinkFailed",
         message: e.to_string(),
     })?;
-    let config = config_of(key, spec, Backend::Wasm(compiled)).map_err(|message| NotReady {
+    let config = config_of(key, spec, backend).map_err(|message| NotReady {
         reason: "InvalidSpec",
         message,
     })?;
@@ -471,6 +469,39 @@ async fn deploy(
         reason: "LinkFailed",
         message: e.to_string(),
     })
+}
+
+/// Compiles `bytes` (binary or text) as `spec.wasm.interface` says: `cgi` a WASI preview 1
+/// module, `http` a `wasi:http` component; unset, whichever the bytes are.
+fn compile(
+    engine: &WasmEngine,
+    bytes: &[u8],
+    interface: Option<String>,
+) -> Result<Backend, NotReady> {
+    let failed = |e: crate::FunctionsError| NotReady {
+        reason: "CompileFailed",
+        message: e.to_string(),
+    };
+    let component = match interface.as_deref() {
+        Some("http") => true,
+        Some(_) => false,
+        None => {
+            let binary = wat::parse_bytes(bytes).map_err(|e| NotReady {
+                reason: "CompileFailed",
+                message: e.to_string(),
+            })?;
+            !crate::component::is_core_module(&binary)
+        }
+    };
+    if component {
+        HttpComponent::compile(engine, bytes)
+            .map(Backend::Component)
+            .map_err(failed)
+    } else {
+        WasmFunction::compile(engine, bytes)
+            .map(Backend::Wasm)
+            .map_err(failed)
+    }
 }
 
 /// The usage a Function's status already records (so totals survive restarts).

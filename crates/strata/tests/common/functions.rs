@@ -15,7 +15,6 @@ pub fn example(name: &str) -> String {
         .to_string()
 }
 
-/// One HTTP/1.1 request to the gateway: (status, headers, body).
 /// One HTTP/1.1 request to the gateway: (status, head, body).
 pub fn http(
     gateway: &str,

@@ -1,7 +1,8 @@
 //! A `wasi:http/incoming-handler` component (WASI 0.2) for Strata's functions.
 //!
-//! Every path answers `hello from a wasi:http component` and echoes the path (and, for a
-//! POST, the length of the body), except a few that exercise the host's limits:
+//! Every path answers `hello from a wasi:http component` and echoes the path (and the
+//! `x-forwarded-prefix` header a gateway sets, and for a POST the length of the body),
+//! except a few that exercise the host's limits:
 //!
 //! - `/stream` writes its body in several chunks, flushing each;
 //! - `/drip` writes one chunk of its body, then loops forever;
@@ -37,6 +38,9 @@ impl wasi::exports::http::incoming_handler::Guest for Hello {
             _ => {}
         }
         let mut text = format!("hello from a wasi:http component\npath: {path}\n");
+        if let Some(prefix) = request.headers().get("x-forwarded-prefix").first() {
+            text.push_str(&format!("prefix: {}\n", String::from_utf8_lossy(prefix)));
+        }
         if matches!(request.method(), Method::Post) {
             text.push_str(&format!("body: {} bytes\n", body_length(&request)));
         }
