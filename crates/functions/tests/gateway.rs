@@ -66,6 +66,32 @@ async fn cold_then_warm_by_host_and_by_path() {
     assert!(usage.mib_milliseconds >= 2 * 128, "{usage:?}");
 }
 
+/// Counts its calls in linear memory, below and beyond the part of a pooled slot that is
+/// reset with memset (256 KiB), and answers `a=<count> b=<count>`.
+const COUNTER: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write"
+    (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 8)
+  (data (i32.const 0) "\10\00\00\00\22\00\00\00")
+  (data (i32.const 16) "Content-Type: text/plain\n\na=? b=?\n")
+  (func (export "_start")
+    (i32.store8 (i32.const 100) (i32.add (i32.load8_u (i32.const 100)) (i32.const 1)))
+    (i32.store8 (i32.const 400000) (i32.add (i32.load8_u (i32.const 400000)) (i32.const 1)))
+    (i32.store8 (i32.const 44) (i32.add (i32.load8_u (i32.const 100)) (i32.const 48)))
+    (i32.store8 (i32.const 48) (i32.add (i32.load8_u (i32.const 400000)) (i32.const 48)))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+#[tokio::test]
+async fn every_request_starts_from_clean_memory() {
+    let gateway = Harness::start(GatewayOptions::default()).await;
+    gateway.deploy("counter", COUNTER, |_| {});
+    for call in 0..20 {
+        let (status, _, body) = gateway.get("127.0.0.1", "/fn/default/counter").await;
+        assert_eq!(status, StatusCode::OK, "{}", text(&body));
+        assert_eq!(text(&body), "a=1 b=1\n", "call {call} saw an earlier call's memory");
+    }
+}
+
 #[tokio::test]
 async fn http2_prior_knowledge() {
     let gateway = Harness::start(GatewayOptions::default()).await;
