@@ -31,6 +31,9 @@ use tokio::net::{TcpListener, TcpStream};
 mod common;
 use common::{flag, percentile};
 
+/// Warm requests after each image function's cold start (and to each direct pod).
+const WARM_PER_SAMPLE: usize = 20;
+
 const HELLO: &str = include_str!("../../examples/functions/hello.wat");
 
 fn config(name: &str, module: &wasmtime::Module) -> FunctionConfig {
@@ -254,6 +257,7 @@ async fn image_cold_starts(samples: usize, wasm_cold_p50: Duration) {
     let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
         kube::Api::namespaced(client.clone(), "default");
     let (mut cold, mut direct) = (vec![], vec![]);
+    let (mut warm, mut direct_warm) = (vec![], vec![]);
     for i in 0..samples {
         let name = format!("img-{i}");
         let function: strata_api::function::Function = serde_json::from_value(serde_json::json!({
@@ -282,6 +286,9 @@ async fn image_cold_starts(samples: usize, wasm_cold_p50: Duration) {
         .await;
         let mut sender = connect(gateway).await;
         cold.push(timed_get(&mut sender, &format!("/fn/default/{name}/")).await);
+        for _ in 0..WARM_PER_SAMPLE {
+            warm.push(timed_get(&mut sender, &format!("/fn/default/{name}/")).await);
+        }
         functions.delete(&name, &Default::default()).await.unwrap();
 
         let pod_name = format!("direct-{i}");
@@ -293,7 +300,7 @@ async fn image_cold_starts(samples: usize, wasm_cold_p50: Duration) {
         .unwrap();
         let started = Instant::now();
         pods.create(&Default::default(), &pod).await.unwrap();
-        loop {
+        let pod_addr = loop {
             let ip = pods
                 .get(&pod_name)
                 .await
@@ -303,18 +310,29 @@ async fn image_cold_starts(samples: usize, wasm_cold_p50: Duration) {
             if let Some(ip) = ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
                 && TcpStream::connect(SocketAddr::new(ip, 8080)).await.is_ok()
             {
-                break;
+                break SocketAddr::new(ip, 8080);
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        };
         direct.push(started.elapsed());
+        // busybox httpd closes each connection, so a request straight to the pod includes
+        // its connect (as the gateway's request to the pod does).
+        for _ in 0..WARM_PER_SAMPLE {
+            let started = Instant::now();
+            let mut straight = connect(pod_addr).await;
+            timed_get(&mut straight, "/").await;
+            direct_warm.push(started.elapsed());
+        }
         pods.delete(&pod_name, &Default::default()).await.unwrap();
     }
     let cold_p50 = report("image cold start (gateway, from zero)", cold);
     let direct_p50 = report("the same pod via the API, port open", direct);
+    let warm_p50 = report("image warm (gateway, end to end)", warm);
+    let direct_warm_p50 = report("the same pod, straight (connect + GET)", direct_warm);
     println!(
-        "  ratios: image cold / direct pod {:.2}, image cold / wasm cold {:.0}",
+        "  ratios: image cold / direct pod {:.2}, image cold / wasm cold {:.0}, image warm / straight to the pod {:.2}",
         cold_p50.as_secs_f64() / direct_p50.as_secs_f64(),
-        cold_p50.as_secs_f64() / wasm_cold_p50.as_secs_f64()
+        cold_p50.as_secs_f64() / wasm_cold_p50.as_secs_f64(),
+        warm_p50.as_secs_f64() / direct_warm_p50.as_secs_f64()
     );
 }

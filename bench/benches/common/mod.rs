@@ -62,6 +62,11 @@ pub struct Up {
     strata: PathBuf,
     port: u16,
     extra: Vec<String>,
+    /// The node's bridge and its pod and service ranges, of its own (not the defaults a
+    /// real `strata up` on this machine would use), removed on drop.
+    bridge: String,
+    cluster_cidr: String,
+    service_cidr: String,
 }
 
 impl Up {
@@ -86,12 +91,17 @@ impl Up {
             .local_addr()
             .unwrap()
             .port();
+        let pid = std::process::id();
+        let octet = 100 + pid % 150;
         let mut up = Self {
             child: None,
             data,
             strata: strata.to_path_buf(),
             port,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            bridge: format!("stb{}", pid % 100_000),
+            cluster_cidr: format!("10.{octet}.0.0/17"),
+            service_cidr: format!("10.{octet}.128.0/17"),
         };
         up.launch();
         up
@@ -110,6 +120,9 @@ impl Up {
             .args(["up", "--listen", &format!("127.0.0.1:{}", self.port)])
             .args(["--gateway-listen", "127.0.0.1:0"])
             .args(["--node-name", "bench-node", "--kubelet-port", "0"])
+            .args(["--bridge", &self.bridge])
+            .args(["--cluster-cidr", &self.cluster_cidr])
+            .args(["--service-cidr", &self.service_cidr])
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(log)
@@ -181,6 +194,11 @@ impl Drop for Up {
                 }
             }
         }
+        // The bridge and service table outlive the agent by design.
+        let _ = Command::new("/bin/busybox")
+            .args(["ip", "link", "del", &self.bridge])
+            .output();
+        let _ = strata_net::services::remove(&strata_agent::proxy::table_name(&self.bridge));
     }
 }
 
