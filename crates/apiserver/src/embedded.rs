@@ -20,7 +20,7 @@ use crate::auth::rbac::RbacCache;
 use crate::rest::{ApiState, router};
 use crate::server::{Server, ServerConfig, ServerError};
 use crate::services::{ServiceAllocator, ServicesError};
-use crate::{namespaces, serviceaccounts, storage};
+use crate::{kubernetes_service, namespaces, serviceaccounts, storage};
 
 /// How much history watches can resume from: compaction keeps this much.
 pub const HISTORY: Duration = Duration::from_secs(5 * 60);
@@ -88,17 +88,25 @@ impl EmbeddedServer {
         crate::auth::rbac::bootstrap(store.as_ref())
             .await
             .map_err(|err| EmbeddedError::Bootstrap(err.to_string()))?;
-        let services = ServiceAllocator::load(
-            store.as_ref(),
-            config.service_cidr,
-            config.service_node_port_range,
-        )
-        .await
-        .map_err(EmbeddedError::Services)?;
+        let (service_cidr, node_ports) = (config.service_cidr, config.service_node_port_range);
+        let tls_sans = config.tls_sans.clone();
         let resolver = Arc::new(StoredPodNodes(store.clone()));
         let rbac = RbacCache::new(store.clone());
-        let server = Server::bind(config)
-            .await?
+        let server = Server::bind(config).await?;
+        // Before the allocator loads, so that the Service's address is known to be taken.
+        let bound = server.local_addr();
+        kubernetes_service::bootstrap(
+            store.as_ref(),
+            service_cidr,
+            bound.port(),
+            kubernetes_service::advertised(bound, &tls_sans),
+        )
+        .await
+        .map_err(|err| EmbeddedError::Bootstrap(err.to_string()))?;
+        let services = ServiceAllocator::load(store.as_ref(), service_cidr, node_ports)
+            .await
+            .map_err(EmbeddedError::Services)?;
+        let server = server
             .with_pod_node_resolver(resolver)
             .with_rbac(rbac.clone());
         Ok(Self {

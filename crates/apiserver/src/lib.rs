@@ -33,6 +33,7 @@ pub mod document;
 pub mod embedded;
 mod fsutil;
 pub mod kubelet;
+pub mod kubernetes_service;
 pub mod namespaces;
 pub mod node_certs;
 pub mod openapi;

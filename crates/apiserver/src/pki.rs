@@ -50,7 +50,7 @@ pub const KUBELET_CLIENT_USER: &str = "kube-apiserver-kubelet-client";
 /// Certificates that expire within this many days are reissued on start.
 pub const RENEW_BEFORE_DAYS: i64 = 30;
 /// SANs every serving certificate carries, besides the hostname and `--tls-san` values.
-/// `10.43.0.1` is the first address of the service CIDR, the `kubernetes` Service's IP.
+/// The `kubernetes` Service's cluster IP is added by the server, from its service CIDR.
 pub const DEFAULT_SANS: &[&str] = &[
     "localhost",
     "127.0.0.1",
@@ -59,7 +59,6 @@ pub const DEFAULT_SANS: &[&str] = &[
     "kubernetes.default",
     "kubernetes.default.svc",
     "kubernetes.default.svc.cluster.local",
-    "10.43.0.1",
 ];
 
 const CA_CERT: &str = "ca.crt";
@@ -1116,7 +1115,6 @@ mod tests {
             "api.example.com",
             "192.0.2.7",
             "::1",
-            "10.43.0.1",
             "kubernetes.default.svc",
         ] {
             assert!(facts.sans.contains(san), "{san} in {:?}", facts.sans);

@@ -144,7 +144,9 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         let (pki, tokens, sa_tokens) = {
             let data_dir = config.data_dir.clone();
-            let sans = config.tls_sans.clone();
+            let mut sans = config.tls_sans.clone();
+            // Pods reach the API server as https://kubernetes.default.svc, i.e. this IP.
+            sans.push(crate::kubernetes_service::cluster_ip(config.service_cidr).to_string());
             // Key generation and file IO: keep them off the async workers.
             let prepare = tokio::task::spawn_blocking(move || {
                 let pki = Pki::load_or_create(&data_dir, &sans).map_err(ServerError::Pki)?;

@@ -88,7 +88,11 @@ async fn every_request_starts_from_clean_memory() {
     for call in 0..20 {
         let (status, _, body) = gateway.get("127.0.0.1", "/fn/default/counter").await;
         assert_eq!(status, StatusCode::OK, "{}", text(&body));
-        assert_eq!(text(&body), "a=1 b=1\n", "call {call} saw an earlier call's memory");
+        assert_eq!(
+            text(&body),
+            "a=1 b=1\n",
+            "call {call} saw an earlier call's memory"
+        );
     }
 }
 

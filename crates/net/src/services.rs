@@ -182,12 +182,19 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
     );
     let bridge = &config.bridge;
     let cluster = config.cluster_cidr;
-    // What comes in on the link to the other nodes may only go to the pods.
-    let link_rule = match &config.node_link {
-        Some(link) => format!(
-            "\n    iifname \"{link}\" oifname != \"{bridge}\" drop comment \"the node link forwards only to pods\""
+    // What comes in on the link to the other nodes may only go to the pods. Pods reach
+    // beyond the pod range only a Service's endpoint on another node (e.g. the API
+    // server behind `kubernetes`), never an address of their own choosing.
+    let (endpoint_rule, link_rule) = match &config.node_link {
+        Some(link) => (
+            format!(
+                "\n    iifname \"{bridge}\" oifname \"{link}\" ct status dnat accept comment \"service endpoints on other nodes\""
+            ),
+            format!(
+                "\n    iifname \"{link}\" oifname != \"{bridge}\" drop comment \"the node link forwards only to pods\""
+            ),
         ),
-        None => String::new(),
+        None => (String::new(), String::new()),
     };
     let _ = write!(
         out,
@@ -213,7 +220,7 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
   }}
   chain filter-forward {{
     type filter hook forward priority filter; policy accept;
-    ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services
+    ct state new ip daddr . meta l4proto . th dport vmap @no-endpoint-services{endpoint_rule}
     iifname \"{bridge}\" oifname != \"{bridge}\" ip daddr != {cluster} drop comment \"no egress beyond the cluster\"{link_rule}
   }}
   chain filter-output {{
@@ -304,6 +311,24 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn pods_leave_the_pod_range_only_for_service_endpoints_across_the_node_link() {
+        let script = render(&config(), &[]);
+        let accept = script
+            .find("iifname \"strata0\" oifname \"eth1\" ct status dnat accept")
+            .expect(&script);
+        let drop = script.find("no egress beyond the cluster").expect(&script);
+        assert!(accept < drop, "{script}");
+        let alone = render(
+            &ProxyConfig {
+                node_link: None,
+                ..config()
+            },
+            &[],
+        );
+        assert!(!alone.contains("ct status dnat accept"), "{alone}");
     }
 
     #[test]

@@ -265,6 +265,27 @@ fn pods_and_services_span_two_nodes() {
         "{lookup}"
     );
 
+    // Pods on either node reach the API server as kubernetes.default.svc:443: the
+    // `kubernetes` Service's Endpoints name the address the API server listens on. (The
+    // pods have no TLS client that works here, busybox wget's crashes; a plain-text
+    // request gets the server's TLS alert record, 0x15 0x03 …, which proves the way.)
+    for client in ["client-1", "client-2"] {
+        cloud.wait_for(&format!("{client} to reach the API server"), || {
+            let out = cloud.kubectl(&[
+                "exec",
+                client,
+                "--",
+                "sh",
+                "-c",
+                "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 3 kubernetes.default.svc 443 | od -An -tx1",
+            ]);
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .take(2)
+                .eq(["15", "03"])
+        });
+    }
+
     // The second node stops: it goes unreachable, web-2 stops taking traffic, and the
     // Service leads to web-1 alone.
     if let Some(mut agent) = second.agent.take() {

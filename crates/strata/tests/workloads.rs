@@ -427,6 +427,25 @@ spec:
     let dir = "/var/run/secrets/kubernetes.io/serviceaccount";
     let cat = |name: &str| cloud.ok(&["exec", "robot", "--", "cat", &format!("{dir}/{name}")]);
     assert_eq!(cat("namespace"), "default");
+    // In-cluster clients find the API server through the `kubernetes` Service's variables.
+    let service_ip = cloud.ok(&[
+        "get",
+        "svc",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    let env = cloud.ok(&["exec", "robot", "--", "env"]);
+    for expected in [
+        format!("KUBERNETES_SERVICE_HOST={service_ip}"),
+        "KUBERNETES_SERVICE_PORT=443".to_string(),
+        format!("KUBERNETES_PORT=tcp://{service_ip}:443"),
+    ] {
+        assert!(
+            env.lines().any(|l| l == expected),
+            "{expected} missing in:\n{env}"
+        );
+    }
     let ca = std::fs::read_to_string(cloud.data.path().join("pki/ca.crt")).unwrap();
     assert_eq!(cat("ca.crt"), ca);
     let token = cat("token");

@@ -319,13 +319,16 @@ async fn a_dry_run_allocates_nothing() {
         .await
         .unwrap();
     assert!(in_service_cidr(&cluster_ip(&dynamic)));
-    assert!(
-        api.list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    // Nothing but the API server's own `kubernetes` Service.
+    let names: Vec<_> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect();
+    assert_eq!(names, ["kubernetes"]);
     api.create(&PostParams::default(), &pinned).await.unwrap();
 }
 
@@ -398,4 +401,44 @@ async fn allocations_survive_a_restart() {
             cluster_ip(&svc)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_kubernetes_service_holds_the_first_address_and_survives_restarts() {
+    let mut server = TestApiServer::start().await;
+    let client = server.admin_client().await;
+    let services: Api<Service> = Api::namespaced(client.clone(), "default");
+    let kubernetes = services.get("kubernetes").await.unwrap();
+    assert_eq!(cluster_ip(&kubernetes), "10.43.0.1");
+    let port = &kubernetes.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+    assert_eq!((port.name.as_deref(), port.port), (Some("https"), 443));
+    let api_port: i32 = server.url().rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(
+        port.target_port,
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(api_port))
+    );
+    // Its address is taken: nobody else gets it.
+    let error = services
+        .create(
+            &PostParams::default(),
+            &service("squatter", json!({"clusterIP": "10.43.0.1"})),
+        )
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("already allocated"), "{error}");
+    // Loopback is out of pods' reach: the Endpoints name no address.
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client, "default");
+    let subsets = endpoints.get("kubernetes").await.unwrap().subsets;
+    assert!(subsets.unwrap_or_default().is_empty());
+    // Deleted, it comes back on the next start.
+    services
+        .delete("kubernetes", &DeleteParams::default())
+        .await
+        .unwrap();
+    server.restart().await;
+    let services: Api<Service> = Api::namespaced(server.admin_client().await, "default");
+    assert_eq!(
+        cluster_ip(&services.get("kubernetes").await.unwrap()),
+        "10.43.0.1"
+    );
 }

@@ -1149,6 +1149,7 @@ fn start_blocking(
             pod_ip: &pod_ip,
             name_files: Some(ctx.options.data_dir.join("pods").join(&uid)),
             cgroups_path: cgroup.clone(),
+            kubernetes_service_ip: ctx.options.service_cidr.nth(1),
         };
         let config = translate::container_config(pod, container, &inputs).map_err(config_error)?;
         let spec = config
