@@ -1,11 +1,13 @@
 //! The instances of an image function as the gateway sees them: each pod's address,
 //! whether the gateway's probe found it ready, whether it is draining (no new requests,
 //! deleted once its in-flight requests finish), and its in-flight count. Requests lease
-//! the least busy ready pod, or wait (bounded) for one while the function scales from zero.
+//! the least busy ready pod, or wait (bounded) for one while the function scales from zero
+//! or its pods are at their concurrency limit: waiting requests are served in the order
+//! they came, and a newcomer does not overtake them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -66,7 +68,9 @@ pub struct PodPool {
     container_concurrency: AtomicU32,
     spec_hash: Mutex<String>,
     pods: Mutex<BTreeMap<String, PodEntry>>,
-    changed: Notify,
+    /// Waiting requests in arrival order (ticket, wake-up); only the first may lease.
+    queue: Mutex<VecDeque<(u64, Arc<Notify>)>>,
+    next_ticket: AtomicU64,
     wake_scaler: Notify,
     waiting: AtomicU32,
     problem: Mutex<Option<String>>,
@@ -86,7 +90,8 @@ impl PodPool {
             container_concurrency: AtomicU32::new(container_concurrency),
             spec_hash: Mutex::new(spec_hash),
             pods: Mutex::new(BTreeMap::new()),
-            changed: Notify::new(),
+            queue: Mutex::new(VecDeque::new()),
+            next_ticket: AtomicU64::new(0),
             wake_scaler: Notify::new(),
             waiting: AtomicU32::new(0),
             problem: Mutex::new(None),
@@ -117,7 +122,7 @@ impl PodPool {
         self.container_concurrency
             .store(container_concurrency, Ordering::Relaxed);
         *self.spec_hash.lock().unwrap_or_else(|p| p.into_inner()) = spec_hash;
-        self.changed.notify_waiters();
+        self.wake_first();
         self.wake_scaler.notify_one();
     }
 
@@ -163,7 +168,7 @@ impl PodPool {
         }
         let probe = running && !terminating && ip.is_some() && !entry.ready;
         drop(pods);
-        self.changed.notify_waiters();
+        self.wake_first();
         probe
     }
 
@@ -173,7 +178,7 @@ impl PodPool {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
-        self.changed.notify_waiters();
+        self.wake_first();
         self.wake_scaler.notify_one();
     }
 
@@ -187,7 +192,7 @@ impl PodPool {
         {
             entry.ready = ready && !entry.terminating;
         }
-        self.changed.notify_waiters();
+        self.wake_first();
         if !ready {
             self.wake_scaler.notify_one();
         }
@@ -247,29 +252,56 @@ impl PodPool {
     }
 
     /// Leases the least busy ready pod, waiting up to `wait` (and telling the scaler)
-    /// when there is none; the flag is true when the request had to wait.
+    /// when there is none or others already wait; the flag is true when the request had to
+    /// wait. Waiting requests get pods in the order they came.
     pub async fn lease(self: &Arc<Self>, wait: Duration) -> Result<(Lease, bool), LeaseError> {
-        if let Some(lease) = self.try_lease() {
-            return Ok((lease, false));
+        {
+            let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if queue.is_empty()
+                && let Some(lease) = self.try_lease()
+            {
+                return Ok((lease, false));
+            }
         }
         let queued = self.waiting.fetch_add(1, Ordering::AcqRel);
         let _waiting = WaitingGuard(self.clone());
         if queued >= MAX_WAITING {
             return Err(LeaseError::QueueFull(queued));
         }
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let wake = Arc::new(Notify::new());
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back((ticket, wake.clone()));
+        // Leaves the queue however this ends (leased, timed out, or the caller gone).
+        let _place = QueuePlace {
+            pool: self.clone(),
+            ticket,
+        };
         self.wake_scaler.notify_one();
         let deadline = Instant::now() + wait;
         loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(lease) = self.try_lease() {
-                return Ok((lease, true));
+            {
+                let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                if queue.front().map(|(t, _)| *t) == Some(ticket)
+                    && let Some(lease) = self.try_lease()
+                {
+                    return Ok((lease, true));
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || tokio::time::timeout(left, notified).await.is_err() {
+            if left.is_zero() || tokio::time::timeout(left, wake.notified()).await.is_err() {
                 return Err(LeaseError::Timeout(wait));
             }
+        }
+    }
+
+    /// Tells the first waiting request to try again (a pod became ready, or one of its
+    /// requests ended). `notify_one` keeps the wake-up if it is not waiting yet.
+    fn wake_first(&self) {
+        if let Some((_, wake)) = self.queue.lock().unwrap_or_else(|p| p.into_inner()).front() {
+            wake.notify_one();
         }
     }
 
@@ -295,6 +327,26 @@ impl PodPool {
             pod: name.clone(),
             addr,
         })
+    }
+}
+
+/// A waiting request's place in the queue; leaving it lets the next one try.
+struct QueuePlace {
+    pool: Arc<PodPool>,
+    ticket: u64,
+}
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        let mut queue = self.pool.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = queue.iter().position(|(t, _)| *t == self.ticket) {
+            queue.remove(at);
+            if at == 0
+                && let Some((_, next)) = queue.front()
+            {
+                next.notify_one();
+            }
+        }
     }
 }
 
@@ -341,7 +393,7 @@ impl Drop for Lease {
         {
             entry.in_flight = entry.in_flight.saturating_sub(1);
         }
-        self.pool.changed.notify_waiters();
+        self.pool.wake_first();
     }
 }
 
@@ -393,6 +445,75 @@ mod tests {
         pool.set_ready("a", true);
         assert_eq!(waiter.await.unwrap(), Ok(("a".to_string(), true)));
         assert_eq!(pool.counts().waiting, 0);
+    }
+
+    #[tokio::test]
+    async fn waiting_requests_are_served_in_arrival_order() {
+        // One pod taking one request at a time, busy: requests queue up.
+        let pool = PodPool::new(FunctionKey::new("d", "f"), 80, 1, "h1".into());
+        pool.observe("a", ip(1), true, false, "h1");
+        pool.set_ready("a", true);
+        let (busy, _) = pool.lease(Duration::from_millis(10)).await.unwrap();
+        let (served_tx, mut served) = tokio::sync::mpsc::unbounded_channel();
+        let mut waiters = Vec::new();
+        for n in 0..5u32 {
+            let pool_for_waiter = pool.clone();
+            let served_tx = served_tx.clone();
+            waiters.push(tokio::spawn(async move {
+                let (lease, waited) = pool_for_waiter.lease(Duration::from_secs(5)).await.unwrap();
+                served_tx.send((n, waited)).unwrap();
+                // Hold the pod a moment, as a request does.
+                tokio::task::yield_now().await;
+                drop(lease);
+            }));
+            while pool.counts().waiting <= n {
+                tokio::task::yield_now().await;
+            }
+        }
+        // The pod frees up just as a newcomer asks: it queues behind the five.
+        drop(busy);
+        let (late, waited) = pool.lease(Duration::from_secs(5)).await.unwrap();
+        served_tx.send((5, waited)).unwrap();
+        drop(late);
+        let mut order = Vec::new();
+        for _ in 0..6 {
+            order.push(served.recv().await.unwrap());
+        }
+        assert_eq!(
+            order,
+            (0..6).map(|n| (n, true)).collect::<Vec<_>>(),
+            "first come, first served"
+        );
+        for waiter in waiters {
+            waiter.await.unwrap();
+        }
+        assert_eq!(pool.counts().waiting, 0);
+        assert!(pool.queue.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_gives_up_lets_the_next_one_through() {
+        let pool = PodPool::new(FunctionKey::new("d", "f"), 80, 1, "h1".into());
+        pool.observe("a", ip(1), true, false, "h1");
+        pool.set_ready("a", true);
+        let (busy, _) = pool.lease(Duration::from_millis(10)).await.unwrap();
+        let impatient = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.lease(Duration::from_millis(50)).await.map(|_| ()) })
+        };
+        while pool.counts().waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        let patient = {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.lease(Duration::from_secs(5)).await.map(|_| ()) })
+        };
+        assert_eq!(
+            impatient.await.unwrap(),
+            Err(LeaseError::Timeout(Duration::from_millis(50)))
+        );
+        drop(busy);
+        assert_eq!(patient.await.unwrap(), Ok(()));
     }
 
     #[tokio::test]

@@ -315,6 +315,7 @@ async fn deploy(data_dir: &std::path::Path, args: DeployArgs) -> Result<u8> {
         .await
         .map_err(api_error)
         .with_context(|| format!("cannot deploy function {namespace}/{}", args.name))?;
+    let uploaded = module.is_some();
     if let Some(bytes) = module {
         // The module lives in a ConfigMap owned by the function: removing the function
         // removes it.
@@ -370,6 +371,9 @@ async fn deploy(data_dir: &std::path::Path, args: DeployArgs) -> Result<u8> {
                 );
                 return Ok(0);
             }
+            // The Function is written before its module's ConfigMap (which it owns): the
+            // controller may look before the module is there.
+            Some(c) if c.status == "False" && uploaded && c.reason == "ModuleNotFound" => {}
             Some(c) if c.status == "False" => {
                 bail!(
                     "function {namespace}/{} is not ready: {}: {}",
