@@ -68,6 +68,7 @@ fn table(web: &ServicePort, extra: usize, subnet_base: [u8; 3]) -> Vec<ServicePo
                     port: 8080,
                 })
                 .collect(),
+            affinity_seconds: None,
         });
     }
     ports
@@ -174,6 +175,7 @@ fn main() {
             ip: server_ip,
             port: 8080,
         }],
+        affinity_seconds: None,
     };
     let config = ProxyConfig {
         table: cleanup.table.clone(),

@@ -44,6 +44,7 @@ pub fn dns_rules(cluster_dns: Ipv4Addr, gateway: Ipv4Addr) -> Vec<ServicePort> {
                 ip: gateway,
                 port: DNS_PORT,
             }],
+            affinity_seconds: None,
         })
         .collect()
 }

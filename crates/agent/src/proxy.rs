@@ -175,6 +175,15 @@ pub fn ports_of(service: &Service, endpoints: Option<&Endpoints>) -> Vec<Service
         .and_then(|ip| ip.parse::<Ipv4Addr>().ok());
     let namespace = service.namespace().unwrap_or_default();
     let name = service.name_any();
+    // Kubernetes' default affinity timeout: three hours.
+    let affinity_seconds = (spec.session_affinity.as_deref() == Some("ClientIP")).then(|| {
+        spec.session_affinity_config
+            .as_ref()
+            .and_then(|c| c.client_ip.as_ref())
+            .and_then(|c| c.timeout_seconds)
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(10_800)
+    });
     spec.ports
         .iter()
         .flatten()
@@ -226,6 +235,7 @@ pub fn ports_of(service: &Service, endpoints: Option<&Endpoints>) -> Vec<Service
                 protocol,
                 node_port,
                 endpoints: serving,
+                affinity_seconds,
             })
         })
         .collect()
@@ -235,6 +245,34 @@ pub fn ports_of(service: &Service, endpoints: Option<&Endpoints>) -> Vec<Service
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn client_ip_affinity_carries_its_timeout() {
+        let affinity = |spec: serde_json::Value| {
+            let service: Service = serde_json::from_value(json!({
+                "metadata": {"name": "web", "namespace": "shop"}, "spec": spec}))
+            .unwrap();
+            let endpoints: Endpoints = serde_json::from_value(json!({
+                "metadata": {"name": "web", "namespace": "shop"},
+                "subsets": [{"addresses": [{"ip": "10.42.0.5"}], "ports": [{"port": 8080}]}]}))
+            .unwrap();
+            ports_of(&service, Some(&endpoints))[0].affinity_seconds
+        };
+        let port = json!([{"port": 80}]);
+        let ip = "10.43.0.20";
+        assert_eq!(affinity(json!({"ports": port, "clusterIP": ip})), None);
+        assert_eq!(
+            affinity(json!({"ports": port, "clusterIP": ip, "sessionAffinity": "ClientIP"})),
+            Some(10_800)
+        );
+        assert_eq!(
+            affinity(
+                json!({"ports": port, "clusterIP": ip, "sessionAffinity": "ClientIP",
+                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 30}}})
+            ),
+            Some(30)
+        );
+    }
 
     #[test]
     fn ports_pair_with_the_endpoint_ports_of_the_same_name() {

@@ -82,6 +82,9 @@ pub struct ServicePort {
     pub node_port: Option<u16>,
     /// The ready endpoints.
     pub endpoints: Vec<Endpoint>,
+    /// `sessionAffinity: ClientIP`: how long, in seconds, a client keeps going to the
+    /// endpoint it was first sent to (refreshed by each new connection).
+    pub affinity_seconds: Option<u32>,
 }
 
 /// What the table is for.
@@ -135,6 +138,11 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
         if let Some(node_port) = port.node_port {
             node_ports.push(format!("{proto} . {node_port} : goto {chain}"));
         }
+        hairpins.extend(endpoints.iter().map(|e| format!("{ip} . {ip}", ip = e.ip)));
+        if let Some(seconds) = port.affinity_seconds {
+            render_affinity(&mut chains, &chain, proto, &endpoints, seconds, &port.name);
+            continue;
+        }
         // One rule per service: DNAT to an endpoint picked by a map lookup, so the table
         // holds a chain per service, not per endpoint.
         let targets: Vec<String> = endpoints
@@ -149,7 +157,6 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
             targets.join(", "),
             comment(&port.name)
         );
-        hairpins.extend(endpoints.iter().map(|e| format!("{ip} . {ip}", ip = e.ip)));
     }
     hairpins.sort();
     hairpins.dedup();
@@ -234,6 +241,41 @@ pub fn render(config: &ProxyConfig, ports: &[ServicePort]) -> String {
     out
 }
 
+/// The chains of a service with client-IP affinity (as kube-proxy's nftables mode does
+/// it): a set per endpoint of the clients recently sent there, with a timeout; a client
+/// found in one goes to that endpoint, any other to a random one, which records it.
+/// (The table is rebuilt on every change, so affinity starts afresh then.)
+fn render_affinity(
+    chains: &mut String,
+    chain: &str,
+    proto: &str,
+    endpoints: &[Endpoint],
+    seconds: u32,
+    name: &str,
+) {
+    let seconds = seconds.max(1);
+    let mut service_rules = String::new();
+    let mut picks = Vec::new();
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let set = format!("{chain}-clients-{i}");
+        let target = format!("{chain}-ep-{i}");
+        let _ = writeln!(
+            chains,
+            "  set {set} {{ type ipv4_addr; flags dynamic,timeout; timeout {seconds}s; }}\n  chain {target} {{\n    update @{set} {{ ip saddr }}\n    meta l4proto {proto} dnat ip to {}:{}\n  }}",
+            endpoint.ip, endpoint.port
+        );
+        let _ = writeln!(service_rules, "    ip saddr @{set} goto {target}");
+        picks.push(format!("{i} : goto {target}"));
+    }
+    let _ = writeln!(
+        chains,
+        "  chain {chain} {{\n{service_rules}    numgen random mod {} vmap {{ {} }} comment \"{}\"\n  }}",
+        endpoints.len(),
+        picks.join(", "),
+        comment(name)
+    );
+}
+
 /// Applies an nft script as one transaction (`nft -f -`).
 pub fn apply(script: &str) -> Result<(), NetError> {
     run_nft(&["-f", "-"], script)
@@ -310,6 +352,7 @@ mod tests {
                     port: *port,
                 })
                 .collect(),
+            affinity_seconds: None,
         }
     }
 

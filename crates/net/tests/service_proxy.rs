@@ -1,7 +1,8 @@
 //! Service load balancing on real nftables (as root): a bridge and two sandboxes of the
 //! test's own, a cluster IP and a node port in a range of the test's own, reached from a
 //! pod, from the pod behind it (hairpin) and from the host; a service without endpoints
-//! refuses connections. The table, bridge and namespaces go when the test ends.
+//! refuses connections; a service with client-IP affinity keeps a client on one of its
+//! two endpoints. The table, bridge and namespaces go when the test ends.
 
 #![allow(clippy::unwrap_used)]
 
@@ -103,8 +104,11 @@ async fn cluster_ips_and_node_ports_reach_endpoints_from_pods_and_the_host() {
     let (client, server) = (TestNetns::new(), TestNetns::new());
     let client_ip = network.attach("client", client.path()).await.unwrap().ip;
     let server_ip = network.attach("server", server.path()).await.unwrap().ip;
+    let other = TestNetns::new();
+    let other_ip = network.attach("other", other.path()).await.unwrap().ip;
     let cluster_ip = Ipv4Addr::new(10, 254, octet as u8, 20);
     let empty_ip = Ipv4Addr::new(10, 254, octet as u8, 30);
+    let sticky_ip = Ipv4Addr::new(10, 254, octet as u8, 40);
     let node_port = 30000 + (id % 2000) as u16;
     let config = ProxyConfig {
         table: cleanup.table.clone(),
@@ -123,6 +127,7 @@ async fn cluster_ips_and_node_ports_reach_endpoints_from_pods_and_the_host() {
                 ip: server_ip,
                 port: 8080,
             }],
+            affinity_seconds: None,
         },
         ServicePort {
             name: "default/empty:http".into(),
@@ -131,6 +136,25 @@ async fn cluster_ips_and_node_ports_reach_endpoints_from_pods_and_the_host() {
             protocol: Protocol::Tcp,
             node_port: None,
             endpoints: vec![],
+            affinity_seconds: None,
+        },
+        ServicePort {
+            name: "default/sticky:http".into(),
+            cluster_ip: Some(sticky_ip),
+            port: 80,
+            protocol: Protocol::Tcp,
+            node_port: None,
+            endpoints: vec![
+                Endpoint {
+                    ip: server_ip,
+                    port: 9090,
+                },
+                Endpoint {
+                    ip: other_ip,
+                    port: 9090,
+                },
+            ],
+            affinity_seconds: Some(60),
         },
     ];
     services::apply(&services::render(&config, &ports)).unwrap();
@@ -165,6 +189,32 @@ async fn cluster_ips_and_node_ports_reach_endpoints_from_pods_and_the_host() {
         std::io::ErrorKind::ConnectionRefused
     );
 
+    // Client-IP affinity: of two endpoints, a client keeps going to the one it got first
+    // (a random pick each time would split ten calls with all but certainty).
+    let (one, two) = (
+        serve(&server, server_ip, 9090, "one", 10),
+        serve(&other, other_ip, 9090, "two", 10),
+    );
+    let sticky = SocketAddr::from((sticky_ip, 80));
+    let answers: Vec<String> = (0..10)
+        .map(|_| client.run(move || fetch(sticky)).unwrap())
+        .collect();
+    assert!(
+        answers.iter().all(|a| *a == answers[0]),
+        "affinity broken: {answers:?}"
+    );
+    // The endpoint never chosen takes its ten calls straight, so that it ends.
+    let unused = if answers[0] == "one" {
+        SocketAddr::from((other_ip, 9090))
+    } else {
+        SocketAddr::from((server_ip, 9090))
+    };
+    for _ in 0..10 {
+        client.run(move || fetch(unused)).unwrap();
+    }
+    one.join().unwrap();
+    two.join().unwrap();
+
     // Rules replaced in one go: the service moves to a new port, the old one is gone.
     let mut moved = ports.clone();
     moved[0].port = 81;
@@ -176,5 +226,6 @@ async fn cluster_ips_and_node_ports_reach_endpoints_from_pods_and_the_host() {
 
     network.detach("client").await.unwrap();
     network.detach("server").await.unwrap();
+    network.detach("other").await.unwrap();
     drop(cleanup);
 }
