@@ -406,6 +406,10 @@ fn a_pod_finds_its_service_account_token_ca_and_namespace() {
     let Some(cloud) = Cloud::start("a_pod_finds_its_service_account_token_ca_and_namespace") else {
         return;
     };
+    // A Service made before the pod shows in its environment as link variables.
+    cloud.apply(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: robot-api}\nspec:\n  ports: [{name: http, port: 8080}]\n",
+    );
     cloud.apply(
         r#"
 apiVersion: v1
@@ -436,7 +440,17 @@ spec:
         "jsonpath={.spec.clusterIP}",
     ]);
     let env = cloud.ok(&["exec", "robot", "--", "env"]);
+    let link_ip = cloud.ok(&[
+        "get",
+        "svc",
+        "robot-api",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
     for expected in [
+        format!("ROBOT_API_SERVICE_HOST={link_ip}"),
+        "ROBOT_API_SERVICE_PORT_HTTP=8080".to_string(),
+        format!("ROBOT_API_PORT_8080_TCP=tcp://{link_ip}:8080"),
         format!("KUBERNETES_SERVICE_HOST={service_ip}"),
         "KUBERNETES_SERVICE_PORT=443".to_string(),
         format!("KUBERNETES_PORT=tcp://{service_ip}:443"),

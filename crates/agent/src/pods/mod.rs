@@ -12,6 +12,7 @@ pub mod downward;
 mod insecure_tls;
 pub mod prober;
 pub mod projected;
+pub mod service_env;
 pub mod status;
 pub mod tokens;
 pub mod translate;

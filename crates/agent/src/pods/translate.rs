@@ -46,6 +46,9 @@ pub struct Inputs<'a> {
     /// The `kubernetes` Service's cluster IP (the first address of the service range),
     /// announced to every container as `KUBERNETES_SERVICE_HOST` and friends.
     pub kubernetes_service_ip: Option<std::net::Ipv4Addr>,
+    /// The link variables of the Services of the pod's namespace (empty with
+    /// `enableServiceLinks: false`).
+    pub service_env: &'a [(String, String)],
 }
 
 /// Builds the runtime config of `container` in `pod`.
@@ -170,9 +173,12 @@ fn environment(
     let name = pod.metadata.name.as_deref().unwrap_or_default();
     set_env(&mut env, "HOSTNAME", name);
     if let Some(ip) = inputs.kubernetes_service_ip {
-        for (key, value) in kubernetes_service_env(ip) {
-            set_env(&mut env, key, &value);
+        for (key, value) in super::service_env::kubernetes(ip) {
+            set_env(&mut env, &key, &value);
         }
+    }
+    for (key, value) in inputs.service_env {
+        set_env(&mut env, key, value);
     }
     for source in container.env_from.iter().flatten() {
         let prefix = source.prefix.as_deref().unwrap_or_default();
@@ -213,23 +219,6 @@ fn environment(
         set_env(&mut env, &var.name, &value);
     }
     Ok(env)
-}
-
-/// The variables the kubelet gives every container so that in-cluster clients find the
-/// API server (client-go's `InClusterConfig` reads the first two), whatever
-/// `enableServiceLinks` says.
-pub fn kubernetes_service_env(ip: std::net::Ipv4Addr) -> [(&'static str, String); 8] {
-    let url = format!("tcp://{ip}:443");
-    [
-        ("KUBERNETES_SERVICE_HOST", ip.to_string()),
-        ("KUBERNETES_SERVICE_PORT", "443".into()),
-        ("KUBERNETES_SERVICE_PORT_HTTPS", "443".into()),
-        ("KUBERNETES_PORT", url.clone()),
-        ("KUBERNETES_PORT_443_TCP", url),
-        ("KUBERNETES_PORT_443_TCP_PROTO", "tcp".into()),
-        ("KUBERNETES_PORT_443_TCP_PORT", "443".into()),
-        ("KUBERNETES_PORT_443_TCP_ADDR", ip.to_string()),
-    ]
 }
 
 fn value_from(

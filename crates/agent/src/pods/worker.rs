@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::Resource;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use strata_client::events::EventType;
@@ -401,6 +401,7 @@ impl Worker {
         let uid = self.uid.clone();
         let pod_ip = self.pod_ip.clone().unwrap_or_default();
         let started_id = id.clone();
+        let service_env = self.service_links(pod).await;
         let cgroup = self
             .pod_cgroup
             .clone()
@@ -418,6 +419,7 @@ impl Worker {
                     cgroup,
                     uid,
                     pod_ip,
+                    service_env,
                 },
                 &volumes,
                 &maps,
@@ -648,6 +650,24 @@ impl Worker {
                 .await,
             node,
         })
+    }
+
+    /// The link variables of the Services in the pod's namespace, unless the pod turned
+    /// them off. A failed list costs only the variables (logged), not the container.
+    async fn service_links(&self, pod: &Pod) -> Vec<(String, String)> {
+        let spec = pod.spec.as_ref();
+        if spec.and_then(|s| s.enable_service_links) == Some(false) {
+            return Vec::new();
+        }
+        let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+        let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), namespace);
+        match api.list(&Default::default()).await {
+            Ok(list) => super::service_env::of_services(&list.items),
+            Err(err) => {
+                tracing::warn!(pod = %pod_key(pod), error = %err, "cannot list the namespace's services; no service link variables");
+                Vec::new()
+            }
+        }
     }
 
     /// Reads the ConfigMaps and Secrets the pod refers to (`names`: their names).
@@ -1132,6 +1152,7 @@ fn start_blocking(
         cgroup,
         uid,
         pod_ip,
+        service_env,
     } = placement;
     let config_error = |err: ConfigError| ("CreateContainerConfigError".to_string(), err.0);
     let prepared = ctx.containers.prepare(id.as_str(), |dir| {
@@ -1150,6 +1171,7 @@ fn start_blocking(
             name_files: Some(ctx.options.data_dir.join("pods").join(&uid)),
             cgroups_path: cgroup.clone(),
             kubernetes_service_ip: ctx.options.service_cidr.nth(1),
+            service_env: &service_env,
         };
         let config = translate::container_config(pod, container, &inputs).map_err(config_error)?;
         let spec = config
@@ -1207,6 +1229,8 @@ struct Placement {
     uid: String,
     /// The pod's IP (empty while unknown).
     pod_ip: String,
+    /// Link variables of the namespace's Services.
+    service_env: Vec<(String, String)>,
 }
 
 /// A start failure: the waiting reason and its message.
