@@ -6,6 +6,7 @@
 
 pub mod backoff;
 pub mod cache;
+pub mod clusterrole_aggregation;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -76,6 +77,7 @@ pub async fn run(client: kube::Client, options: ControllerOptions) -> Result<(),
         result = endpoints::run(client.clone(), options.clone()) => result,
         result = endpointslice::run(client.clone(), options.clone()) => result,
         result = garbage_collector::run(client.clone(), options.clone()) => result,
+        result = clusterrole_aggregation::run(client.clone(), options.clone()) => result,
         result = namespace::run(client, options) => result,
     }
 }
