@@ -2,11 +2,13 @@
 //! bootstrap controller keeps it): cluster IP the first address of the service CIDR (a
 //! SAN of the serving certificate), port 443 (`https`) to the API server's port, and
 //! Endpoints naming the API server's address when pods can reach it, i.e. when it is not
-//! loopback. Created on every start if missing; the Endpoints follow the listen address.
+//! loopback (and the same in an EndpointSlice). Created on every start if missing; the
+//! Endpoints and the slice follow the listen address.
 
 use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Value, json};
+use strata_api::resources::Resource;
 use strata_api::{FieldValidation, Operation, admit};
 use strata_store::{Store, StoreError};
 
@@ -41,7 +43,8 @@ pub fn advertised(listen: SocketAddr, tls_sans: &[String]) -> Option<IpAddr> {
         .find(usable)
 }
 
-/// Creates the Service if missing and brings its Endpoints in line with `advertised`.
+/// Creates the Service if missing and brings its Endpoints and EndpointSlice in line with
+/// `advertised`.
 pub async fn bootstrap(
     store: &dyn Store,
     cidr: ServiceCidr,
@@ -63,13 +66,16 @@ pub async fn bootstrap(
             "sessionAffinity": "None",
         },
     });
-    create_if_missing(store, "services", service).await?;
-    let subsets = match advertised {
-        Some(ip) => json!([{
-            "addresses": [{"ip": ip.to_string()}],
-            "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
-        }]),
-        None => json!([]),
+    create_if_missing(store, resource("", "v1", "services")?, service).await?;
+    let (subsets, slice_endpoints) = match advertised {
+        Some(ip) => (
+            json!([{
+                "addresses": [{"ip": ip.to_string()}],
+                "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
+            }]),
+            json!([{"addresses": [ip.to_string()], "conditions": {"ready": true}}]),
+        ),
+        None => (json!([]), json!([])),
     };
     let endpoints = json!({
         "apiVersion": "v1",
@@ -81,39 +87,72 @@ pub async fn bootstrap(
         },
         "subsets": subsets,
     });
-    let resource = resource("endpoints")?;
+    keep(
+        store,
+        resource("", "v1", "endpoints")?,
+        endpoints,
+        &["subsets"],
+    )
+    .await?;
+    let slice = json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": NAME,
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": NAME},
+        },
+        "addressType": "IPv4",
+        "endpoints": slice_endpoints,
+        "ports": [{"name": "https", "port": api_port, "protocol": "TCP"}],
+    });
+    keep(
+        store,
+        resource("discovery.k8s.io", "v1", "endpointslices")?,
+        slice,
+        &["endpoints", "ports"],
+    )
+    .await
+}
+
+/// Creates `object` if missing, else brings its `fields` in line with it.
+async fn keep(
+    store: &dyn Store,
+    resource: &'static Resource,
+    object: Value,
+    fields: &[&str],
+) -> Result<(), ApiError> {
     let key = storage::key(resource, Some("default"), NAME);
-    match store.get(&key).await? {
-        None => create_if_missing(store, "endpoints", endpoints).await,
-        Some(kv) => {
-            let mut stored = storage::decode(&kv)?;
-            if stored.get("subsets").cloned().unwrap_or(Value::Null) == subsets {
-                return Ok(());
-            }
-            stored["subsets"] = subsets;
-            match store
-                .update(&key, storage::encode(&stored), Some(kv.mod_revision))
-                .await
-            {
-                // Someone else changed it meanwhile: theirs stands.
-                Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
-                Err(err) => Err(err.into()),
-            }
-        }
+    let Some(kv) = store.get(&key).await? else {
+        return create_if_missing(store, resource, object).await;
+    };
+    let mut stored = storage::decode(&kv)?;
+    if fields.iter().all(|f| stored.get(*f) == object.get(*f)) {
+        return Ok(());
+    }
+    for field in fields {
+        stored[*field] = object.get(*field).cloned().unwrap_or(Value::Null);
+    }
+    match store
+        .update(&key, storage::encode(&stored), Some(kv.mod_revision))
+        .await
+    {
+        // Someone else changed it meanwhile: theirs stands.
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(err) => Err(err.into()),
     }
 }
 
-fn resource(plural: &str) -> Result<&'static strata_api::resources::Resource, ApiError> {
-    strata_api::resources::find("", "v1", plural)
+fn resource(group: &str, version: &str, plural: &str) -> Result<&'static Resource, ApiError> {
+    strata_api::resources::find(group, version, plural)
         .ok_or_else(|| ApiError::Internal(format!("the {plural} resource is not served")))
 }
 
 async fn create_if_missing(
     store: &dyn Store,
-    plural: &str,
+    resource: &'static Resource,
     mut object: Value,
 ) -> Result<(), ApiError> {
-    let resource = resource(plural)?;
     let key = storage::key(resource, Some("default"), NAME);
     if store.get(&key).await?.is_some() {
         return Ok(());
@@ -122,7 +161,7 @@ async fn create_if_missing(
     object["metadata"]["creationTimestamp"] =
         json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
     let admitted = admit(resource, object, Operation::Create, FieldValidation::Strict)
-        .map_err(|e| ApiError::Internal(format!("the {NAME} {plural}: {e}")))?;
+        .map_err(|e| ApiError::Internal(format!("the {NAME} {}: {e}", resource.plural)))?;
     match store.create(&key, storage::encode(&admitted.object)).await {
         Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
         Err(err) => Err(err.into()),

@@ -269,6 +269,14 @@ fn pods_and_services_span_two_nodes() {
     // `kubernetes` Service's Endpoints name the address the API server listens on. (The
     // pods have no TLS client that works here, busybox wget's crashes; a plain-text
     // request gets the server's TLS alert record, 0x15 0x03 …, which proves the way.)
+    let slice = cloud.ok(&[
+        "get",
+        "endpointslice",
+        "kubernetes",
+        "-o",
+        "jsonpath={.endpoints[0].addresses[0]}",
+    ]);
+    assert_eq!(slice, first_ip, "the kubernetes EndpointSlice");
     for client in ["client-1", "client-2"] {
         cloud.wait_for(&format!("{client} to reach the API server"), || {
             let out = cloud.kubectl(&[

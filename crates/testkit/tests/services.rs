@@ -430,6 +430,20 @@ async fn the_kubernetes_service_holds_the_first_address_and_survives_restarts() 
     let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client, "default");
     let subsets = endpoints.get("kubernetes").await.unwrap().subsets;
     assert!(subsets.unwrap_or_default().is_empty());
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> =
+        Api::namespaced(server.admin_client().await, "default");
+    let slice = slices.get("kubernetes").await.unwrap();
+    assert_eq!(
+        slice
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .get("kubernetes.io/service-name")
+            .map(String::as_str),
+        Some("kubernetes")
+    );
+    assert!(slice.endpoints.is_empty());
+    assert_eq!(slice.ports.unwrap_or_default()[0].port, Some(api_port));
     // Deleted, it comes back on the next start.
     services
         .delete("kubernetes", &DeleteParams::default())
