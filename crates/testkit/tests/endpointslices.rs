@@ -81,7 +81,8 @@ async fn endpoint_slices_are_served_listed_printed_and_validated() {
         .into_iter()
         .filter_map(|s| s.metadata.name)
         .collect();
-    assert_eq!(names, ["web-abcde", "web-fghij"]);
+    // Beside the API server's own slice of the `kubernetes` Service.
+    assert_eq!(names, ["kubernetes", "web-abcde", "web-fghij"]);
 
     // Server-side printing, as `kubectl get endpointslices` asks for it.
     let request = http::Request::get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices")
@@ -103,7 +104,7 @@ async fn endpoint_slices_are_served_listed_printed_and_validated() {
         ["Name", "AddressType", "Ports", "Endpoints", "Age"]
     );
     assert_eq!(
-        table["rows"][0]["cells"].as_array().unwrap()[..4],
+        table["rows"][1]["cells"].as_array().unwrap()[..4],
         [
             json!("web-abcde"),
             json!("IPv4"),
@@ -136,7 +137,7 @@ async fn endpoint_slices_are_served_listed_printed_and_validated() {
     fqdn.address_type = "IPv5".into();
     let err = api.create(&PostParams::default(), &fqdn).await.unwrap_err();
     assert_eq!(invalid(err)[0].0, "addressType");
-    assert_eq!(api.list(&Default::default()).await.unwrap().items.len(), 2);
+    assert_eq!(api.list(&Default::default()).await.unwrap().items.len(), 3);
 
     kubectl_lists_and_prints_them(&server);
 }
@@ -168,6 +169,11 @@ fn kubectl_lists_and_prints_them(server: &TestApiServer) {
     assert!(out.status.success(), "{out:?}");
     let header: Vec<&str> = text.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "ADDRESSTYPE", "PORTS", "ENDPOINTS", "AGE"]);
-    let row: Vec<&str> = text.lines().nth(1).unwrap().split_whitespace().collect();
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("web-abcde"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
     assert_eq!(row[..4], ["web-abcde", "IPv4", "8080", "10.42.0.5"]);
 }
