@@ -613,9 +613,36 @@ fn delete_options(
     Ok(options)
 }
 
+/// How often a delete that raced another write is tried again.
+const DELETE_ATTEMPTS: usize = 5;
+
 /// Deletes one object: immediately, or by marking it (finalizers, graceful pods,
-/// namespaces, foreground/orphan propagation). Returns the object as it now is.
+/// namespaces, foreground/orphan propagation). Returns the object as it now is. Like
+/// kube-apiserver's guaranteed update, a delete that raced another write (a node
+/// agent's status update, say) reads the object again and retries, unless the client
+/// pinned a resourceVersion: only then does it get 409 Conflict.
 pub(crate) async fn delete_object(
+    store: &dyn Store,
+    services: &ServiceAllocator,
+    target: &Target,
+    options: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    let mut attempt = 1;
+    loop {
+        match delete_once(store, services, target, options).await {
+            Err(ApiError::Conflict { message, .. })
+                if message == CONFLICT_MESSAGE
+                    && options.precondition_rv.is_none()
+                    && attempt < DELETE_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn delete_once(
     store: &dyn Store,
     services: &ServiceAllocator,
     target: &Target,
