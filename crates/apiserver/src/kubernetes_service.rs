@@ -9,7 +9,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde_json::{Value, json};
 use strata_api::resources::Resource;
-use strata_api::{FieldValidation, Operation, admit};
 use strata_store::{Store, StoreError};
 
 use crate::services::ServiceCidr;
@@ -151,21 +150,9 @@ fn resource(group: &str, version: &str, plural: &str) -> Result<&'static Resourc
 async fn create_if_missing(
     store: &dyn Store,
     resource: &'static Resource,
-    mut object: Value,
+    object: Value,
 ) -> Result<(), ApiError> {
-    let key = storage::key(resource, Some("default"), NAME);
-    if store.get(&key).await?.is_some() {
-        return Ok(());
-    }
-    object["metadata"]["uid"] = json!(crate::rest::new_uid());
-    object["metadata"]["creationTimestamp"] =
-        json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let admitted = admit(resource, object, Operation::Create, FieldValidation::Strict)
-        .map_err(|e| ApiError::Internal(format!("the {NAME} {}: {e}", resource.plural)))?;
-    match store.create(&key, storage::encode(&admitted.object)).await {
-        Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
-        Err(err) => Err(err.into()),
-    }
+    storage::create_built_in(store, resource, Some("default"), NAME, object).await
 }
 
 #[cfg(test)]

@@ -78,6 +78,36 @@ pub fn parse_resource_version(text: &str) -> Result<i64, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("invalid resource version: {text:?}")))
 }
 
+/// Stores a built-in object (the server's own: default namespaces, roles, the
+/// `kubernetes` Service) as a create would, with a fresh uid and creation time, unless
+/// an object of that name exists already (another server may have made it meanwhile).
+pub async fn create_built_in(
+    store: &dyn strata_store::Store,
+    resource: &'static Resource,
+    namespace: Option<&str>,
+    name: &str,
+    mut object: Value,
+) -> Result<(), ApiError> {
+    let key = key(resource, namespace, name);
+    if store.get(&key).await?.is_some() {
+        return Ok(());
+    }
+    object["metadata"]["uid"] = serde_json::json!(crate::rest::new_uid());
+    object["metadata"]["creationTimestamp"] =
+        serde_json::json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    let admitted = strata_api::admit(
+        resource,
+        object,
+        strata_api::Operation::Create,
+        strata_api::FieldValidation::Strict,
+    )
+    .map_err(|e| ApiError::Internal(format!("built-in {} {name}: {e}", resource.kind)))?;
+    match store.create(&key, encode(&admitted.object)).await {
+        Ok(_) | Err(strata_store::StoreError::AlreadyExists { .. }) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

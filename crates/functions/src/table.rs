@@ -163,6 +163,33 @@ impl Deployed {
         Ok((instance, true))
     }
 
+    /// The CGI module template ([`Deployed::instance`]); an error for other backends.
+    pub fn cgi_instance(
+        &self,
+        engine: &WasmEngine,
+    ) -> Result<(WasmFunction, bool), FunctionsError> {
+        match self.instance(engine)? {
+            (Instance::Cgi(function), cold) => Ok((function, cold)),
+            (Instance::Http(_), _) => Err(FunctionsError::Link(
+                "the function is a wasi:http component, not a CGI module".into(),
+            )),
+        }
+    }
+
+    /// The `wasi:http` component template ([`Deployed::instance`]); an error for other
+    /// backends.
+    pub fn http_instance(
+        &self,
+        engine: &WasmEngine,
+    ) -> Result<(HttpComponent, bool), FunctionsError> {
+        match self.instance(engine)? {
+            (Instance::Http(component), cold) => Ok((component, cold)),
+            (Instance::Cgi(_), _) => Err(FunctionsError::Link(
+                "the function is a CGI module, not a wasi:http component".into(),
+            )),
+        }
+    }
+
     /// Instances running or starting, and those ready: for a WebAssembly function 0 or 1
     /// (one warm template serves every request), for an image function its pods.
     pub fn replicas(&self) -> (u32, u32) {

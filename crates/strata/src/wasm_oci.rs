@@ -4,6 +4,7 @@
 //! layers cached by digest under `<data-dir>/functions/modules`).
 
 use std::path::{Path, PathBuf};
+use strata_agent::containers::monitor::one_line;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -91,11 +92,11 @@ impl RegistryModules {
     async fn pull(&self, reference: &str) -> Result<Vec<u8>, FetchError> {
         let reference: Reference = reference
             .parse()
-            .map_err(|e| FetchError::Failed(chain(&e)))?;
+            .map_err(|e| FetchError::Failed(one_line(&e)))?;
         // Read on every fetch: a `strata login` after `strata up` counts.
         let credentials = AuthFile::load(&self.auth)
             .and_then(|file| file.get(reference.registry()))
-            .map_err(|e| FetchError::Failed(chain(&e)))?;
+            .map_err(|e| FetchError::Failed(one_line(&e)))?;
         let options = PullOptions {
             registry: self.registry.clone(),
             credentials,
@@ -130,22 +131,10 @@ fn fetch_error(error: RegistryError) -> FetchError {
         Some("MANIFEST_UNKNOWN" | "NAME_UNKNOWN" | "BLOB_UNKNOWN")
     ) || matches!(error, RegistryError::Refused { status: 404, .. });
     if missing {
-        FetchError::NotFound(chain(&error))
+        FetchError::NotFound(one_line(&error))
     } else {
-        FetchError::Failed(chain(&error))
+        FetchError::Failed(one_line(&error))
     }
-}
-
-/// An error and its causes on one line.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

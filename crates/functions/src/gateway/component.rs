@@ -4,16 +4,15 @@
 //! recorded when the instance is gone ([`crate::component::Finished`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{HOST, HeaderName};
-use http::{HeaderValue, Request, Response, StatusCode, Uri};
+use http::{HeaderValue, Request, Response, Uri};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
-use super::{Body, BoxError, Gateway, RequestContext, text, with_cold_start};
+use super::{Body, BoxError, Gateway, RequestContext, cannot_start, text, with_cold_start};
 use crate::metering::Record;
-use crate::table::{Deployed, InFlight, Instance};
+use crate::table::{Deployed, InFlight};
 
 /// The header that tells a component the path prefix the gateway stripped (path routing).
 const FORWARDED_PREFIX: &str = "x-forwarded-prefix";
@@ -29,28 +28,9 @@ impl Gateway {
         slot: InFlight,
     ) -> Response<Body> {
         let key = deployed.config().key.clone();
-        let (component, cold) = match deployed.instance(self.table.engine()) {
-            Ok((Instance::Http(component), cold)) => (component, cold),
-            Ok((Instance::Cgi(_), _)) => {
-                let response = text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("function {key} is a CGI module, not a component\n"),
-                );
-                return with_cold_start(response, false);
-            }
-            Err(error) => {
-                deployed.meter().record(Record {
-                    duration: Duration::ZERO,
-                    error: true,
-                    cold: true,
-                    memory_peak: 0,
-                });
-                let response = text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("function {key} cannot start: {error}\n"),
-                );
-                return with_cold_start(response, true);
-            }
+        let (component, cold) = match deployed.http_instance(self.table.engine()) {
+            Ok(pair) => pair,
+            Err(error) => return with_cold_start(cannot_start(deployed, &error), true),
         };
         let request = Request::from_parts(as_seen_by_function(parts, &context), body);
         let outcome = component.invoke(&deployed.limits(), request).await;

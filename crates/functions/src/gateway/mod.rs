@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use crate::metering::{self, Record};
 use crate::pods::{LeaseError, PodPool};
 use crate::proxy::{ForwardError, Forwarder, Tracked};
-use crate::table::{Backend, Deployed, FunctionTable, InFlight, Instance};
+use crate::table::{Backend, Deployed, FunctionTable, InFlight};
 use crate::wasm::Invocation;
 use route::Route;
 
@@ -333,28 +333,9 @@ impl Gateway {
             server_name: context.server_name,
             server_port: context.server_port,
         };
-        let (function, cold) = match deployed.instance(self.table.engine()) {
-            Ok((Instance::Cgi(function), cold)) => (function, cold),
-            Ok((Instance::Http(_), _)) => {
-                let response = text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("function {key} is a component, not a CGI module\n"),
-                );
-                return (response, false);
-            }
-            Err(error) => {
-                deployed.meter().record(Record {
-                    duration: Duration::ZERO,
-                    error: true,
-                    cold: true,
-                    memory_peak: 0,
-                });
-                let response = text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("function {key} cannot start: {error}\n"),
-                );
-                return (response, true);
-            }
+        let (function, cold) = match deployed.cgi_instance(self.table.engine()) {
+            Ok(pair) => pair,
+            Err(error) => return (cannot_start(deployed, &error), true),
         };
         let outcome = function.invoke(&deployed.limits(), invocation).await;
         deployed.log(&String::from_utf8_lossy(&outcome.stderr));
@@ -503,6 +484,21 @@ struct RequestContext {
     remote: SocketAddr,
     server_name: String,
     server_port: u16,
+}
+
+/// 503 for a function whose instance template cannot be linked, metered as a failed
+/// cold start.
+fn cannot_start(deployed: &Deployed, error: &crate::FunctionsError) -> Response<Body> {
+    deployed.meter().record(Record {
+        duration: Duration::ZERO,
+        error: true,
+        cold: true,
+        memory_peak: 0,
+    });
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("function {} cannot start: {error}\n", deployed.config().key),
+    )
 }
 
 /// Marks whether the invocation started the function ([`COLD_START_HEADER`]).

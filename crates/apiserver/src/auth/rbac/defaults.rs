@@ -7,7 +7,7 @@
 //! kube-apiserver reconciles them), so that an administrator can opt out.
 
 use serde_json::{Value, json};
-use strata_api::{FieldValidation, Operation, admit, resources};
+use strata_api::resources;
 use strata_store::{Store, StoreError};
 
 use crate::status::ApiError;
@@ -186,15 +186,7 @@ async fn create_or_reconcile(
             Err(err) => Err(err.into()),
         };
     }
-    object["metadata"]["uid"] = json!(crate::rest::new_uid());
-    object["metadata"]["creationTimestamp"] =
-        json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-    let admitted = admit(resource, object, Operation::Create, FieldValidation::Strict)
-        .map_err(|e| ApiError::Internal(format!("default {kind} {name}: {e}")))?;
-    match store.create(&key, storage::encode(&admitted.object)).await {
-        Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(()),
-        Err(err) => Err(err.into()),
-    }
+    storage::create_built_in(store, resource, None, name, object).await
 }
 
 #[cfg(test)]
