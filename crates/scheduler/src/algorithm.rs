@@ -70,7 +70,7 @@ pub fn schedule(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::test_support::{node, pod, taint};
+    use crate::test_support::{container_port, node, pod, pod_with_ports, taint};
     use std::sync::Arc;
 
     fn cluster(names: &[&str]) -> Snapshot {
@@ -138,5 +138,24 @@ mod tests {
             err.to_string(),
             "0/2 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }."
         );
+    }
+
+    #[test]
+    fn explains_host_port_conflicts() {
+        let mut s = cluster(&["n1", "n2"]);
+        for (n, name) in [("n1", "a"), ("n2", "b")] {
+            s.add_pod(
+                n,
+                Arc::new(pod_with_ports(name, &[container_port("", "", 8080)])),
+            );
+        }
+        let p = pod_with_ports("p", &[container_port("TCP", "10.0.0.1", 8080)]);
+        let err = schedule(&s, &p, &Weights::default(), 0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports."
+        );
+        s.remove_pod("default/b");
+        assert_eq!(schedule(&s, &p, &Weights::default(), 0).unwrap().node, "n2");
     }
 }

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Node, NodeSelector, Pod, PodAffinityTerm, PreferredSchedulingTerm, Taint, Toleration,
+    ContainerPort, Node, NodeSelector, Pod, PodAffinityTerm, PodSpec, PreferredSchedulingTerm,
+    Taint, Toleration,
 };
 
 use crate::labels::Labels;
@@ -22,6 +23,57 @@ pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 /// The taint that stands for `spec.unschedulable` (tolerating it lets a pod onto a
 /// cordoned node, as DaemonSet pods do).
 pub const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
+
+/// A port a pod binds on its node (`ports[].hostPort`), with the API's defaults filled in
+/// as kube-scheduler's `HostPortInfo` does: protocol `TCP`, host IP `0.0.0.0`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostPort {
+    /// `protocol`: `TCP`, `UDP` or `SCTP`; `TCP` when unset.
+    pub protocol: String,
+    /// `hostIP`; [`HostPort::ALL_ADDRESSES`] when unset or empty.
+    pub host_ip: String,
+    /// `hostPort`; always positive.
+    pub port: i32,
+}
+
+impl HostPort {
+    /// The host IP that stands for every address of the node (kube-scheduler's
+    /// `DefaultBindAllHostIP`). Only this spelling is a wildcard: like kube-scheduler,
+    /// `::` is compared as a specific address.
+    pub const ALL_ADDRESSES: &'static str = "0.0.0.0";
+
+    /// The host port a container port binds, or `None` when it binds none (`hostPort`
+    /// unset or not positive).
+    pub fn from_container_port(port: &ContainerPort) -> Option<Self> {
+        let number = port.host_port.filter(|p| *p > 0)?;
+        let or_default = |value: Option<&String>, default: &str| match value {
+            Some(v) if !v.is_empty() => v.clone(),
+            _ => default.to_string(),
+        };
+        Some(Self {
+            protocol: or_default(port.protocol.as_ref(), "TCP"),
+            host_ip: or_default(port.host_ip.as_ref(), Self::ALL_ADDRESSES),
+            port: number,
+        })
+    }
+
+    /// The host ports a pod binds, as kube-scheduler's `GetHostPorts` finds them: those of
+    /// its containers and of its sidecar init containers (`restartPolicy: Always`), which
+    /// run as long as the pod. Ordinary init containers have exited before the containers
+    /// start, so their ports are not held.
+    pub fn of_pod(spec: &PodSpec) -> Vec<Self> {
+        let sidecars = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .filter(|c| c.restart_policy.as_deref() == Some("Always"));
+        sidecars
+            .chain(&spec.containers)
+            .flat_map(|c| c.ports.iter().flatten())
+            .filter_map(Self::from_container_port)
+            .collect()
+    }
+}
 
 /// What the scheduler needs of one pod, extracted once from the `Pod` object.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,6 +102,8 @@ pub struct PodInfo {
     pub required_anti_affinity: Vec<PodAffinityTerm>,
     /// UID of the controlling owner (ReplicaSet, Job, …), for spreading its pods.
     pub owner: Option<String>,
+    /// The host ports the pod binds (see [`HostPort::of_pod`]).
+    pub host_ports: Vec<HostPort>,
 }
 
 impl PodInfo {
@@ -58,6 +112,7 @@ impl PodInfo {
         let meta = &pod.metadata;
         let spec = pod.spec.clone().unwrap_or_default();
         let requests = pod_requests(&spec)?;
+        let host_ports = HostPort::of_pod(&spec);
         let affinity = spec.affinity.unwrap_or_default();
         let node_affinity = affinity.node_affinity.unwrap_or_default();
         Ok(Self {
@@ -87,6 +142,7 @@ impl PodInfo {
                 .flatten()
                 .find(|o| o.controller == Some(true))
                 .map(|o| o.uid.clone()),
+            host_ports,
         })
     }
 
@@ -184,6 +240,9 @@ pub struct NodeInfo {
     pub owner_counts: HashMap<String, u32>,
     /// How many pods on the node have required anti-affinity terms.
     pub anti_affinity_pods: usize,
+    /// How many pods on the node bind each host port. Counted rather than a set: a pod seen
+    /// again is added before its previous version is forgotten, and both hold its ports.
+    pub used_ports: HashMap<HostPort, u32>,
 }
 
 impl NodeInfo {
@@ -198,6 +257,9 @@ impl NodeInfo {
         }
         if !pod.required_anti_affinity.is_empty() {
             self.anti_affinity_pods += 1;
+        }
+        for port in &pod.host_ports {
+            *self.used_ports.entry(port.clone()).or_default() += 1;
         }
         if let Some(old) = self.pods.insert(pod.key(), pod) {
             self.forget(&old);
@@ -227,6 +289,14 @@ impl NodeInfo {
         }
         if !pod.required_anti_affinity.is_empty() {
             self.anti_affinity_pods = self.anti_affinity_pods.saturating_sub(1);
+        }
+        for port in &pod.host_ports {
+            if let Some(count) = self.used_ports.get_mut(port) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    self.used_ports.remove(port);
+                }
+            }
         }
     }
 }

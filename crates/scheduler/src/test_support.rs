@@ -2,10 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Taint, Toleration};
+use k8s_openapi::api::core::v1::{ContainerPort, Taint, Toleration};
 
 use crate::resources::Resources;
-use crate::snapshot::{NodeAttrs, PodInfo};
+use crate::snapshot::{HostPort, NodeAttrs, PodInfo};
 
 /// A node with 4 cores, 8 GiB, 110 pods and `labels`.
 pub fn node(name: &str, labels: &[(&str, &str)]) -> NodeAttrs {
@@ -63,4 +63,26 @@ pub fn toleration(key: &str, operator: &str, value: &str, effect: &str) -> Toler
         effect: opt(effect),
         toleration_seconds: None,
     }
+}
+
+/// A container port binding `host_port`; an empty `protocol` or `host_ip` is left unset.
+pub fn container_port(protocol: &str, host_ip: &str, host_port: i32) -> ContainerPort {
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    ContainerPort {
+        container_port: host_port,
+        host_port: Some(host_port),
+        host_ip: opt(host_ip),
+        protocol: opt(protocol),
+        name: None,
+    }
+}
+
+/// A pod in `default` requesting nothing and binding `ports` (built with [`container_port`]).
+pub fn pod_with_ports(name: &str, ports: &[ContainerPort]) -> PodInfo {
+    let mut p = pod(name, 0, 0);
+    p.host_ports = ports
+        .iter()
+        .filter_map(HostPort::from_container_port)
+        .collect();
+    p
 }

@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use crate::algorithm::schedule;
 use crate::queue::Queue;
 use crate::score::Weights;
-use crate::snapshot::{NodeAttrs, PodInfo, Snapshot};
+use crate::snapshot::{HostPort, NodeAttrs, PodInfo, Snapshot};
 
 /// A pending pod: its scheduling inputs and the object (for events and status).
 #[derive(Debug, Clone)]
@@ -166,6 +166,8 @@ impl Cache {
                     PodInfo {
                         namespace: pod.metadata.namespace.clone().unwrap_or_default(),
                         name: pod.metadata.name.clone().unwrap_or_default(),
+                        // It still binds its host ports on the node.
+                        host_ports: pod.spec.as_ref().map(HostPort::of_pod).unwrap_or_default(),
                         ..Default::default()
                     }
                 });

@@ -152,3 +152,34 @@ fn our_own_status_patch_does_not_retry_the_pod() {
     c.tick(now + crate::queue::INITIAL_BACKOFF);
     assert_eq!(bind_target(c.next(now)), "n1");
 }
+
+fn pod_on_port(name: &str, cpu: &str, node: Option<&str>) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"nodeName": node, "containers": [{"name": "c",
+            "ports": [{"containerPort": 80, "hostPort": 8080}],
+            "resources": {"requests": {"cpu": cpu}}}]}
+    }))
+    .unwrap()
+}
+
+#[test]
+fn host_ports_of_assumed_and_invalid_bound_pods_count() {
+    let now = Instant::now();
+    let mut c = cache_with(&[("n1", "4")]);
+    c.pod_applied(pod_on_port("a", "100m", None), now);
+    c.pod_applied(pod_on_port("b", "100m", None), now);
+    assert_eq!(bind_target(c.next(now)), "n1");
+    match c.next(now) {
+        Some(Work::Unschedulable { message, .. }) => assert_eq!(
+            message,
+            "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."
+        ),
+        other => panic!("the in-flight binding holds the port: {other:?}"),
+    }
+    c.pod_deleted(&pod_on_port("a", "100m", None), now);
+    // A pod bound by hand with an unparsable request still holds its port.
+    c.pod_applied(pod_on_port("x", "lots", Some("n1")), now);
+    let n1 = c.snapshot().node("n1").unwrap();
+    assert_eq!((n1.requested.milli_cpu, n1.used_ports.len()), (0, 1));
+}

@@ -4,13 +4,14 @@
 //! `0/N nodes are available: …` message.
 //!
 //! Filters run in kube-scheduler's default order (NodeUnschedulable, NodeName,
-//! TaintToleration, NodeAffinity, NodeResourcesFit, InterPodAffinity) and a node's
+//! TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit, InterPodAffinity) and a node's
 //! reasons are those of the first filter that fails, as in kube-scheduler.
 
 pub mod fit;
 pub mod interpod;
 pub mod node;
 pub mod node_affinity;
+pub mod node_ports;
 pub mod taints;
 
 use std::collections::BTreeMap;
@@ -34,6 +35,8 @@ pub enum Reason {
     },
     /// The node's labels or name do not match the pod's node selector or required affinity.
     NodeAffinity,
+    /// A host port the pod binds conflicts with one a pod on the node already binds.
+    NodePorts,
     /// Not enough CPU left.
     InsufficientCpu,
     /// Not enough memory left.
@@ -60,6 +63,9 @@ impl fmt::Display for Reason {
             }
             Reason::NodeAffinity => {
                 f.write_str("node(s) didn't match Pod's node affinity/selector")
+            }
+            Reason::NodePorts => {
+                f.write_str("node(s) didn't have free ports for the requested pod ports")
             }
             Reason::InsufficientCpu => f.write_str("Insufficient cpu"),
             Reason::InsufficientMemory => f.write_str("Insufficient memory"),
@@ -102,6 +108,7 @@ impl<'a> Prepared<'a> {
         node::node_name(self.pod, attrs)?;
         taints::filter(self.pod, attrs)?;
         node_affinity::filter(self.pod, attrs)?;
+        node_ports::filter(self.pod, node)?;
         fit::filter(self.pod, node, attrs)?;
         if let Some(state) = &self.interpod {
             state.filter(attrs)?;
