@@ -338,6 +338,74 @@ mod tests {
     }
 
     #[test]
+    fn host_ports_are_checked_and_default_on_the_host_network() {
+        let invalid = |spec: Value| -> Vec<(String, String)> {
+            match admit(
+                pods(),
+                pod(spec),
+                Operation::Create,
+                FieldValidation::Strict,
+            ) {
+                Err(AdmitError::Invalid { errors }) => {
+                    errors.into_iter().map(|e| (e.field, e.detail)).collect()
+                }
+                other => panic!("admitted or another error: {other:?}"),
+            }
+        };
+        let errors = invalid(json!({"containers": [
+            {"name": "a", "image": "x", "ports": [{"containerPort": 80, "hostPort": 70000},
+                                                  {"containerPort": 81, "hostPort": 8080, "hostIP": "nowhere"}]},
+            {"name": "b", "image": "x", "ports": [{"containerPort": 82, "hostPort": 8080, "hostIP": "nowhere"}]}]}));
+        assert_eq!(
+            errors,
+            [
+                (
+                    "spec.containers[0].ports[0].hostPort".into(),
+                    "must be between 1 and 65535, inclusive".into()
+                ),
+                (
+                    "spec.containers[0].ports[1].hostIP".into(),
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into()
+                ),
+                (
+                    "spec.containers[1].ports[0].hostIP".into(),
+                    "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)".into()
+                ),
+                ("spec.containers[1].ports[0].hostPort".into(), String::new()),
+            ]
+        );
+        let errors = invalid(json!({"hostNetwork": true, "containers": [
+            {"name": "a", "image": "x", "ports": [{"containerPort": 80, "hostPort": 8080}]}]}));
+        assert_eq!(
+            errors[0].1,
+            "must match `containerPort` when `hostNetwork` is true"
+        );
+        let admitted = admit(
+            pods(),
+            pod(json!({"hostNetwork": true, "containers": [
+                {"name": "a", "image": "x", "ports": [{"containerPort": 80}]}]})),
+            Operation::Create,
+            FieldValidation::Strict,
+        )
+        .unwrap();
+        assert_eq!(
+            admitted.object["spec"]["containers"][0]["ports"][0]["hostPort"],
+            80
+        );
+        // Different protocols or addresses are different claims.
+        admit(
+            pods(),
+            pod(json!({"containers": [{"name": "a", "image": "x", "ports": [
+                {"containerPort": 80, "hostPort": 8080},
+                {"containerPort": 80, "hostPort": 8080, "protocol": "UDP"},
+                {"containerPort": 81, "hostPort": 8080, "hostIP": "10.0.0.1"}]}]})),
+            Operation::Create,
+            FieldValidation::Strict,
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn wrong_types_name_the_field() {
         let err = admit(
             pods(),

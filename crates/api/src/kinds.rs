@@ -80,6 +80,8 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
     set(&mut spec.scheduler_name, "default-scheduler".into());
     set(&mut spec.security_context, Default::default());
     set(&mut spec.enable_service_links, true);
+    // A host-network pod's ports are the node's: its host ports are its container ports.
+    let host_network = spec.host_network == Some(true);
     if spec.service_account_name.is_none() {
         spec.service_account_name = Some("default".into());
         spec.service_account = Some("default".into());
@@ -105,6 +107,9 @@ pub fn default_pod_spec(spec: &mut PodSpec) {
         set(&mut container.resources, Default::default());
         for port in container.ports.iter_mut().flatten() {
             set(&mut port.protocol, "TCP".into());
+            if host_network && port.host_port.unwrap_or(0) == 0 {
+                port.host_port = Some(port.container_port);
+            }
         }
     }
 }
@@ -130,6 +135,8 @@ pub fn validate_pod_spec(
         errors.push(FieldError::required(format!("{path}.containers"), ""));
     }
     let mut names = BTreeSet::new();
+    let host_network = spec.host_network == Some(true);
+    let mut host_ports = BTreeSet::new();
     for (list, containers) in [
         ("containers", &spec.containers),
         (
@@ -158,6 +165,13 @@ pub fn validate_pod_spec(
                         "must be between 1 and 65535, inclusive",
                     ));
                 }
+                validate_host_port(
+                    p,
+                    &format!("{at}.ports[{j}]"),
+                    host_network,
+                    (list == "containers").then_some(&mut host_ports),
+                    errors,
+                );
                 if let Some(proto) = &p.protocol
                     && !["TCP", "UDP", "SCTP"].contains(&proto.as_str())
                 {
@@ -177,6 +191,52 @@ pub fn validate_pod_spec(
                 format!("{path}.volumes[{i}].name"),
                 &v.name,
             ));
+        }
+    }
+}
+
+/// A container port's `hostPort` and `hostIP`: in range, an address, equal to the
+/// container port on the host network, and (among `spec.containers`, whose claims are
+/// gathered in `seen`) not claimed twice.
+fn validate_host_port(
+    port: &k8s_openapi::api::core::v1::ContainerPort,
+    at: &str,
+    host_network: bool,
+    seen: Option<&mut BTreeSet<String>>,
+    errors: &mut Vec<FieldError>,
+) {
+    let host_port = port.host_port.unwrap_or(0);
+    if host_port != 0 && !(1..=65535).contains(&host_port) {
+        errors.push(FieldError::invalid(
+            format!("{at}.hostPort"),
+            host_port,
+            "must be between 1 and 65535, inclusive",
+        ));
+    }
+    if host_network && host_port != port.container_port {
+        errors.push(FieldError::invalid(
+            format!("{at}.hostPort"),
+            host_port,
+            "must match `containerPort` when `hostNetwork` is true",
+        ));
+    }
+    let host_ip = port.host_ip.as_deref().unwrap_or_default();
+    if !host_ip.is_empty() && host_ip.parse::<std::net::IpAddr>().is_err() {
+        errors.push(FieldError::invalid(
+            format!("{at}.hostIP"),
+            host_ip,
+            "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+        ));
+    }
+    if let Some(seen) = seen
+        && host_port != 0
+    {
+        let claim = format!(
+            "{host_ip}/{}/{host_port}",
+            port.protocol.as_deref().unwrap_or("TCP")
+        );
+        if !seen.insert(claim.clone()) {
+            errors.push(FieldError::duplicate(format!("{at}.hostPort"), claim));
         }
     }
 }

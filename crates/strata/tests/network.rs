@@ -278,3 +278,124 @@ fn pods_get_addresses_of_the_node_subnet_and_reach_each_other() {
     );
     assert!(ipam.join(&client).exists());
 }
+
+fn host_port_pod(name: &str, host_port: u16, node: Option<&str>) -> String {
+    let node = node
+        .map(|n| format!("\n  nodeName: {n}"))
+        .unwrap_or_default();
+    format!(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:{node}
+  containers:
+  - name: httpd
+    image: localhost/httpd:latest
+    imagePullPolicy: IfNotPresent
+    ports: [{{containerPort: 8080, hostPort: {host_port}}}]
+"#
+    )
+}
+
+#[test]
+fn host_ports_lead_to_their_pod_and_a_taken_port_is_refused() {
+    let Some(cloud) = Cloud::start("host_ports_lead_to_their_pod_and_a_taken_port_is_refused")
+    else {
+        return;
+    };
+    // A port of this test's own, since every local address answers on a host port.
+    let host_port = 20_000 + (std::process::id() % 10_000) as u16;
+    cloud.apply(&host_port_pod("first", host_port, None));
+    cloud.wait_for("first to run with an address", || {
+        running(&cloud, "first", "httpd") && pod_ip(&cloud, "first").is_some()
+    });
+    // The node's address on its bridge: the first of its pod subnet.
+    let subnet: strata_net::Ipv4Net = cloud
+        .ok(&["get", "node", NODE, "-o", "jsonpath={.spec.podCIDR}"])
+        .trim()
+        .parse()
+        .unwrap();
+    let target = SocketAddr::from((subnet.nth(1).unwrap(), host_port));
+    let fetch = || {
+        let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_secs(5)) else {
+            return String::new();
+        };
+        let _ = stream.write_all(b"GET / HTTP/1.0\r\n\r\n");
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    };
+    cloud.wait_for("the host port to lead to first", || {
+        fetch().contains("Hello from a Strata container")
+    });
+
+    // The scheduler keeps a second claim off the node, in kube-scheduler's words.
+    cloud.apply(&host_port_pod("second", host_port, None));
+    cloud.wait_for("second to be unschedulable", || {
+        cloud
+            .ok(&[
+                "get",
+                "pod",
+                "second",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"PodScheduled\")].message}",
+            ])
+            .contains("1 node(s) didn't have free ports for the requested pod ports")
+    });
+    // A pod bound by name skips the scheduler: it runs, the older pod keeps the port,
+    // and an event says so.
+    cloud.apply(&host_port_pod("by-name", host_port, Some(NODE)));
+    cloud.wait_for("a HostPortConflict event for by-name", || {
+        cloud
+            .ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=by-name,reason=HostPortConflict",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ])
+            .contains(&format!(
+                "host port TCP/{host_port} is held by pod default/first"
+            ))
+    });
+    let first_ip = pod_ip(&cloud, "first").unwrap();
+    let nft = std::process::Command::new("nft")
+        .args([
+            "list",
+            "map",
+            "ip",
+            &strata_agent::proxy::table_name(&cloud.bridge),
+            "host-ports",
+        ])
+        .output()
+        .unwrap();
+    let map = String::from_utf8_lossy(&nft.stdout);
+    assert!(
+        map.contains(&format!("tcp . {host_port} : {first_ip} . 8080")),
+        "{map}"
+    );
+
+    // When first and by-name go, second is scheduled and takes the port over.
+    cloud.ok(&["delete", "pod", "first", "by-name", "--grace-period=1"]);
+    cloud.wait_for("second to run", || running(&cloud, "second", "httpd"));
+    cloud.wait_for("the host port to lead to second", || {
+        let Some(ip) = pod_ip(&cloud, "second") else {
+            return false;
+        };
+        let nft = std::process::Command::new("nft")
+            .args([
+                "list",
+                "map",
+                "ip",
+                &strata_agent::proxy::table_name(&cloud.bridge),
+                "host-ports",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&nft.stdout).contains(&format!("tcp . {host_port} : {ip} . 8080"))
+    });
+    assert!(fetch().contains("Hello from a Strata container"));
+}

@@ -1,22 +1,28 @@
-//! The node's service proxy (kube-proxy's job): watches Services and Endpoints and keeps
-//! this node's nftables table equal to them through `strata-net`'s service rules, and
-//! the node's cluster DNS records with them ([`crate::cluster_dns`]). Each
-//! change rebuilds the table in one transaction (after a short pause that gathers a
-//! burst of changes); a restarted agent rebuilds it from the API state. The rules stay
-//! when the agent stops, so running pods keep their services.
+//! The node's service proxy (kube-proxy's job): watches Services, Endpoints and this
+//! node's pods and keeps this node's nftables table equal to them through `strata-net`'s
+//! service rules (cluster IPs, node ports, and the pods' host ports, [`host_ports`]), and
+//! the node's cluster DNS records with them ([`crate::cluster_dns`]). After a short pause
+//! that gathers a burst of changes, the difference from the table last written is
+//! applied in one transaction; the first write (and the one after a failed write)
+//! rebuilds the whole table, so a restarted agent rebuilds it from the API state. The
+//! rules stay when the agent stops, so running pods keep their services.
 
-use std::collections::BTreeMap;
+pub mod host_ports;
+
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Endpoints, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use kube::Resource;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use strata_net::services::{self, Endpoint, Protocol, ProxyConfig, ServicePort};
+use strata_client::events::EventType;
+use strata_net::services::{self, Endpoint, Protocol, ProxyConfig, Ruleset, ServicePort};
 
 use crate::Context;
 
@@ -55,6 +61,7 @@ pub async fn run(ctx: Arc<Context>) {
         .map(|(_, task)| crate::AbortOnDrop(task.abort_handle()));
     let (services, service_writer) = reflector::store();
     let (endpoints, endpoints_writer) = reflector::store();
+    let (pods, pods_writer) = reflector::store();
     let service_events = watcher(
         Api::<Service>::all(ctx.client.clone()),
         watcher::Config::default(),
@@ -69,13 +76,20 @@ pub async fn run(ctx: Arc<Context>) {
     .default_backoff()
     .reflect(endpoints_writer)
     .map(|_| ());
+    let pod_events = watcher(
+        Api::<Pod>::all(ctx.client.clone()),
+        watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.options.node_name)),
+    )
+    .default_backoff()
+    .reflect(pods_writer)
+    .map(|_| ());
     // The watches fill the caches only while polled: a task of their own drives them and
     // says when something changed.
     let (changed, mut changes) = tokio::sync::mpsc::channel::<()>(1);
     let driver = crate::AbortOnDrop::of(tokio::spawn(async move {
         let mut events = std::pin::pin!(futures_util::stream::select(
-            service_events,
-            endpoint_events
+            futures_util::stream::select(service_events, endpoint_events),
+            pod_events
         ));
         while events.next().await.is_some() {
             let _ = changed.try_send(());
@@ -83,7 +97,9 @@ pub async fn run(ctx: Arc<Context>) {
     }));
     let _ = services.wait_until_ready().await;
     let _ = endpoints.wait_until_ready().await;
-    let mut applied: Option<String> = None;
+    let _ = pods.wait_until_ready().await;
+    let mut applied: Option<Ruleset> = None;
+    let mut reported = HashSet::new();
     loop {
         let mut ports = service_ports(&services, &endpoints);
         if let Some((records, _)) = &dns {
@@ -93,21 +109,29 @@ pub async fn run(ctx: Arc<Context>) {
                 gateway,
             ));
         }
-        let script = services::render(&config, &ports);
-        if applied.as_ref() != Some(&script) {
-            let written = tokio::task::spawn_blocking({
-                let script = script.clone();
-                move || services::apply(&script)
-            })
-            .await;
+        let local_pods = pods.state();
+        let (host_ports, conflicts) = host_ports::host_ports_of(local_pods.iter().map(Arc::as_ref));
+        report_conflicts(&ctx, conflicts, &mut reported).await;
+        let ruleset = Ruleset::new(&config, &ports, &host_ports);
+        let script = match &applied {
+            Some(previous) => ruleset.update_from(previous),
+            None => ruleset.script(),
+        };
+        if !script.is_empty() {
+            let written = tokio::task::spawn_blocking(move || services::apply(&script)).await;
             match written {
-                Ok(Ok(())) => applied = Some(script),
+                Ok(Ok(())) => applied = Some(ruleset),
                 Ok(Err(err)) => {
+                    // The next try rewrites the whole table, whatever the kernel holds.
+                    applied = None;
                     tracing::warn!(error = %err, "cannot write the service rules");
                     tokio::time::sleep(RETRY).await;
                     continue;
                 }
-                Err(err) => tracing::warn!(error = %err, "the service rules task failed"),
+                Err(err) => {
+                    applied = None;
+                    tracing::warn!(error = %err, "the service rules task failed");
+                }
             }
         }
         if changes.recv().await.is_none() {
@@ -118,6 +142,30 @@ pub async fn run(ctx: Arc<Context>) {
         while changes.try_recv().is_ok() {}
     }
     drop(driver);
+}
+
+/// A warning event on each pod whose host port lost to an older pod's, once per claim.
+async fn report_conflicts(
+    ctx: &Context,
+    conflicts: Vec<host_ports::Conflict>,
+    reported: &mut HashSet<(String, String)>,
+) {
+    for conflict in conflicts {
+        let key = (
+            conflict.pod.metadata.uid.clone().unwrap_or_default(),
+            conflict.message.clone(),
+        );
+        if reported.insert(key) {
+            ctx.recorder
+                .publish(
+                    &conflict.pod.object_ref(&()),
+                    EventType::Warning,
+                    "HostPortConflict",
+                    &conflict.message,
+                )
+                .await;
+        }
+    }
 }
 
 /// The interface of the node's address, made to forward (pods of other nodes come in
