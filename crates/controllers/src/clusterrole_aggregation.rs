@@ -4,15 +4,19 @@
 //! without duplicates, in name order, kept in step as those roles come, change and go.
 //! That is how `rbac.authorization.k8s.io/aggregate-to-view: "true"` on a role extends
 //! an aggregated role.
+//!
+//! A reconcile reads the roles from the API server rather than the controller's cache:
+//! another role's change arrives through a second watch, which may run ahead of the
+//! cache, and nothing would trigger the aggregating role again once the cache caught up.
 
 use std::sync::Arc;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::json;
 
@@ -25,6 +29,15 @@ pub const COMPONENT: &str = "clusterrole-aggregation-controller";
 /// A reconcile that could not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Reading the ClusterRoles to aggregate failed.
+    #[error("cannot list the ClusterRoles to aggregate into {role}")]
+    List {
+        /// The aggregating role.
+        role: String,
+        /// Cause.
+        #[source]
+        source: kube::Error,
+    },
     /// Writing the role's rules failed.
     #[error("cannot write the aggregated rules of ClusterRole {role}")]
     Patch {
@@ -38,7 +51,6 @@ pub enum Error {
 
 struct Context {
     client: kube::Client,
-    roles: Store<ClusterRole>,
     backoff: Backoff,
 }
 
@@ -46,9 +58,8 @@ struct Context {
 pub async fn run(client: kube::Client, _options: ControllerOptions) -> Result<(), ControllerError> {
     let api = Api::<ClusterRole>::all(client.clone());
     let controller = Controller::new(api.clone(), watcher::Config::default());
-    let roles = controller.store();
     // Any role's change may change what the aggregating roles hold: look at them all.
-    let aggregators = roles.clone();
+    let aggregators = controller.store();
     let controller = controller.watches(api, watcher::Config::default(), move |_changed| {
         aggregators
             .state()
@@ -59,7 +70,6 @@ pub async fn run(client: kube::Client, _options: ControllerOptions) -> Result<()
     });
     let context = Arc::new(Context {
         client,
-        roles,
         backoff: Backoff::default(),
     });
     controller
@@ -83,22 +93,40 @@ async fn reconcile(role: Arc<ClusterRole>, ctx: Arc<Context>) -> Result<Action, 
     if role.aggregation_rule.is_none() || role.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let wanted = aggregate(&role, &ctx.roles.state());
+    let name = role.name_any();
+    let api = Api::<ClusterRole>::all(ctx.client.clone());
+    let roles: Vec<Arc<ClusterRole>> = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::List {
+            role: name.clone(),
+            source,
+        })?
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    // The role as it is now, not as the cache last saw it.
+    let Some(role) = roles.iter().find(|r| r.name_any() == name) else {
+        return Ok(Action::await_change());
+    };
+    if role.aggregation_rule.is_none() || role.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let wanted = aggregate(role, &roles);
     if role.rules.clone().unwrap_or_default() == wanted {
         return Ok(Action::await_change());
     }
-    let name = role.name_any();
-    Api::<ClusterRole>::all(ctx.client.clone())
-        .patch(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"rules": wanted})),
-        )
-        .await
-        .map_err(|source| Error::Patch {
-            role: name.clone(),
-            source,
-        })?;
+    api.patch(
+        &name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"rules": wanted})),
+    )
+    .await
+    .map_err(|source| Error::Patch {
+        role: name.clone(),
+        source,
+    })?;
     tracing::info!(role = %name, rules = wanted.len(), "aggregated the ClusterRole's rules");
     Ok(Action::await_change())
 }

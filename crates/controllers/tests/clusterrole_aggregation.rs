@@ -1,14 +1,18 @@
 //! ClusterRole aggregation against a real API server: an aggregating role picks up the
 //! rules of the roles its selector matches as they are created, changed, unlabelled and
-//! deleted.
+//! deleted; a role labelled to `view` extends the default `view`, `edit` and `admin`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{cluster, eventually};
-use k8s_openapi::api::rbac::v1::ClusterRole;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use strata_controllers::clusterrole_aggregation::aggregate;
+use strata_testkit::cluster::TestApiServer;
 
 async fn create(roles: &Api<ClusterRole>, role: serde_json::Value) {
     let role: ClusterRole = serde_json::from_value(role).unwrap();
@@ -89,4 +93,60 @@ async fn aggregated_roles_follow_the_roles_they_select() {
         aggregated(&roles).await.is_empty().then_some(())
     })
     .await;
+}
+
+/// The API server creates `admin`, `edit` and `view` holding exactly what the controller
+/// would gather for them, so its first run rewrites none of them.
+#[tokio::test(flavor = "multi_thread")]
+async fn default_roles_start_as_the_controller_would_aggregate_them() {
+    let server = TestApiServer::start().await;
+    let roles: Api<ClusterRole> = Api::all(server.admin_client().await);
+    let all: Vec<Arc<ClusterRole>> = roles
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(Arc::new)
+        .collect();
+    for name in ["admin", "edit", "view"] {
+        let role = all
+            .iter()
+            .find(|r| r.metadata.name.as_deref() == Some(name));
+        let role = role.unwrap();
+        assert!(role.aggregation_rule.is_some(), "{name}");
+        let rules = role.rules.clone().unwrap_or_default();
+        assert!(!rules.is_empty(), "{name}");
+        assert_eq!(rules, aggregate(role, &all), "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_role_labelled_to_view_extends_view_edit_and_admin() {
+    let cluster = cluster().await;
+    let roles: Api<ClusterRole> = Api::all(cluster.client.clone());
+    let crontabs = json!({"apiGroups": ["stable.example.com"], "resources": ["crontabs"],
+        "verbs": ["get", "list", "watch"]});
+    create(
+        &roles,
+        json!({"metadata": {"name": "crontabs-view",
+                "labels": {"rbac.authorization.k8s.io/aggregate-to-view": "true"}},
+            "rules": [crontabs]}),
+    )
+    .await;
+    let crontabs: PolicyRule = serde_json::from_value(crontabs).unwrap();
+    let rbac: PolicyRule = serde_json::from_value(json!({
+        "apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
+        "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+    }))
+    .unwrap();
+    for name in ["view", "edit", "admin"] {
+        let rules = eventually(&format!("the crontabs rule to reach {name}"), || async {
+            let rules = roles.get(name).await.unwrap().rules.unwrap_or_default();
+            rules.contains(&crontabs).then_some(rules)
+        })
+        .await;
+        // Added to, not replaced: admin still grants what only admin may.
+        assert_eq!(rules.contains(&rbac), name == "admin", "{name}");
+    }
 }
