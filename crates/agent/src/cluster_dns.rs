@@ -1,7 +1,8 @@
 //! The node's cluster DNS: a `strata-net` DNS server on the bridge's gateway address
 //! (port 53), reached by pods as the cluster DNS address through a DNAT rule of the
 //! service proxy, and fed by the proxy from the same Services and Endpoints caches. Each
-//! node answers for itself, so DNS keeps working on a node cut off from the others.
+//! node answers for itself, so DNS keeps working on a node cut off from the others. Other
+//! names are refused, or forwarded from the node to [`AgentOptions::dns_upstreams`].
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -9,25 +10,55 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use kube::ResourceExt;
 use kube::runtime::reflector::Store;
-use strata_net::dns::{DnsEndpoint, DnsPort, DnsRecords, DnsServer, DnsService};
+use strata_net::dns::{DnsEndpoint, DnsPort, DnsRecords, DnsServer, DnsService, Upstreams};
 use strata_net::services::{Endpoint, Protocol, ServicePort};
+
+use crate::AgentOptions;
 
 /// The port DNS is served on.
 pub const DNS_PORT: u16 = 53;
 
-/// Starts the DNS server on `gateway`; `None` (logged) when the port cannot be bound.
+/// Starts the DNS server on `gateway` for the options' cluster domain, forwarding other
+/// names to their DNS upstreams; `None` (logged) when the port cannot be bound.
 pub async fn start(
     gateway: Ipv4Addr,
-    domain: &str,
+    options: &AgentOptions,
 ) -> Option<(DnsRecords, tokio::task::JoinHandle<()>)> {
-    let records = DnsRecords::new(domain);
+    let records = DnsRecords::new(&options.cluster_domain);
+    let upstreams = upstreams(&options.dns_upstreams, options.cluster_dns);
     match DnsServer::bind(SocketAddr::from((gateway, DNS_PORT)), records.clone()).await {
-        Ok(server) => Some((records, tokio::spawn(server.serve()))),
+        Ok(server) => {
+            let server = server.with_upstreams(upstreams);
+            Some((records, tokio::spawn(server.serve())))
+        }
         Err(err) => {
             tracing::warn!(error = %crate::containers::monitor::one_line(&err), "cannot serve cluster DNS");
             None
         }
     }
+}
+
+/// The upstream servers of `given`, less the cluster DNS address itself: its DNAT rule
+/// leads back to this node's server, so every query would go round in a loop. The server
+/// leaves out its own address in the same way.
+fn upstreams(given: &[SocketAddr], cluster_dns: Ipv4Addr) -> Upstreams {
+    let own = SocketAddr::from((cluster_dns, DNS_PORT));
+    let servers: Vec<SocketAddr> = given
+        .iter()
+        .copied()
+        .filter(|server| {
+            let is_own = *server == own;
+            if is_own {
+                tracing::warn!(%server, "the cluster DNS address cannot be its own upstream; not using it");
+            }
+            !is_own
+        })
+        .collect();
+    if !servers.is_empty() {
+        let list: Vec<String> = servers.iter().map(SocketAddr::to_string).collect();
+        tracing::info!(upstreams = %list.join(", "), "cluster DNS forwards names outside the cluster domain");
+    }
+    Upstreams::new(servers)
 }
 
 /// The rules that send the cluster DNS address to this node's server, over UDP and TCP.
@@ -165,6 +196,25 @@ mod tests {
             rules
                 .iter()
                 .all(|r| r.port == 53 && r.endpoints[0].port == 53)
+        );
+    }
+
+    #[test]
+    fn the_cluster_dns_address_is_no_upstream() {
+        let forwarded = upstreams(
+            &[
+                "10.43.0.10:53".parse().unwrap(),
+                "10.43.0.10:5353".parse().unwrap(),
+                "192.0.2.53:53".parse().unwrap(),
+            ],
+            "10.43.0.10".parse().unwrap(),
+        );
+        assert_eq!(
+            forwarded.servers(),
+            [
+                "10.43.0.10:5353".parse::<SocketAddr>().unwrap(),
+                "192.0.2.53:53".parse().unwrap()
+            ]
         );
     }
 }

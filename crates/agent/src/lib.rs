@@ -62,6 +62,9 @@ pub struct AgentOptions {
     pub cluster_dns: std::net::Ipv4Addr,
     /// The cluster domain (`cluster.local`).
     pub cluster_domain: String,
+    /// Where the node's DNS server forwards names outside the cluster domain, tried in
+    /// order. Empty: such names are refused and no query leaves the node.
+    pub dns_upstreams: Vec<SocketAddr>,
 }
 
 /// The cluster DNS address of a service range: its tenth address (10.43.0.10), as k3s

@@ -20,7 +20,7 @@ pub mod services;
 
 pub use bridge::{PodAddress, PodNetwork, PodNetworkConfig};
 pub use cidr::{CidrError, Ipv4Net};
-pub use dns::{DnsEndpoint, DnsPort, DnsRecords, DnsServer, DnsService};
+pub use dns::{DnsEndpoint, DnsPort, DnsRecords, DnsServer, DnsService, Upstreams};
 pub use ipam::{Ipam, IpamError};
 
 /// Errors of the pod network.
@@ -66,6 +66,15 @@ pub enum NetError {
         protocol: &'static str,
         /// The address asked for.
         addr: std::net::SocketAddr,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A resolv.conf (the host's resolvers, for DNS forwarding) could not be read.
+    #[error("cannot read {path}")]
+    ResolvConf {
+        /// The file.
+        path: std::path::PathBuf,
         /// Cause.
         #[source]
         source: std::io::Error,

@@ -1,7 +1,8 @@
 //! The cluster DNS server on loopback: a real `DnsServer` on 127.0.0.1 and a free port,
 //! asked over UDP and TCP with queries built by hickory-proto and sent as raw packets
 //! (UDP datagrams; TCP with its two-byte length prefix), so the wire format is what is
-//! tested. No root needed.
+//! tested. No root needed. Forwarding is tested against upstream servers on 127.0.0.1
+//! too (another `DnsServer`, or a scripted UDP socket): nothing leaves the machine.
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,8 +11,10 @@ use std::time::Duration;
 
 use hickory_server::proto::op::{Edns, Message, Query, ResponseCode};
 use hickory_server::proto::rr::rdata::A;
-use hickory_server::proto::rr::{DNSClass, Name, RData, RecordType};
-use strata_net::dns::{DnsEndpoint, DnsPort, DnsRecords, DnsServer, DnsService, TTL_SEC};
+use hickory_server::proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use strata_net::dns::{
+    DnsEndpoint, DnsPort, DnsRecords, DnsServer, DnsService, TTL_SEC, Upstreams,
+};
 use strata_net::services::Protocol;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -34,11 +37,16 @@ impl Drop for Running {
 }
 
 async fn start() -> Running {
-    let records = DnsRecords::new("cluster.local");
-    records.replace(services());
+    start_with("cluster.local", services(), Upstreams::default()).await
+}
+
+async fn start_with(domain: &str, services: Vec<DnsService>, upstreams: Upstreams) -> Running {
+    let records = DnsRecords::new(domain);
+    records.replace(services);
     let server = DnsServer::bind("127.0.0.1:0".parse().unwrap(), records.clone())
         .await
-        .unwrap();
+        .unwrap()
+        .with_upstreams(upstreams);
     let addr = server.local_addr();
     assert_ne!(addr.port(), 0);
     Running {
@@ -408,4 +416,293 @@ async fn serving_stops_when_the_future_is_dropped() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(refused, "the TCP listener is still open");
+}
+
+/// How long a forwarding server waits for an upstream that is meant to fail. Upstreams
+/// that answer get the default of 2 s, so a loaded machine does not fail the tests.
+const FAILING_UPSTREAM_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The services of the "upstream" server, authoritative for `example.test`: one with a
+/// cluster IP and a headless one whose answer does not fit in 512 bytes.
+fn upstream_services() -> Vec<DnsService> {
+    vec![
+        DnsService {
+            namespace: "shop".into(),
+            name: "web".into(),
+            cluster_ip: Some(Ipv4Addr::new(10, 99, 0, 7)),
+            ports: Vec::new(),
+            endpoints: Vec::new(),
+        },
+        DnsService {
+            namespace: "shop".into(),
+            name: "big".into(),
+            cluster_ip: None,
+            ports: Vec::new(),
+            endpoints: (1..=100)
+                .map(|i| DnsEndpoint {
+                    ip: Ipv4Addr::new(10, 99, 1, i),
+                    hostname: None,
+                })
+                .collect(),
+        },
+    ]
+}
+
+/// An upstream `DnsServer` for `example.test` and a cluster server forwarding to it.
+async fn start_forwarding() -> (Running, Running) {
+    let upstream = start_with("example.test", upstream_services(), Upstreams::default()).await;
+    let cluster = start_with("cluster.local", services(), Upstreams::new([upstream.addr])).await;
+    (upstream, cluster)
+}
+
+/// A UDP socket on loopback standing in for an upstream server: every datagram it gets
+/// goes to `queries`, and `reply` makes the one sent back (`None`: it stays silent).
+struct Scripted {
+    addr: SocketAddr,
+    queries: tokio::sync::mpsc::UnboundedReceiver<Vec<u8>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Scripted {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn scripted(reply: fn(&Message) -> Option<Vec<u8>>) -> Scripted {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = socket.local_addr().unwrap();
+    let (sender, queries) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(async move {
+        let mut buffer = vec![0; 65535];
+        loop {
+            let Ok((len, from)) = socket.recv_from(&mut buffer).await else {
+                return;
+            };
+            let datagram = buffer[..len].to_vec();
+            let answer = Message::from_vec(&datagram)
+                .ok()
+                .and_then(|query| reply(&query));
+            let _ = sender.send(datagram);
+            if let Some(answer) = answer {
+                let _ = socket.send_to(&answer, from).await;
+            }
+        }
+    });
+    Scripted {
+        addr,
+        queries,
+        task,
+    }
+}
+
+/// An answer to `query` with one A record, 192.0.2.1.
+fn one_address(query: &Message) -> Option<Vec<u8>> {
+    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+    reply.metadata.recursion_desired = query.metadata.recursion_desired;
+    reply.metadata.recursion_available = true;
+    reply.add_queries(query.queries.clone());
+    let name = query.queries[0].name().clone();
+    reply.add_answer(Record::from_rdata(
+        name,
+        60,
+        RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+    ));
+    Some(reply.to_vec().unwrap())
+}
+
+/// A header with the query's id that promises an answer, then bytes that are none.
+fn garbage(query: &Message) -> Option<Vec<u8>> {
+    let mut bytes = query.metadata.id.to_be_bytes().to_vec();
+    bytes.extend([0x81, 0x80, 0, 0, 0, 1, 0, 0, 0, 0, 0xc0, 0xff, 0xff, 0xff]);
+    Some(bytes)
+}
+
+/// A well-formed answer, but to another question.
+fn other_question(query: &Message) -> Option<Vec<u8>> {
+    let mut reply = Message::response(query.metadata.id, query.metadata.op_code);
+    reply.add_query(Query::query(
+        Name::from_ascii("other.example.").unwrap(),
+        RecordType::A,
+    ));
+    Some(reply.to_vec().unwrap())
+}
+
+#[tokio::test]
+async fn outside_names_are_answered_by_the_upstream() {
+    let (_upstream, cluster) = start_forwarding().await;
+    let ask = question("web.shop.svc.example.test.", RecordType::A);
+    for response in [udp(cluster.addr, &ask).await, tcp(cluster.addr, &ask).await] {
+        assert_eq!(response.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(addresses(&response), [Ipv4Addr::new(10, 99, 0, 7)]);
+        // The upstream is authoritative for example.test, and the flag is relayed.
+        assert!(response.metadata.authoritative);
+        assert_eq!(response.queries, ask.queries);
+    }
+    // The upstream's NXDOMAIN comes back with its SOA.
+    let missing = udp(
+        cluster.addr,
+        &question("nope.shop.svc.example.test.", RecordType::A),
+    )
+    .await;
+    assert_eq!(missing.metadata.response_code, ResponseCode::NXDomain);
+    let soa: Vec<String> = missing
+        .authorities
+        .iter()
+        .filter(|record| record.record_type() == RecordType::SOA)
+        .map(|record| record.name.to_string())
+        .collect();
+    assert_eq!(soa, ["example.test."]);
+    // The upstream refuses what it does not serve, and so does the client get it.
+    let elsewhere = udp(cluster.addr, &question("example.com.", RecordType::A)).await;
+    assert_eq!(elsewhere.metadata.response_code, ResponseCode::Refused);
+    // Cluster names are still answered here, with authority.
+    let local = udp(
+        cluster.addr,
+        &question("web.default.svc.cluster.local.", RecordType::A),
+    )
+    .await;
+    assert_eq!(addresses(&local), [Ipv4Addr::new(10, 43, 0, 20)]);
+    assert!(local.metadata.authoritative);
+    let unknown = tcp(
+        cluster.addr,
+        &question("nope.default.svc.cluster.local.", RecordType::A),
+    )
+    .await;
+    assert_eq!(unknown.metadata.response_code, ResponseCode::NXDomain);
+}
+
+#[tokio::test]
+async fn forwarded_queries_carry_the_question_with_a_fresh_id() {
+    let mut upstream = scripted(one_address).await;
+    let cluster = start_with("cluster.local", services(), Upstreams::new([upstream.addr])).await;
+    let mut ids = Vec::new();
+    for (recursion_desired, with_edns) in [(true, false), (false, true), (true, true)] {
+        let mut ask = question("Www.Example.ORG.", RecordType::A);
+        ask.metadata.id = 0x4242;
+        ask.metadata.recursion_desired = recursion_desired;
+        if with_edns {
+            let mut edns = Edns::new();
+            edns.set_max_payload(1232);
+            ask.set_edns(edns);
+        }
+        let response = udp(cluster.addr, &ask).await;
+        assert_eq!(response.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(addresses(&response), [Ipv4Addr::new(192, 0, 2, 1)]);
+        assert!(response.metadata.recursion_available);
+        assert!(!response.metadata.authoritative);
+        assert_eq!(response.metadata.recursion_desired, recursion_desired);
+        assert_eq!(response.edns.is_some(), with_edns);
+        let sent = timeout(WAIT, upstream.queries.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let sent = Message::from_vec(&sent).unwrap();
+        assert_eq!(
+            sent.queries, ask.queries,
+            "the question as asked, case kept"
+        );
+        assert_eq!(sent.metadata.recursion_desired, recursion_desired);
+        assert_eq!(
+            sent.edns.as_ref().map(Edns::max_payload),
+            with_edns.then_some(1232)
+        );
+        ids.push(sent.metadata.id);
+    }
+    // Each id is random: all three equal to the client's would be a broken generator.
+    assert!(ids.iter().any(|&id| id != 0x4242), "{ids:?}");
+}
+
+#[tokio::test]
+async fn a_silent_upstream_gets_servfail_and_the_next_one_is_asked() {
+    let silent = scripted(|_| None).await;
+    let alone = start_with(
+        "cluster.local",
+        services(),
+        Upstreams::new([silent.addr]).with_timeout(FAILING_UPSTREAM_TIMEOUT),
+    )
+    .await;
+    let ask = question("www.example.org.", RecordType::A);
+    for response in [udp(alone.addr, &ask).await, tcp(alone.addr, &ask).await] {
+        assert_eq!(response.metadata.response_code, ResponseCode::ServFail);
+        assert!(response.answers.is_empty());
+        assert!(!response.metadata.authoritative);
+    }
+    // Cluster names do not wait for the upstream.
+    let local = udp(
+        alone.addr,
+        &question("web.default.svc.cluster.local.", RecordType::A),
+    )
+    .await;
+    assert_eq!(addresses(&local), [Ipv4Addr::new(10, 43, 0, 20)]);
+
+    let answering = scripted(one_address).await;
+    let with_fallback = start_with(
+        "cluster.local",
+        services(),
+        Upstreams::new([silent.addr, answering.addr]).with_timeout(Duration::from_secs(1)),
+    )
+    .await;
+    let response = udp(with_fallback.addr, &ask).await;
+    assert_eq!(response.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&response), [Ipv4Addr::new(192, 0, 2, 1)]);
+}
+
+#[tokio::test]
+async fn broken_upstream_answers_get_servfail() {
+    for reply in [garbage, other_question] {
+        let upstream = scripted(reply).await;
+        let cluster = start_with(
+            "cluster.local",
+            services(),
+            Upstreams::new([upstream.addr]).with_timeout(FAILING_UPSTREAM_TIMEOUT),
+        )
+        .await;
+        let response = udp(cluster.addr, &question("www.example.org.", RecordType::A)).await;
+        assert_eq!(response.metadata.response_code, ResponseCode::ServFail);
+        assert!(response.answers.is_empty());
+        // And the server keeps serving.
+        let local = tcp(
+            cluster.addr,
+            &question("web.default.svc.cluster.local.", RecordType::A),
+        )
+        .await;
+        assert_eq!(addresses(&local), [Ipv4Addr::new(10, 43, 0, 20)]);
+    }
+}
+
+#[tokio::test]
+async fn a_truncated_upstream_answer_is_asked_again_over_tcp() {
+    let (_upstream, cluster) = start_forwarding().await;
+    // Without EDNS the upstream's UDP answer is cut at 512 bytes with TC; the whole one
+    // comes over TCP and reaches a TCP client whole.
+    let ask = question("big.shop.svc.example.test.", RecordType::A);
+    let whole = tcp(cluster.addr, &ask).await;
+    assert_eq!(whole.metadata.response_code, ResponseCode::NoError);
+    assert!(!whole.metadata.truncation);
+    assert_eq!(whole.answers.len(), 100);
+    // A UDP client without EDNS gets it truncated again, so it asks over TCP itself.
+    let small = udp(cluster.addr, &ask).await;
+    assert!(small.metadata.truncation);
+    assert!(small.answers.len() < 100);
+    // With EDNS and a large buffer both hops carry it all over UDP.
+    let mut edns_ask = ask.clone();
+    let mut edns = Edns::new();
+    edns.set_max_payload(4096);
+    edns_ask.set_edns(edns);
+    let large = udp(cluster.addr, &edns_ask).await;
+    assert!(!large.metadata.truncation);
+    assert_eq!(large.answers.len(), 100);
+}
+
+#[tokio::test]
+async fn without_upstreams_outside_names_are_refused() {
+    let cluster = start_with("cluster.local", services(), Upstreams::new([])).await;
+    let response = udp(
+        cluster.addr,
+        &question("web.shop.svc.example.test.", RecordType::A),
+    )
+    .await;
+    assert_eq!(response.metadata.response_code, ResponseCode::Refused);
+    assert!(!response.metadata.recursion_available);
 }

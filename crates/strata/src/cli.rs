@@ -456,6 +456,53 @@ pub struct UpArgs {
     /// How the gateway reaches registries for `spec.wasm.oci` modules.
     #[command(flatten)]
     pub registry: RegistryArgs,
+    /// Where cluster DNS forwards other names.
+    #[command(flatten)]
+    pub dns: DnsForwardArgs,
+}
+
+/// Where the node's cluster DNS forwards names outside the cluster domain (shared by
+/// `strata up` and `strata agent`). With neither flag such names are REFUSED and no pod's
+/// query leaves the node.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DnsForwardArgs {
+    /// Forward DNS queries for names outside the cluster domain to this server
+    /// (ADDR[:PORT], port 53 by default; IPv6 with a port as [ADDR]:PORT). Repeatable:
+    /// servers are tried in order, each for 2 s. Forwarding sends pods' non-cluster
+    /// queries off the node, from the node's own address.
+    #[arg(long, value_name = "ADDR[:PORT]", value_parser = parse_dns_upstream)]
+    pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Forward DNS queries for names outside the cluster domain to this machine's
+    /// resolvers: the nameservers of /etc/resolv.conf (after any --dns-upstream), leaving
+    /// out loopback stubs such as systemd-resolved's 127.0.0.53; if only those are listed,
+    /// /run/systemd/resolve/resolv.conf is read instead. Forwarding sends pods'
+    /// non-cluster queries off the node.
+    #[arg(long)]
+    pub dns_upstream_from_host: bool,
+}
+
+/// A DNS server: `ADDR`, `ADDR:PORT`, `[IPV6]` or `[IPV6]:PORT` (port 53 when absent).
+fn parse_dns_upstream(text: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::{IpAddr, SocketAddr};
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|rest| rest.strip_suffix(']'))
+        .unwrap_or(text);
+    let server = match (text.parse::<SocketAddr>(), bare.parse::<IpAddr>()) {
+        (Ok(server), _) => server,
+        (_, Ok(ip)) => SocketAddr::new(ip, strata_net::dns::RESOLV_CONF_PORT),
+        _ => {
+            return Err(format!(
+                "{text:?} is not an IP address with an optional port (e.g. 192.0.2.53, 192.0.2.53:5353 or [2001:db8::53]:53)"
+            ));
+        }
+    };
+    if server.port() == 0 || server.ip().is_unspecified() {
+        return Err(format!(
+            "{text:?} names no server (port 0 or address 0.0.0.0/::)"
+        ));
+    }
+    Ok(server)
 }
 
 /// A duration in whole seconds or minutes: `40s`, `2m`.
@@ -530,6 +577,9 @@ pub struct AgentArgs {
     /// The cluster's service range (as the server's --service-cidr).
     #[arg(long, default_value = "10.43.0.0/16", value_name = "CIDR")]
     pub service_cidr: strata_net::Ipv4Net,
+    /// Where cluster DNS forwards other names.
+    #[command(flatten)]
+    pub dns: DnsForwardArgs,
 }
 
 /// `strata token …`.
@@ -660,6 +710,61 @@ mod tests {
             panic!("not parsed as an agent command: {cli:?}");
         };
         assert_eq!(args.token, "-Hx_y.z");
+    }
+
+    #[test]
+    fn dns_upstreams_are_addresses_with_port_53_by_default() {
+        let parse = |text: &str| parse_dns_upstream(text).map(|server| server.to_string());
+        assert_eq!(parse("192.0.2.53"), Ok("192.0.2.53:53".into()));
+        assert_eq!(parse("192.0.2.53:5353"), Ok("192.0.2.53:5353".into()));
+        assert_eq!(parse("2001:db8::53"), Ok("[2001:db8::53]:53".into()));
+        assert_eq!(parse("[2001:db8::53]"), Ok("[2001:db8::53]:53".into()));
+        assert_eq!(parse("[2001:db8::53]:54"), Ok("[2001:db8::53]:54".into()));
+        for bad in ["dns.example", "192.0.2.53:0", "0.0.0.0", "192.0.2.53:x", ""] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let cli = Cli::try_parse_from([
+            "strata",
+            "up",
+            "--dns-upstream",
+            "192.0.2.1",
+            "--dns-upstream",
+            "192.0.2.2:5353",
+            "--dns-upstream-from-host",
+        ])
+        .map_err(|err| err.to_string());
+        let Ok(Cli {
+            command: Command::Up(args),
+            ..
+        }) = cli
+        else {
+            panic!("not parsed as an up command: {cli:?}");
+        };
+        assert_eq!(
+            args.dns.dns_upstream,
+            [
+                "192.0.2.1:53".parse::<std::net::SocketAddr>().unwrap(),
+                "192.0.2.2:5353".parse().unwrap()
+            ]
+        );
+        assert!(args.dns.dns_upstream_from_host);
+        let agent = Cli::try_parse_from([
+            "strata",
+            "agent",
+            "--server",
+            "https://10.0.0.1:6443",
+            "--token",
+            "t",
+        ])
+        .map_err(|err| err.to_string());
+        let Ok(Cli {
+            command: Command::Agent(args),
+            ..
+        }) = agent
+        else {
+            panic!("not parsed as an agent command: {agent:?}");
+        };
+        assert!(args.dns.dns_upstream.is_empty() && !args.dns.dns_upstream_from_host);
     }
 
     #[test]

@@ -119,6 +119,7 @@ fn parse_server(url: &str) -> Result<(String, u16)> {
 /// `strata agent`: joins the server and runs this node's pods until SIGINT or SIGTERM.
 pub fn run(data_dir: &Path, args: &AgentArgs) -> Result<u8> {
     let node_name = crate::up::node_name(args.node_name.as_deref())?;
+    let dns_upstreams = crate::up::dns_upstreams(&args.dns)?;
     let server = args.server.trim_end_matches('/').to_string();
     let (host, port) = parse_server(&server)?;
     let node_dir = data_dir.join(NODE_DIR);
@@ -159,6 +160,7 @@ pub fn run(data_dir: &Path, args: &AgentArgs) -> Result<u8> {
             bridge: args.bridge.clone(),
             cluster_cidr: args.cluster_cidr,
             service_cidr,
+            dns_upstreams,
         };
         let mut agent = tokio::spawn(strata_agent::run(client, options));
         eprintln!("strata: node {node_name} joined {server}");

@@ -4,6 +4,7 @@
 //! `system:node:<name>`), as ARCHITECTURE.md asks. Stopping leaves the pods running:
 //! their monitors are processes of their own, and the next start adopts them.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -12,7 +13,7 @@ use strata_agent::containers::StrataCommand;
 use strata_agent::server::KubeletTls;
 use strata_apiserver::pki::Kubeconfig;
 
-use crate::cli::UpArgs;
+use crate::cli::{DnsForwardArgs, UpArgs};
 use crate::server::{async_runtime, shutdown_signal};
 
 /// The node's name: `given`, else the host name in lower case; it must be a DNS subdomain.
@@ -32,9 +33,59 @@ pub fn node_name(given: Option<&str>) -> Result<String> {
     Ok(node_name)
 }
 
+/// The host's resolver configuration.
+const HOST_RESOLV_CONF: &str = "/etc/resolv.conf";
+
+/// The upstream servers systemd-resolved itself uses, for hosts whose /etc/resolv.conf
+/// lists only its stub (k3s and kubelet's documentation use this file the same way).
+const SYSTEMD_RESOLV_CONF: &str = "/run/systemd/resolve/resolv.conf";
+
+/// Where cluster DNS forwards names outside the cluster domain: every `--dns-upstream`,
+/// then with `--dns-upstream-from-host` the host's resolvers (see [`host_resolvers`]).
+pub fn dns_upstreams(args: &DnsForwardArgs) -> Result<Vec<SocketAddr>> {
+    let mut servers = args.dns_upstream.clone();
+    if args.dns_upstream_from_host {
+        for server in host_resolvers(Path::new(HOST_RESOLV_CONF), Path::new(SYSTEMD_RESOLV_CONF))? {
+            if !servers.contains(&server) {
+                servers.push(server);
+            }
+        }
+    }
+    Ok(servers)
+}
+
+/// The non-loopback nameservers of `host` (/etc/resolv.conf). When it lists loopback
+/// stubs only (systemd-resolved's 127.0.0.53), those of `fallback` (systemd-resolved's
+/// own upstreams) if that file exists. An error when none is left: the flag asked for
+/// forwarding, so running without it would surprise.
+fn host_resolvers(host: &Path, fallback: &Path) -> Result<Vec<SocketAddr>> {
+    let found = strata_net::dns::read_resolv_conf(host)
+        .context("--dns-upstream-from-host: cannot read the host's resolvers")?;
+    if !found.usable.is_empty() {
+        return Ok(found.usable);
+    }
+    if !found.loopback.is_empty() && fallback.exists() {
+        tracing::info!(
+            path = %fallback.display(),
+            "{} lists only loopback nameservers; using systemd-resolved's upstreams",
+            host.display()
+        );
+        let upstream = strata_net::dns::read_resolv_conf(fallback)
+            .context("--dns-upstream-from-host: cannot read systemd-resolved's upstreams")?;
+        if !upstream.usable.is_empty() {
+            return Ok(upstream.usable);
+        }
+    }
+    anyhow::bail!(
+        "--dns-upstream-from-host: {} lists no nameserver that pods' queries can be forwarded to (loopback ones are left out); give --dns-upstream ADDR",
+        host.display()
+    )
+}
+
 /// Runs the one-node cloud until SIGINT or SIGTERM.
 pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
     let node_name = node_name(args.node_name.as_deref())?;
+    let dns_upstreams = dns_upstreams(&args.dns)?;
     async_runtime()?.block_on(async {
         let embedded = crate::server::start(data_dir, &args.server).await?;
         let server = embedded.server();
@@ -72,6 +123,7 @@ pub fn run(data_dir: &Path, args: &UpArgs) -> Result<u8> {
             bridge: args.bridge.clone(),
             cluster_cidr: args.cluster_cidr,
             service_cidr,
+            dns_upstreams,
         };
         let yaml = Kubeconfig::with_client_cert(&server.url(), server.pki().ca_cert_pem(), &node_cert)
             .to_yaml()
@@ -179,4 +231,51 @@ async fn start_gateway(
             eprintln!("strata: the serverless gateway stopped: {error}");
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_resolvers_skip_stubs_and_fall_back_to_systemd_resolved() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("resolv.conf");
+        let systemd = dir.path().join("systemd-resolv.conf");
+        let missing = dir.path().join("missing");
+        std::fs::write(&host, "nameserver 127.0.0.53\noptions edns0\n").unwrap();
+        std::fs::write(&systemd, "nameserver 192.0.2.1\nnameserver 192.0.2.2\n").unwrap();
+        let servers = host_resolvers(&host, &systemd).unwrap();
+        assert_eq!(
+            servers,
+            [
+                "192.0.2.1:53".parse::<SocketAddr>().unwrap(),
+                "192.0.2.2:53".parse().unwrap()
+            ]
+        );
+        // Only stubs and no systemd-resolved: an error, not silent refusal.
+        let error = host_resolvers(&host, &missing).unwrap_err();
+        assert!(error.to_string().contains("--dns-upstream"), "{error:#}");
+        // Real servers beside a stub: the fallback is not read.
+        std::fs::write(&host, "nameserver 127.0.0.53\nnameserver 198.51.100.1\n").unwrap();
+        assert_eq!(
+            host_resolvers(&host, &systemd).unwrap(),
+            ["198.51.100.1:53".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(host_resolvers(&missing, &systemd).is_err());
+    }
+
+    #[test]
+    fn explicit_upstreams_come_first_and_default_to_none() {
+        assert!(
+            dns_upstreams(&DnsForwardArgs::default())
+                .unwrap()
+                .is_empty()
+        );
+        let args = DnsForwardArgs {
+            dns_upstream: vec!["192.0.2.9:5353".parse().unwrap()],
+            dns_upstream_from_host: false,
+        };
+        assert_eq!(dns_upstreams(&args).unwrap(), args.dns_upstream);
+    }
 }

@@ -55,7 +55,7 @@ pub async fn run(ctx: Arc<Context>) {
         node_link: node_link(&ctx.options.node_ip).await,
     };
     let gateway = network.gateway();
-    let dns = crate::cluster_dns::start(gateway, &ctx.options.cluster_domain).await;
+    let dns = crate::cluster_dns::start(gateway, &ctx.options).await;
     let _dns_server = dns
         .as_ref()
         .map(|(_, task)| crate::AbortOnDrop(task.abort_handle()));

@@ -16,7 +16,7 @@ pub const TTL_SEC: u32 = 5;
 /// A response's code and sections.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Answer {
-    /// NOERROR, NXDOMAIN or REFUSED.
+    /// NOERROR, NXDOMAIN or REFUSED (any code when relayed from an upstream server).
     pub(crate) code: ResponseCode,
     /// The answer section.
     pub(crate) answers: Vec<Record>,

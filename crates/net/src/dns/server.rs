@@ -1,5 +1,6 @@
 //! The DNS server: hickory-server's UDP and TCP serving with a request handler that checks
-//! the question and answers it from the current [`DnsRecords`].
+//! the question and answers it from the current [`DnsRecords`], or has the upstream
+//! servers answer it when it is outside the cluster domain and there are any.
 
 use std::io;
 use std::net::SocketAddr;
@@ -7,13 +8,17 @@ use std::time::Duration;
 
 use hickory_server::Server;
 use hickory_server::net::runtime::Time;
-use hickory_server::proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_server::proto::rr::{DNSClass, Name, RecordType};
+use hickory_server::proto::op::{
+    Edns, Header, HeaderCounts, Metadata, OpCode, Query, ResponseCode,
+};
+use hickory_server::proto::rr::{DNSClass, RecordType};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use tokio::net::{TcpListener, UdpSocket};
 
 use super::answer::{Answer, answer};
+use super::forward::{Forwarder, Upstreams};
+use super::names::{self, Target};
 use super::records::DnsRecords;
 use crate::NetError;
 
@@ -33,6 +38,7 @@ pub struct DnsServer {
     tcp: TcpListener,
     local_addr: SocketAddr,
     records: DnsRecords,
+    upstreams: Upstreams,
 }
 
 impl DnsServer {
@@ -58,6 +64,7 @@ impl DnsServer {
                         tcp,
                         local_addr: port_addr,
                         records,
+                        upstreams: Upstreams::default(),
                     });
                 }
                 // Another socket holds the TCP port that UDP got: try another port.
@@ -71,16 +78,26 @@ impl DnsServer {
         Err(bind_failed("TCP", addr, source))
     }
 
+    /// Forwards names outside the cluster domain to `upstreams` instead of refusing them
+    /// (empty: refuses them, as without this call). Servers that are this server itself are
+    /// left out (logged), since the queries would go round in a loop.
+    #[must_use]
+    pub fn with_upstreams(mut self, upstreams: Upstreams) -> Self {
+        self.upstreams = upstreams.without_loops(self.local_addr);
+        self
+    }
+
     /// The address both sockets are bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// Serves until the future is dropped (which stops the serving tasks). Each query is
-    /// answered from the records as they are when it arrives.
+    /// answered from the records as they are when it arrives, or forwarded.
     pub async fn serve(self) {
         let mut server = Server::new(Handler {
             records: self.records,
+            forwarder: Forwarder::new(self.upstreams),
         });
         server.register_socket(self.udp);
         server.register_listener(self.tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
@@ -99,9 +116,11 @@ fn bind_failed(protocol: &'static str, addr: SocketAddr, source: io::Error) -> N
     }
 }
 
-/// Answers each request from the records.
+/// Answers each request from the records, or forwards it.
 struct Handler {
     records: DnsRecords,
+    /// `None`: names outside the cluster domain are refused.
+    forwarder: Option<Forwarder>,
 }
 
 #[async_trait::async_trait]
@@ -117,14 +136,29 @@ impl RequestHandler for Handler {
             edns.set_version(0);
             edns
         });
+        let mut metadata = Metadata::response_from_request(&request.metadata);
         let outcome = match check(request) {
             Err(code) => Answer::new(code),
-            Ok((name, qtype)) => answer(&self.records.snapshot(), name, qtype),
+            Ok(query) => match self.forwarder_for(query) {
+                Some(forwarder) => {
+                    let relayed = forwarder
+                        .relay(query, &request.metadata, request.edns.as_ref())
+                        .await;
+                    metadata.authoritative = relayed.authoritative;
+                    metadata.recursion_available = relayed.recursion_available;
+                    metadata.authentic_data = relayed.authentic_data;
+                    relayed.answer
+                }
+                None => {
+                    let outcome =
+                        answer(&self.records.snapshot(), query.name(), query.query_type());
+                    // Answers from the cluster domain are authoritative; refusals are not.
+                    metadata.authoritative =
+                        matches!(outcome.code, ResponseCode::NoError | ResponseCode::NXDomain);
+                    outcome
+                }
+            },
         };
-        let mut metadata = Metadata::response_from_request(&request.metadata);
-        // Answers from the cluster domain are authoritative; refusals are not.
-        metadata.authoritative =
-            matches!(outcome.code, ResponseCode::NoError | ResponseCode::NXDomain);
         metadata.response_code = outcome.code;
         let mut edns = edns;
         if let Some(edns) = edns.as_mut() {
@@ -152,10 +186,22 @@ impl RequestHandler for Handler {
     }
 }
 
+impl Handler {
+    /// The forwarder that answers `query`: `Some` when there are upstream servers and the
+    /// name is outside the cluster domain (or the domain is no valid name).
+    fn forwarder_for(&self, query: &Query) -> Option<&Forwarder> {
+        let forwarder = self.forwarder.as_ref()?;
+        let table = self.records.snapshot();
+        let outside = names::parse(query.name(), table.zone.as_ref()) == Target::Outside;
+        outside.then_some(forwarder)
+    }
+}
+
 /// The one question of a request that can be answered, or the code to refuse it with:
 /// FORMERR unless exactly one question, NOTIMP for other opcodes and zone transfers,
-/// REFUSED for classes other than IN, BADVERS for EDNS versions above 0.
-fn check(request: &Request) -> Result<(&Name, RecordType), ResponseCode> {
+/// REFUSED for classes other than IN, BADVERS for EDNS versions above 0. These hold for
+/// forwarded names too: only standard IN queries go upstream.
+fn check(request: &Request) -> Result<&Query, ResponseCode> {
     if request.edns.as_ref().is_some_and(|edns| edns.version() > 0) {
         return Err(ResponseCode::BADVERS);
     }
@@ -172,5 +218,5 @@ fn check(request: &Request) -> Result<(&Name, RecordType), ResponseCode> {
     if matches!(qtype, RecordType::AXFR | RecordType::IXFR) {
         return Err(ResponseCode::NotImp);
     }
-    Ok((query.original().name(), qtype))
+    Ok(query.original())
 }
