@@ -8,11 +8,17 @@
 //! Limits: one worker acts on one object at a time, in the order its watches report
 //! them; owners the graph does not know are verified with a GET before anything is
 //! deleted (Kubernetes' `absentOwnerCache` plays the same part).
+//!
+//! Nothing is collected before every resource's first list is complete (a partial graph
+//! would take owners for absent). While that waits, a warning every
+//! [`SYNC_REPORT`] names the resources still unlisted, and failing watches are warned
+//! about (at most once a minute per resource), so a stalled collector says why.
 
 pub mod act;
 pub mod graph;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt, stream};
 use kube::api::{Api, DynamicObject};
@@ -32,6 +38,13 @@ pub const COMPONENT: &str = "garbage-collector-controller";
 
 /// How many owner uids known to be gone are remembered (uids are never reused).
 const ABSENT_CACHE: usize = 10_000;
+
+/// How often the resources whose first list is not complete are named while the
+/// collector waits for them.
+pub const SYNC_REPORT: Duration = Duration::from_secs(30);
+
+/// The least time between two warnings about one resource's failing watch.
+const WATCH_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One watch event, with the resource it is of.
 type Tagged = (
@@ -61,7 +74,9 @@ pub async fn run(client: kube::Client, _options: ControllerOptions) -> Result<()
         synced: Vec::new(),
         absent: HashSet::new(),
         backoff: Backoff::default(),
+        watch_warnings: HashMap::new(),
     };
+    let mut sync_report = tokio::time::Instant::now() + SYNC_REPORT;
     loop {
         if collector.synced.len() == RESOURCES.len()
             && let Some(uid) = collector.queue.pop_front()
@@ -95,6 +110,15 @@ pub async fn run(client: kube::Client, _options: ControllerOptions) -> Result<()
                 None => return Err(ControllerError::Ended { controller: COMPONENT }),
             },
             Some(uid) = retry_rx.recv() => collector.enqueue([uid]),
+            () = tokio::time::sleep_until(sync_report), if collector.synced.len() < RESOURCES.len() => {
+                let waiting: Vec<&str> = RESOURCES
+                    .iter()
+                    .filter(|r| !collector.synced.contains(r))
+                    .map(|r| r.plural)
+                    .collect();
+                tracing::warn!(resources = %waiting.join(", "), "garbage collection waits for the first list of these resources");
+                sync_report = tokio::time::Instant::now() + SYNC_REPORT;
+            }
         }
     }
 }
@@ -112,6 +136,8 @@ struct Collector {
     synced: Vec<&'static Resource>,
     absent: HashSet<String>,
     backoff: Backoff,
+    /// When each resource's failing watch was last warned about.
+    watch_warnings: HashMap<&'static str, std::time::Instant>,
 }
 
 impl Collector {
@@ -128,7 +154,14 @@ impl Collector {
         let event = match event {
             Ok(event) => event,
             Err(err) => {
-                tracing::debug!(error = %err, resource = %resource.plural, "watch failed; retrying");
+                let now = std::time::Instant::now();
+                let last = self.watch_warnings.get(resource.plural);
+                if last.is_none_or(|at| now.duration_since(*at) >= WATCH_WARNING_INTERVAL) {
+                    self.watch_warnings.insert(resource.plural, now);
+                    tracing::warn!(error = %err, resource = %resource.plural, "watch failed; retrying");
+                } else {
+                    tracing::debug!(error = %err, resource = %resource.plural, "watch failed; retrying");
+                }
                 return;
             }
         };
