@@ -1,6 +1,6 @@
 //! The non-resource endpoints: discovery (`/api`, `/apis`, group and group-version
-//! resource lists), `/version` and health checks; `/openapi/v3` is handed to
-//! [`crate::openapi`], and [`aggregated`] discovery is served on `/api` and `/apis`
+//! resource lists), `/version` and health checks; `/openapi/v3` and `/openapi/v2` are
+//! handed to [`crate::openapi`], and [`aggregated`] discovery is served on `/api` and `/apis`
 //! to clients that ask for it.
 
 pub mod aggregated;
@@ -64,6 +64,7 @@ pub fn handle(method: &Method, path: &str, query: Option<&str>, headers: &Header
         },
         ["apis", g, v] if resources::in_group_version(g, v).next().is_some() => resource_list(g, v),
         ["openapi", "v3", rest @ ..] => return crate::openapi::serve_v3(rest, query, headers),
+        ["openapi", "v2"] => return crate::openapi::v2::serve(headers),
         _ => return ApiError::NoRoute.into_response(),
     };
     let mut response = json_response(StatusCode::OK, &body);

@@ -704,6 +704,84 @@ fn explain_and_validation_use_the_openapi_schemas() {
     );
 }
 
+/// Every `$ref` anywhere in `value`.
+fn json_refs<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => out.push(r),
+                    _ => json_refs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| json_refs(v, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn openapi_v2_is_served_as_json_converted_from_v3() {
+    let Some(s) = ApiServer::start("openapi_v2_is_served_as_json_converted_from_v3") else {
+        return;
+    };
+    let doc: serde_json::Value =
+        serde_json::from_str(&s.ok(&["get", "--raw", "/openapi/v2"])).unwrap();
+    assert_eq!(doc["swagger"], "2.0");
+    let definitions = doc["definitions"].as_object().unwrap();
+    assert_eq!(
+        definitions["io.k8s.api.core.v1.Pod"]["x-kubernetes-group-version-kind"],
+        serde_json::json!([{"group": "", "version": "v1", "kind": "Pod"}])
+    );
+    let mut refs = Vec::new();
+    json_refs(&doc, &mut refs);
+    assert!(refs.len() > 100, "{}", refs.len());
+    for r in refs {
+        let name = r.strip_prefix("#/definitions/").unwrap_or(r);
+        assert!(definitions.contains_key(name), "unresolved {r}");
+    }
+    let post = &doc["paths"]["/api/v1/namespaces/{namespace}/pods"]["post"];
+    let body = post["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["in"] == "body")
+        .unwrap();
+    assert_eq!(
+        body["schema"]["$ref"],
+        "#/definitions/io.k8s.api.core.v1.Pod"
+    );
+
+    // client-go's OpenAPISchema asks for protobuf only, which is not served.
+    let tokens: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.data.path().join("pki/tokens.json")).unwrap())
+            .unwrap();
+    let token = tokens["tokens"][0]["token"].as_str().unwrap().to_string();
+    let ca = std::fs::read(s.data.path().join("pki/ca.crt")).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (status, status_body) = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap();
+        let response = client
+            .get(format!("{}/openapi/v2", s.url))
+            .bearer_auth(&token)
+            .header(
+                "Accept",
+                "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            )
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    });
+    assert_eq!(status, 406);
+    assert_eq!(status_body["kind"], "Status");
+    assert_eq!(status_body["reason"], "NotAcceptable");
+}
+
 #[test]
 fn kubectl_discovers_the_api_in_two_requests() {
     let Some(s) = ApiServer::start("kubectl_discovers_the_api_in_two_requests") else {

@@ -1,4 +1,4 @@
-//! The OpenAPI v3 endpoints: `/openapi/v3` lists one document per group-version,
+//! The OpenAPI endpoints. `/openapi/v3` lists one document per group-version,
 //! each at a URL carrying its content hash; `/openapi/v3/apis/<group>/<version>`
 //! (`/openapi/v3/api/v1` for the core group) holds the paths and the
 //! `components.schemas` kubectl uses for `kubectl explain` and to learn that the server
@@ -8,13 +8,15 @@
 //! `ETag`. As kube-apiserver does, a request whose `hash` is current may be cached
 //! forever, and one with a stale hash is redirected to the current URL.
 //!
-//! OpenAPI v2 (`/openapi/v2`) is not served: kubectl 1.27+ reads v3 for `explain` and
-//! for deciding on server-side field validation, and falls back to its compiled-in
-//! types where it would read v2 (the patch metadata of `kubectl apply`).
+//! OpenAPI v2 (`/openapi/v2`) is served as JSON by [`v2`], converted from these
+//! documents. kubectl 1.27+ reads v3 for `explain` and for deciding on server-side
+//! field validation; where it would read v2 (the patch metadata of `kubectl apply`) it
+//! asks for protobuf, which is not served yet, and falls back to its compiled-in types.
 
 mod function;
 mod paths;
 mod schemas;
+pub mod v2;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

@@ -1,0 +1,515 @@
+//! `/openapi/v2`: one Swagger 2.0 document, as kube-apiserver serves it, converted
+//! from the OpenAPI v3 documents of every group-version (paths merged, every schema
+//! under `definitions`, `$ref`s pointing there).
+//!
+//! The conversion keeps what Swagger 2.0 has and the `x-kubernetes-*` extensions kubectl
+//! reads, and drops the v3-only keywords (`nullable`, `oneOf`, `anyOf`, …). A request
+//! body becomes a `body` parameter, a response's content its `schema`, and the content
+//! types `consumes`/`produces`.
+//!
+//! Only JSON is served. client-go's `OpenAPISchema` asks for protobuf alone
+//! (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`) and gets 406 Not
+//! Acceptable, on which kubectl falls back as it did while v2 was not served; protobuf
+//! is a later slice.
+
+use std::sync::OnceLock;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, header};
+use serde_json::{Map, Value, json};
+
+use super::schemas::REF_PREFIX;
+use crate::discovery::KUBERNETES_MINOR;
+use crate::document::Document;
+use crate::rest::accepts_json;
+use crate::status::ApiError;
+
+/// The prefix of every `$ref` in the Swagger 2.0 document.
+pub const V2_REF_PREFIX: &str = "#/definitions/";
+
+/// The Swagger 2.0 keywords of a schema kept as they are (values, not subschemas).
+const SCHEMA_KEYWORDS: &[&str] = &[
+    "format",
+    "title",
+    "description",
+    "default",
+    "multipleOf",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "maxProperties",
+    "minProperties",
+    "required",
+    "enum",
+    "readOnly",
+    "xml",
+    "externalDocs",
+    "example",
+];
+
+/// The keys of a non-body parameter's v3 `schema` that Swagger 2.0 puts on the
+/// parameter itself.
+const PARAMETER_SCHEMA_KEYWORDS: &[&str] = &[
+    "type",
+    "format",
+    "items",
+    "collectionFormat",
+    "default",
+    "maximum",
+    "exclusiveMaximum",
+    "minimum",
+    "exclusiveMinimum",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "maxItems",
+    "minItems",
+    "uniqueItems",
+    "enum",
+    "multipleOf",
+];
+
+/// The HTTP methods a path item may hold.
+const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch"];
+
+fn is_extension(key: &str) -> bool {
+    key.starts_with("x-")
+}
+
+/// Converts an OpenAPI v3 schema to a Swagger 2.0 one.
+pub fn schema(v3: &Value) -> Value {
+    let Value::Object(map) = v3 else {
+        return v3.clone();
+    };
+    let mut out = Map::new();
+    for (key, value) in map {
+        let converted = match key.as_str() {
+            "$ref" => match value.as_str() {
+                Some(r) => Value::String(match r.strip_prefix(REF_PREFIX) {
+                    Some(name) => format!("{V2_REF_PREFIX}{name}"),
+                    None => r.to_string(),
+                }),
+                None => continue,
+            },
+            // An OpenAPI 3.1-style `["string", "null"]` becomes its non-null type.
+            "type" => match value {
+                Value::Array(types) => match types.iter().find(|t| t.as_str() != Some("null")) {
+                    Some(t) => t.clone(),
+                    None => continue,
+                },
+                _ => value.clone(),
+            },
+            "properties" => match value {
+                Value::Object(props) => Value::Object(
+                    props
+                        .iter()
+                        .map(|(name, s)| (name.clone(), schema(s)))
+                        .collect(),
+                ),
+                _ => continue,
+            },
+            "items" => match value {
+                Value::Array(items) => Value::Array(items.iter().map(schema).collect()),
+                _ => schema(value),
+            },
+            "additionalProperties" => schema(value),
+            "allOf" => match value {
+                Value::Array(parts) => Value::Array(parts.iter().map(schema).collect()),
+                _ => continue,
+            },
+            // v2's discriminator is a property name; v3's is an object.
+            "discriminator" if value.is_string() => value.clone(),
+            k if is_extension(k) || SCHEMA_KEYWORDS.contains(&k) => value.clone(),
+            _ => continue,
+        };
+        out.insert(key.clone(), converted);
+    }
+    Value::Object(out)
+}
+
+/// The schema of a v3 `content` map (`application/json` preferred) and its media types.
+fn content(v3: Option<&Value>) -> (Option<Value>, Vec<String>) {
+    let Some(Value::Object(media)) = v3 else {
+        return (None, Vec::new());
+    };
+    let types = media.keys().cloned().collect();
+    let chosen = media
+        .get("application/json")
+        .or_else(|| media.values().next())
+        .and_then(|m| m.get("schema"))
+        .map(schema);
+    (chosen, types)
+}
+
+/// Converts a non-body v3 parameter: its `schema`'s type and constraints move onto it.
+fn parameter(v3: &Value) -> Value {
+    let Value::Object(map) = v3 else {
+        return v3.clone();
+    };
+    let mut out = Map::new();
+    for (key, value) in map {
+        match key.as_str() {
+            "name" | "in" | "description" | "required" | "allowEmptyValue" => {
+                out.insert(key.clone(), value.clone());
+            }
+            "schema" => {
+                let converted = schema(value);
+                for k in PARAMETER_SCHEMA_KEYWORDS {
+                    if let Some(v) = converted.get(*k) {
+                        out.insert((*k).to_string(), v.clone());
+                    }
+                }
+            }
+            k if is_extension(k) => {
+                out.insert(key.clone(), value.clone());
+            }
+            _ => {}
+        }
+    }
+    Value::Object(out)
+}
+
+fn parameters(v3: Option<&Value>) -> Vec<Value> {
+    v3.and_then(Value::as_array)
+        .map(|ps| ps.iter().map(parameter).collect())
+        .unwrap_or_default()
+}
+
+fn push_unique(into: &mut Vec<String>, types: Vec<String>) {
+    for t in types {
+        if !into.contains(&t) {
+            into.push(t);
+        }
+    }
+}
+
+/// Converts a v3 operation to a Swagger 2.0 one.
+pub fn operation(v3: &Value) -> Value {
+    let Value::Object(map) = v3 else {
+        return v3.clone();
+    };
+    let mut out = Map::new();
+    let mut params = parameters(map.get("parameters"));
+    let mut consumes = Vec::new();
+    let mut produces = Vec::new();
+    if let Some(body) = map.get("requestBody") {
+        let (body_schema, types) = content(body.get("content"));
+        consumes = types;
+        if let Some(s) = body_schema {
+            let mut param = json!({"name": "body", "in": "body", "required": true, "schema": s});
+            if let Some(d) = body.get("description") {
+                param["description"] = d.clone();
+            }
+            params.push(param);
+        }
+    }
+    let mut responses = Map::new();
+    if let Some(Value::Object(v3_responses)) = map.get("responses") {
+        for (code, response) in v3_responses {
+            let description = response.get("description").cloned().unwrap_or(json!(""));
+            let mut r = json!({"description": description});
+            let (response_schema, types) = content(response.get("content"));
+            push_unique(&mut produces, types);
+            if let Some(s) = response_schema {
+                r["schema"] = s;
+            }
+            responses.insert(code.clone(), r);
+        }
+    }
+    for (key, value) in map {
+        match key.as_str() {
+            "operationId" | "summary" | "description" | "tags" | "deprecated" | "schemes"
+            | "security" | "externalDocs" => {
+                out.insert(key.clone(), value.clone());
+            }
+            k if is_extension(k) => {
+                out.insert(key.clone(), value.clone());
+            }
+            _ => {}
+        }
+    }
+    if !consumes.is_empty() {
+        out.insert("consumes".into(), json!(consumes));
+    }
+    if !produces.is_empty() {
+        out.insert("produces".into(), json!(produces));
+    }
+    if !params.is_empty() {
+        out.insert("parameters".into(), Value::Array(params));
+    }
+    out.insert("responses".into(), Value::Object(responses));
+    Value::Object(out)
+}
+
+/// Converts a v3 path item: its operations and path-level parameters.
+fn path_item(v3: &Value) -> Value {
+    let Value::Object(map) = v3 else {
+        return v3.clone();
+    };
+    let mut out = Map::new();
+    for (key, value) in map {
+        match key.as_str() {
+            "parameters" => {
+                out.insert(key.clone(), Value::Array(parameters(Some(value))));
+            }
+            k if METHODS.contains(&k) => {
+                out.insert(key.clone(), operation(value));
+            }
+            k if is_extension(k) => {
+                out.insert(key.clone(), value.clone());
+            }
+            _ => {}
+        }
+    }
+    Value::Object(out)
+}
+
+/// Merges `from` into `into`: keys `into` lacks are added, objects both hold are
+/// merged, and `into` keeps its other values. Group-versions carry the same
+/// definition with different `x-kubernetes-patch-*` annotations (a PodSpec reached
+/// from a Deployment or a Job), so the merged one carries all of them.
+fn merge(into: &mut Value, from: &Value) {
+    let (Value::Object(into), Value::Object(from)) = (into, from) else {
+        return;
+    };
+    for (key, value) in from {
+        match into.get_mut(key) {
+            Some(existing) => merge(existing, value),
+            None => {
+                into.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Builds the Swagger 2.0 document from the v3 documents of every group-version.
+pub fn document<'a>(v3_documents: impl IntoIterator<Item = &'a Value>) -> Value {
+    let mut paths = Map::new();
+    let mut definitions = Value::Object(Map::new());
+    for doc in v3_documents {
+        if let Some(Value::Object(v3_paths)) = doc.get("paths") {
+            for (path, item) in v3_paths {
+                paths.insert(path.clone(), path_item(item));
+            }
+        }
+        if let Some(Value::Object(schemas)) = doc.get("components").and_then(|c| c.get("schemas")) {
+            let converted: Map<String, Value> = schemas
+                .iter()
+                .map(|(name, s)| (name.clone(), schema(s)))
+                .collect();
+            merge(&mut definitions, &Value::Object(converted));
+        }
+    }
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "Kubernetes", "version": format!("v1.{KUBERNETES_MINOR}.0")},
+        "paths": paths,
+        "definitions": definitions,
+        "securityDefinitions": {
+            "BearerToken": {
+                "description": "Bearer Token authentication",
+                "type": "apiKey",
+                "name": "authorization",
+                "in": "header",
+            },
+        },
+        "security": [{"BearerToken": []}],
+    })
+}
+
+fn served() -> &'static Document {
+    static DOCUMENT: OnceLock<Document> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        let v3: Vec<Value> = strata_api::resources::groups()
+            .into_iter()
+            .flat_map(|(group, versions)| {
+                versions
+                    .into_iter()
+                    .map(move |version| super::group_version_document(group, version))
+            })
+            .collect();
+        Document::new(&document(&v3))
+    })
+}
+
+/// Serves `GET /openapi/v2`: the document as JSON, or 406 to a client that accepts
+/// no JSON (client-go asks for protobuf only).
+pub fn serve(headers: &HeaderMap) -> Response {
+    if !accepts_json(headers) {
+        return ApiError::NotAcceptable("application/json".into()).into_response();
+    }
+    let mut response = served().respond(
+        headers,
+        HeaderValue::from_static("application/json"),
+        "no-cache, private",
+    );
+    response
+        .headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("Accept"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+
+    /// Every `$ref` anywhere in `value`.
+    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    match (k.as_str(), v) {
+                        ("$ref", Value::String(s)) => out.push(s),
+                        _ => refs(v, out),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn an_operation_with_a_body_becomes_the_v2_shape() {
+        let pod = json!({"$ref": "#/components/schemas/io.k8s.api.core.v1.Pod"});
+        let v3 = json!({
+            "operationId": "createPod",
+            "description": "create a Pod",
+            "tags": ["core_v1"],
+            "parameters": [{"name": "dryRun", "in": "query", "schema": {"type": "string", "uniqueItems": true}, "style": "form"}],
+            "requestBody": {"content": {"application/json": {"schema": pod}, "application/yaml": {"schema": pod}}, "required": true},
+            "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": pod}, "application/yaml": {"schema": pod}}}},
+            "x-kubernetes-action": "post",
+            "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "Pod"},
+        });
+        let v2_pod = json!({"$ref": "#/definitions/io.k8s.api.core.v1.Pod"});
+        assert_eq!(
+            operation(&v3),
+            json!({
+                "operationId": "createPod",
+                "description": "create a Pod",
+                "tags": ["core_v1"],
+                "consumes": ["application/json", "application/yaml"],
+                "produces": ["application/json", "application/yaml"],
+                "parameters": [
+                    {"name": "dryRun", "in": "query", "type": "string", "uniqueItems": true},
+                    {"name": "body", "in": "body", "required": true, "schema": v2_pod},
+                ],
+                "responses": {"200": {"description": "OK", "schema": v2_pod}},
+                "x-kubernetes-action": "post",
+                "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": "Pod"},
+            })
+        );
+        let delete = operation(
+            &json!({"operationId": "deletePod", "responses": {"200": {"description": "OK"}}}),
+        );
+        assert_eq!(
+            delete,
+            json!({"operationId": "deletePod", "responses": {"200": {"description": "OK"}}})
+        );
+    }
+
+    #[test]
+    fn schemas_lose_v3_keywords_and_keep_extensions() {
+        let v3 = json!({
+            "type": "object",
+            "nullable": true,
+            "x-kubernetes-group-version-kind": [{"group": "", "version": "v1", "kind": "Pod"}],
+            "properties": {
+                "spec": {"allOf": [{"$ref": "#/components/schemas/io.k8s.api.core.v1.PodSpec"}], "description": "spec"},
+                "nullable": {"type": ["string", "null"], "writeOnly": true},
+                "port": {"anyOf": [{"type": "integer"}, {"type": "string"}], "x-kubernetes-int-or-string": true},
+                "containers": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/io.k8s.api.core.v1.Container"},
+                    "x-kubernetes-patch-strategy": "merge",
+                    "x-kubernetes-patch-merge-key": "name",
+                    "x-kubernetes-list-type": "map",
+                },
+                "labels": {"type": "object", "additionalProperties": {"type": "string", "nullable": true}},
+            },
+        });
+        assert_eq!(
+            schema(&v3),
+            json!({
+                "type": "object",
+                "x-kubernetes-group-version-kind": [{"group": "", "version": "v1", "kind": "Pod"}],
+                "properties": {
+                    "spec": {"allOf": [{"$ref": "#/definitions/io.k8s.api.core.v1.PodSpec"}], "description": "spec"},
+                    "nullable": {"type": "string"},
+                    "port": {"x-kubernetes-int-or-string": true},
+                    "containers": {
+                        "type": "array",
+                        "items": {"$ref": "#/definitions/io.k8s.api.core.v1.Container"},
+                        "x-kubernetes-patch-strategy": "merge",
+                        "x-kubernetes-patch-merge-key": "name",
+                        "x-kubernetes-list-type": "map",
+                    },
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn the_served_document_is_whole_and_swagger_shaped() {
+        let doc: Value = serde_json::from_slice(&served().bytes).unwrap();
+        assert_eq!(doc["swagger"], "2.0");
+        let definitions = doc["definitions"].as_object().unwrap();
+        assert_eq!(
+            definitions["io.k8s.api.apps.v1.Deployment"]["x-kubernetes-group-version-kind"],
+            json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
+        );
+        let containers = &definitions["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
+        assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
+        let mut all = Vec::new();
+        refs(&doc, &mut all);
+        assert!(all.len() > 100);
+        for reference in all {
+            let name = reference.strip_prefix(V2_REF_PREFIX).unwrap();
+            assert!(definitions.contains_key(name), "{reference}");
+        }
+        let text = String::from_utf8_lossy(&served().bytes);
+        for v3_only in [
+            "\"nullable\"",
+            "\"oneOf\"",
+            "\"anyOf\"",
+            "\"requestBody\"",
+            REF_PREFIX,
+        ] {
+            assert!(!text.contains(v3_only), "{v3_only}");
+        }
+        let post = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]["post"];
+        assert_eq!(
+            post["parameters"].as_array().unwrap().last().unwrap()["in"],
+            "body"
+        );
+    }
+
+    #[test]
+    fn only_json_is_served_and_revalidation_works() {
+        let accept = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, HeaderValue::from_static(value));
+            serve(&headers)
+        };
+        let ok = serve(&HeaderMap::new());
+        assert_eq!(ok.status(), StatusCode::OK);
+        assert_eq!(ok.headers()[header::CONTENT_TYPE], "application/json");
+        assert_eq!(accept("application/json").status(), StatusCode::OK);
+        assert_eq!(accept("*/*").status(), StatusCode::OK);
+        let proto = accept("application/com.github.proto-openapi.spec.v2@v1.0+protobuf");
+        assert_eq!(proto.status(), StatusCode::NOT_ACCEPTABLE);
+        let mut conditional = HeaderMap::new();
+        conditional.insert(header::IF_NONE_MATCH, ok.headers()[header::ETAG].clone());
+        assert_eq!(serve(&conditional).status(), StatusCode::NOT_MODIFIED);
+    }
+}
