@@ -8,10 +8,10 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
 
-/// A serialized JSON document and its hash.
+/// A serialized document (JSON unless built [`Document::from_bytes`]) and its hash.
 #[derive(Debug)]
 pub struct Document {
-    /// The JSON, shared so serving it does not copy it.
+    /// The serialized document, shared so serving it does not copy it.
     pub bytes: Bytes,
     /// Upper-case hex SHA-512 of `bytes`, as kube-apiserver hashes its documents.
     pub hash: String,
@@ -20,7 +20,12 @@ pub struct Document {
 impl Document {
     /// Serializes `value` and hashes it.
     pub fn new(value: &Value) -> Self {
-        let bytes = Bytes::from(serde_json::to_vec(value).unwrap_or_default());
+        Self::from_bytes(serde_json::to_vec(value).unwrap_or_default())
+    }
+
+    /// Keeps already serialized `bytes` (another encoding of a document) and hashes them.
+    pub fn from_bytes(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
         let digest = ring::digest::digest(&ring::digest::SHA512, &bytes);
         let hash = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
         Document { bytes, hash }

@@ -8,15 +8,16 @@
 //! `ETag`. As kube-apiserver does, a request whose `hash` is current may be cached
 //! forever, and one with a stale hash is redirected to the current URL.
 //!
-//! OpenAPI v2 (`/openapi/v2`) is served as JSON by [`v2`], converted from these
-//! documents. kubectl 1.27+ reads v3 for `explain` and for deciding on server-side
-//! field validation; where it would read v2 (the patch metadata of `kubectl apply`) it
-//! asks for protobuf, which is not served yet, and falls back to its compiled-in types.
+//! OpenAPI v2 (`/openapi/v2`) is served by [`v2`], converted from these documents, as
+//! JSON or as the gnostic protobuf client-go asks for ([`v2_protobuf`]). kubectl 1.27+
+//! reads v3 for `explain` and for deciding on server-side field validation; it reads
+//! v2 for `explain --output=plaintext-openapiv2` and where it falls back from v3.
 
 mod function;
 mod paths;
 mod schemas;
 pub mod v2;
+pub mod v2_protobuf;
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;

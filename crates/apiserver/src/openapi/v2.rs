@@ -7,10 +7,11 @@
 //! body becomes a `body` parameter, a response's content its `schema`, and the content
 //! types `consumes`/`produces`.
 //!
-//! Only JSON is served. client-go's `OpenAPISchema` asks for protobuf alone
-//! (`application/com.github.proto-openapi.spec.v2@v1.0+protobuf`) and gets 406 Not
-//! Acceptable, on which kubectl falls back as it did while v2 was not served; protobuf
-//! is a later slice.
+//! It is served as JSON by default and as gnostic's protobuf ([`super::v2_protobuf`])
+//! to a client that prefers [`PROTOBUF_MEDIA_TYPE`], as client-go's `OpenAPISchema` (and
+//! so `kubectl explain --output=plaintext-openapiv2`) does; like kube-apiserver's, that
+//! answer is typed `application/octet-stream`. Both encodings are built once and
+//! revalidate with their own `ETag`.
 
 use std::sync::OnceLock;
 
@@ -21,8 +22,15 @@ use serde_json::{Map, Value, json};
 use super::schemas::REF_PREFIX;
 use crate::discovery::KUBERNETES_MINOR;
 use crate::document::Document;
-use crate::rest::accepts_json;
 use crate::status::ApiError;
+
+/// The media type client-go asks for the protobuf encoding by (in `Accept`; the
+/// response's `Content-Type` is `application/octet-stream`, as kube-apiserver's).
+pub const PROTOBUF_MEDIA_TYPE: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+
+/// The older spelling of [`PROTOBUF_MEDIA_TYPE`], which kube-apiserver also accepts.
+const PROTOBUF_MEDIA_TYPE_DOTTED: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// The prefix of every `$ref` in the Swagger 2.0 document.
 pub const V2_REF_PREFIX: &str = "#/definitions/";
@@ -83,6 +91,15 @@ fn is_extension(key: &str) -> bool {
     key.starts_with("x-")
 }
 
+/// A v3 `$ref` pointing into `definitions`; `None` when it is not a string.
+fn schema_ref(v3: &Value) -> Option<Value> {
+    let r = v3.as_str()?;
+    Some(Value::String(match r.strip_prefix(REF_PREFIX) {
+        Some(name) => format!("{V2_REF_PREFIX}{name}"),
+        None => r.to_string(),
+    }))
+}
+
 /// Converts an OpenAPI v3 schema to a Swagger 2.0 one.
 pub fn schema(v3: &Value) -> Value {
     let Value::Object(map) = v3 else {
@@ -91,11 +108,8 @@ pub fn schema(v3: &Value) -> Value {
     let mut out = Map::new();
     for (key, value) in map {
         let converted = match key.as_str() {
-            "$ref" => match value.as_str() {
-                Some(r) => Value::String(match r.strip_prefix(REF_PREFIX) {
-                    Some(name) => format!("{V2_REF_PREFIX}{name}"),
-                    None => r.to_string(),
-                }),
+            "$ref" => match schema_ref(value) {
+                Some(r) => r,
                 None => continue,
             },
             // An OpenAPI 3.1-style `["string", "null"]` becomes its non-null type.
@@ -120,9 +134,21 @@ pub fn schema(v3: &Value) -> Value {
                 _ => schema(value),
             },
             "additionalProperties" => schema(value),
-            "allOf" => match value {
-                Value::Array(parts) => Value::Array(parts.iter().map(schema).collect()),
-                _ => continue,
+            "allOf" => match value.as_array().map(Vec::as_slice) {
+                // v3 wraps a `$ref` that has siblings (a description) in `allOf`; Swagger
+                // 2.0 as kube-apiserver serves it puts the `$ref` beside them, and
+                // kubectl's v2 models (kube-openapi `util/proto`) read only that form.
+                Some([only]) if only.as_object().is_some_and(|o| o.len() == 1) => {
+                    match only.get("$ref").map(schema_ref) {
+                        Some(Some(r)) => {
+                            out.insert("$ref".into(), r);
+                            continue;
+                        }
+                        _ => Value::Array(vec![schema(only)]),
+                    }
+                }
+                Some(parts) => Value::Array(parts.iter().map(schema).collect()),
+                None => continue,
             },
             // v2's discriminator is a property name; v3's is an object.
             "discriminator" if value.is_string() => value.clone(),
@@ -324,8 +350,14 @@ pub fn document<'a>(v3_documents: impl IntoIterator<Item = &'a Value>) -> Value 
     })
 }
 
-fn served() -> &'static Document {
-    static DOCUMENT: OnceLock<Document> = OnceLock::new();
+/// The document in both encodings.
+struct Served {
+    json: Document,
+    protobuf: Document,
+}
+
+fn served() -> &'static Served {
+    static DOCUMENT: OnceLock<Served> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
         let v3: Vec<Value> = strata_api::resources::groups()
             .into_iter()
@@ -335,19 +367,69 @@ fn served() -> &'static Document {
                     .map(move |version| super::group_version_document(group, version))
             })
             .collect();
-        Document::new(&document(&v3))
+        let v2 = document(&v3);
+        Served {
+            json: Document::new(&v2),
+            protobuf: Document::from_bytes(super::v2_protobuf::encode_document(&v2)),
+        }
     })
 }
 
-/// Serves `GET /openapi/v2`: the document as JSON, or 406 to a client that accepts
-/// no JSON (client-go asks for protobuf only).
-pub fn serve(headers: &HeaderMap) -> Response {
-    if !accepts_json(headers) {
-        return ApiError::NotAcceptable("application/json".into()).into_response();
+/// The encodings `/openapi/v2` is served in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Protobuf,
+}
+
+/// The encoding `Accept` prefers: the media range of highest quality that names one
+/// (the first on a tie), JSON for a wildcard or no header, `None` when nothing fits.
+fn negotiate(headers: &HeaderMap) -> Option<Encoding> {
+    let Some(accept) = headers.get(header::ACCEPT) else {
+        return Some(Encoding::Json);
+    };
+    let accept = accept.to_str().ok()?;
+    if accept.trim().is_empty() {
+        return Some(Encoding::Json);
     }
-    let mut response = served().respond(
+    let mut best: Option<(f32, Encoding)> = None;
+    for range in accept.split(',') {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+        let quality = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .find_map(|q| q.trim().parse::<f32>().ok())
+            .unwrap_or(1.0);
+        let encoding = match media.as_str() {
+            PROTOBUF_MEDIA_TYPE | PROTOBUF_MEDIA_TYPE_DOTTED => Encoding::Protobuf,
+            "application/json" | "application/yaml" | "application/*" | "*/*" => Encoding::Json,
+            _ => continue,
+        };
+        if quality > 0.0 && best.is_none_or(|(q, _)| quality > q) {
+            best = Some((quality, encoding));
+        }
+    }
+    best.map(|(_, encoding)| encoding)
+}
+
+/// Serves `GET /openapi/v2`: the document as JSON, or as protobuf to a client that
+/// prefers it (client-go asks for protobuf only); 406 when `Accept` allows neither.
+pub fn serve(headers: &HeaderMap) -> Response {
+    let (doc, content_type) = match negotiate(headers) {
+        Some(Encoding::Json) => (&served().json, "application/json"),
+        // Not PROTOBUF_MEDIA_TYPE: its `@` is a tspecial, so Go's mime.ParseMediaType
+        // rejects it and client-go fails the request. kube-openapi sets no type and Go's
+        // content sniffing answers `application/octet-stream`, which client-go passes
+        // through as raw bytes.
+        Some(Encoding::Protobuf) => (&served().protobuf, "application/octet-stream"),
+        None => {
+            return ApiError::NotAcceptable(format!("application/json, {PROTOBUF_MEDIA_TYPE}"))
+                .into_response();
+        }
+    };
+    let mut response = doc.respond(
         headers,
-        HeaderValue::from_static("application/json"),
+        HeaderValue::from_static(content_type),
         "no-cache, private",
     );
     response
@@ -443,7 +525,7 @@ mod tests {
                 "type": "object",
                 "x-kubernetes-group-version-kind": [{"group": "", "version": "v1", "kind": "Pod"}],
                 "properties": {
-                    "spec": {"allOf": [{"$ref": "#/definitions/io.k8s.api.core.v1.PodSpec"}], "description": "spec"},
+                    "spec": {"$ref": "#/definitions/io.k8s.api.core.v1.PodSpec", "description": "spec"},
                     "nullable": {"type": "string"},
                     "port": {"x-kubernetes-int-or-string": true},
                     "containers": {
@@ -461,7 +543,7 @@ mod tests {
 
     #[test]
     fn the_served_document_is_whole_and_swagger_shaped() {
-        let doc: Value = serde_json::from_slice(&served().bytes).unwrap();
+        let doc: Value = serde_json::from_slice(&served().json.bytes).unwrap();
         assert_eq!(doc["swagger"], "2.0");
         let definitions = doc["definitions"].as_object().unwrap();
         assert_eq!(
@@ -477,7 +559,7 @@ mod tests {
             let name = reference.strip_prefix(V2_REF_PREFIX).unwrap();
             assert!(definitions.contains_key(name), "{reference}");
         }
-        let text = String::from_utf8_lossy(&served().bytes);
+        let text = String::from_utf8_lossy(&served().json.bytes);
         for v3_only in [
             "\"nullable\"",
             "\"oneOf\"",
@@ -494,8 +576,19 @@ mod tests {
         );
     }
 
+    /// Whether the response body starts with `Document.swagger` (1) = "2.0".
+    fn proto_body_is_gnostic(response: Response) -> bool {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let body = runtime
+            .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+            .unwrap();
+        body.starts_with(b"\x0a\x032.0")
+    }
+
     #[test]
-    fn only_json_is_served_and_revalidation_works() {
+    fn json_is_the_default_and_protobuf_is_served_when_preferred() {
         let accept = |value: &'static str| {
             let mut headers = HeaderMap::new();
             headers.insert(header::ACCEPT, HeaderValue::from_static(value));
@@ -504,12 +597,53 @@ mod tests {
         let ok = serve(&HeaderMap::new());
         assert_eq!(ok.status(), StatusCode::OK);
         assert_eq!(ok.headers()[header::CONTENT_TYPE], "application/json");
-        assert_eq!(accept("application/json").status(), StatusCode::OK);
-        assert_eq!(accept("*/*").status(), StatusCode::OK);
-        let proto = accept("application/com.github.proto-openapi.spec.v2@v1.0+protobuf");
-        assert_eq!(proto.status(), StatusCode::NOT_ACCEPTABLE);
+        for json in ["application/json", "*/*", "application/json, */*"] {
+            let r = accept(json);
+            assert_eq!(r.status(), StatusCode::OK);
+            assert_eq!(
+                r.headers()[header::CONTENT_TYPE],
+                "application/json",
+                "{json}"
+            );
+        }
+        let proto = accept(PROTOBUF_MEDIA_TYPE);
+        assert_eq!(proto.status(), StatusCode::OK);
+        assert_eq!(
+            proto.headers()[header::CONTENT_TYPE],
+            "application/octet-stream"
+        );
+        let proto_etag = proto.headers()[header::ETAG].clone();
+        assert_ne!(proto_etag, ok.headers()[header::ETAG]);
+        assert!(proto_body_is_gnostic(proto));
+        for preferred in [
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+            "application/json;q=0.9, application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+        ] {
+            let r = accept(preferred);
+            assert_eq!(
+                r.headers()[header::CONTENT_TYPE],
+                "application/octet-stream",
+                "{preferred}"
+            );
+        }
+        let json_first =
+            accept("application/json, application/com.github.proto-openapi.spec.v2@v1.0+protobuf");
+        assert_eq!(
+            json_first.headers()[header::CONTENT_TYPE],
+            "application/json"
+        );
+        assert_eq!(
+            accept("application/vnd.kubernetes.protobuf").status(),
+            StatusCode::NOT_ACCEPTABLE
+        );
         let mut conditional = HeaderMap::new();
         conditional.insert(header::IF_NONE_MATCH, ok.headers()[header::ETAG].clone());
+        assert_eq!(serve(&conditional).status(), StatusCode::NOT_MODIFIED);
+        conditional.insert(header::IF_NONE_MATCH, proto_etag);
+        conditional.insert(
+            header::ACCEPT,
+            HeaderValue::from_static(PROTOBUF_MEDIA_TYPE),
+        );
         assert_eq!(serve(&conditional).status(), StatusCode::NOT_MODIFIED);
     }
 }
