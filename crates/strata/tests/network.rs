@@ -361,18 +361,22 @@ fn host_ports_lead_to_their_pod_and_a_taken_port_is_refused() {
                 "host port TCP/{host_port} is held by pod default/first"
             ))
     });
+    // The node's host-port map, as nft lists it.
+    let host_port_map = || {
+        let nft = std::process::Command::new("nft")
+            .args([
+                "list",
+                "map",
+                "ip",
+                &strata_agent::proxy::table_name(&cloud.bridge),
+                "host-ports",
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&nft.stdout).into_owned()
+    };
     let first_ip = pod_ip(&cloud, "first").unwrap();
-    let nft = std::process::Command::new("nft")
-        .args([
-            "list",
-            "map",
-            "ip",
-            &strata_agent::proxy::table_name(&cloud.bridge),
-            "host-ports",
-        ])
-        .output()
-        .unwrap();
-    let map = String::from_utf8_lossy(&nft.stdout);
+    let map = host_port_map();
     assert!(
         map.contains(&format!("tcp . {host_port} : {first_ip} . 8080")),
         "{map}"
@@ -385,17 +389,7 @@ fn host_ports_lead_to_their_pod_and_a_taken_port_is_refused() {
         let Some(ip) = pod_ip(&cloud, "second") else {
             return false;
         };
-        let nft = std::process::Command::new("nft")
-            .args([
-                "list",
-                "map",
-                "ip",
-                &strata_agent::proxy::table_name(&cloud.bridge),
-                "host-ports",
-            ])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&nft.stdout).contains(&format!("tcp . {host_port} : {ip} . 8080"))
+        host_port_map().contains(&format!("tcp . {host_port} : {ip} . 8080"))
     });
     assert!(fetch().contains("Hello from a Strata container"));
 }

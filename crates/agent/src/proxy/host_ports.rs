@@ -50,7 +50,7 @@ pub fn host_ports_of<'a>(
                     pod: pod.clone(),
                     message: format!(
                         "host port {}/{} is held by pod {holder}; this pod's port {} is not served there",
-                        protocol_name(other.protocol),
+                        other.protocol.name(),
                         claim.port,
                         claim.container_port
                     ),
@@ -115,14 +115,6 @@ fn overlaps(a: &HostPort, b: &HostPort) -> bool {
             (Some(x), Some(y)) => x == y,
             _ => true,
         }
-}
-
-fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::Tcp => "TCP",
-        Protocol::Udp => "UDP",
-        Protocol::Sctp => "SCTP",
-    }
 }
 
 #[cfg(test)]

@@ -59,30 +59,16 @@ pub async fn run(ctx: Arc<Context>) {
     let _dns_server = dns
         .as_ref()
         .map(|(_, task)| crate::AbortOnDrop(task.abort_handle()));
-    let (services, service_writer) = reflector::store();
-    let (endpoints, endpoints_writer) = reflector::store();
-    let (pods, pods_writer) = reflector::store();
-    let service_events = watcher(
-        Api::<Service>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(service_writer)
-    .map(|_| ());
-    let endpoint_events = watcher(
-        Api::<Endpoints>::all(ctx.client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(endpoints_writer)
-    .map(|_| ());
-    let pod_events = watcher(
-        Api::<Pod>::all(ctx.client.clone()),
+    let (services, service_writer) = reflector::store::<Service>();
+    let (endpoints, endpoints_writer) = reflector::store::<Endpoints>();
+    let (pods, pods_writer) = reflector::store::<Pod>();
+    let service_events = reflected(&ctx, watcher::Config::default(), service_writer);
+    let endpoint_events = reflected(&ctx, watcher::Config::default(), endpoints_writer);
+    let pod_events = reflected(
+        &ctx,
         watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.options.node_name)),
-    )
-    .default_backoff()
-    .reflect(pods_writer)
-    .map(|_| ());
+        pods_writer,
+    );
     // The watches fill the caches only while polled: a task of their own drives them and
     // says when something changed.
     let (changed, mut changes) = tokio::sync::mpsc::channel::<()>(1);
@@ -142,6 +128,28 @@ pub async fn run(ctx: Arc<Context>) {
         while changes.try_recv().is_ok() {}
     }
     drop(driver);
+}
+
+/// A watch of every `K` (matching `config`) that keeps `writer`'s cache; yields once per
+/// event.
+fn reflected<K>(
+    ctx: &Context,
+    config: watcher::Config,
+    writer: reflector::store::Writer<K>,
+) -> impl futures_util::Stream<Item = ()> + Send + use<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(Api::<K>::all(ctx.client.clone()), config)
+        .default_backoff()
+        .reflect(writer)
+        .map(|_| ())
 }
 
 /// A warning event on each pod whose host port lost to an older pod's, once per claim.

@@ -67,6 +67,16 @@ fn documents() -> &'static Documents {
     })
 }
 
+/// The served v3 documents, one per group-version, read back from their cached bytes
+/// (so that `/openapi/v2` derives from exactly what v3 serves, built once).
+fn served_v3_documents() -> Vec<Value> {
+    documents()
+        .by_path
+        .values()
+        .filter_map(|doc| serde_json::from_slice(&doc.bytes).ok())
+        .collect()
+}
+
 /// The path of a group-version below `/openapi/v3/` (`api/v1`, `apis/apps/v1`).
 pub fn gv_path(group: &str, version: &str) -> String {
     if group.is_empty() {
@@ -135,25 +145,26 @@ pub fn serve_v3(rest: &[&str], query: Option<&str>, headers: &HeaderMap) -> Resp
     }
 }
 
+/// Every `$ref` anywhere in `value` (the tests of both versions check that they resolve).
+#[cfg(test)]
+fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(s)) => out.push(s),
+                    _ => refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Every `$ref` anywhere in `value`.
-    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
-        match value {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    match (k.as_str(), v) {
-                        ("$ref", Value::String(s)) => out.push(s),
-                        _ => refs(v, out),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
-            _ => {}
-        }
-    }
 
     #[test]
     fn apps_v1_has_kubernetes_shaped_schemas() {

@@ -359,14 +359,7 @@ struct Served {
 fn served() -> &'static Served {
     static DOCUMENT: OnceLock<Served> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        let v3: Vec<Value> = strata_api::resources::groups()
-            .into_iter()
-            .flat_map(|(group, versions)| {
-                versions
-                    .into_iter()
-                    .map(move |version| super::group_version_document(group, version))
-            })
-            .collect();
+        let v3 = super::served_v3_documents();
         let v2 = document(&v3);
         Served {
             json: Document::new(&v2),
@@ -442,22 +435,6 @@ pub fn serve(headers: &HeaderMap) -> Response {
 mod tests {
     use super::*;
     use http::StatusCode;
-
-    /// Every `$ref` anywhere in `value`.
-    fn refs<'a>(value: &'a Value, out: &mut Vec<&'a str>) {
-        match value {
-            Value::Object(map) => {
-                for (k, v) in map {
-                    match (k.as_str(), v) {
-                        ("$ref", Value::String(s)) => out.push(s),
-                        _ => refs(v, out),
-                    }
-                }
-            }
-            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
-            _ => {}
-        }
-    }
 
     #[test]
     fn an_operation_with_a_body_becomes_the_v2_shape() {
@@ -553,7 +530,7 @@ mod tests {
         let containers = &definitions["io.k8s.api.core.v1.PodSpec"]["properties"]["containers"];
         assert_eq!(containers["x-kubernetes-patch-merge-key"], "name");
         let mut all = Vec::new();
-        refs(&doc, &mut all);
+        super::super::refs(&doc, &mut all);
         assert!(all.len() > 100);
         for reference in all {
             let name = reference.strip_prefix(V2_REF_PREFIX).unwrap();

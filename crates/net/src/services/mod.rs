@@ -61,6 +61,15 @@ impl Protocol {
         }
     }
 
+    /// Kubernetes' spelling (`TCP`, `UDP`, `SCTP`), as [`Protocol::parse`] reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP",
+            Self::Udp => "UDP",
+            Self::Sctp => "SCTP",
+        }
+    }
+
     pub(crate) fn nft(self) -> &'static str {
         match self {
             Self::Tcp => "tcp",
