@@ -5,7 +5,7 @@ DATA_DIR ?= /var/lib/strata
 CARGO ?= cargo
 STRATA := $(CARGO_TARGET_DIR)/release/strata
 
-.PHONY: up test build deps lint bench demo-images down
+.PHONY: up test build deps lint bench demo-images down oci-order
 
 deps:
 	@scripts/install-deps.sh test
@@ -37,6 +37,11 @@ test: deps
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# Re-records crates/strata/oci.order, the functions `strata-runc` runs, which the binary
+# is linked with first (see bench/oci-order/main.rs). Needs root.
+oci-order:
+	bench/oci-order.sh
 
 bench:
 	bench/runtime-lifecycle.sh

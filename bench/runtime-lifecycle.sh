@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/strata-target}
 runs=${1:-50}
 scripts/install-deps.sh bench
-cargo build --release --bin strata
+cargo build --release --bin strata --bin oci-order
+# A stale symbol ordering file shows up as a larger strata-runc RSS; say how stale it is.
+"$CARGO_TARGET_DIR/release/oci-order" --strata "$CARGO_TARGET_DIR/release/strata" \
+  --check crates/strata/oci.order || true
 bench_exe=$(cargo bench -p strata-bench --bench lifecycle --no-run --message-format=json 2>/dev/null \
   | sed -n 's/.*"executable":"\([^"]*lifecycle[^"]*\)".*/\1/p' | tail -1)
 [ -x "$bench_exe" ] || { echo "cannot find the lifecycle bench binary" >&2; exit 1; }
