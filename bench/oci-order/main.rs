@@ -144,8 +144,13 @@ fn record_lifecycle(
         if i == 4 || i == 7 {
             wait_until_stopped(&runc, &root, &id)?;
         }
-        let outcome = tracer::trace(&runc, &argv, functions.entries())
-            .with_context(|| format!("tracing strata-runc {}", step.join(" ")))?;
+        let outcome = tracer::trace(
+            &runc,
+            &argv,
+            functions.entries(),
+            functions.position_independent(),
+        )
+        .with_context(|| format!("tracing strata-runc {}", step.join(" ")))?;
         if !outcome.success {
             // Leave nothing behind, then say which step failed.
             let _ = std::process::Command::new(&runc)

@@ -4,13 +4,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use anyhow::Context;
-use object::{Object, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectKind, ObjectSymbol, SymbolKind};
 
 /// Every sized function symbol of one binary.
 pub struct Functions {
     /// Entry address → (size, names defined there; aliases share an entry).
     by_entry: BTreeMap<u64, (u64, Vec<String>)>,
     names: HashSet<String>,
+    position_independent: bool,
 }
 
 impl Functions {
@@ -36,12 +37,22 @@ impl Functions {
             "{} has no function symbols (stripped?)",
             path.display()
         );
-        Ok(Self { by_entry, names })
+        Ok(Self {
+            by_entry,
+            names,
+            position_independent: file.kind() == ObjectKind::Dynamic,
+        })
     }
 
     /// Entry addresses of all functions, ascending.
     pub fn entries(&self) -> Vec<u64> {
         self.by_entry.keys().copied().collect()
+    }
+
+    /// Whether the binary is position independent (a PIE): its addresses are relative
+    /// to where it is loaded.
+    pub fn position_independent(&self) -> bool {
+        self.position_independent
     }
 
     /// Whether a function of this name exists.

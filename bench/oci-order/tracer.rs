@@ -3,7 +3,7 @@
 //! process that has its own copy of the code: the original byte is put back at the
 //! first hit. Forked children are followed until they exec something else.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 use std::os::unix::process::CommandExt;
@@ -42,11 +42,14 @@ impl Text {
 }
 
 /// Runs `program args…` with breakpoints on `entries` (link-time addresses of the
-/// program's own functions, ascending) and returns the entries hit.
-pub fn trace(program: &Path, args: &[&str], entries: Vec<u64>) -> anyhow::Result<Outcome> {
-    let (Some(&first), Some(&last)) = (entries.first(), entries.last()) else {
-        bail!("no function entries to trace");
-    };
+/// program's own functions, ascending) and returns the entries hit. A
+/// `position_independent` program's addresses are relative to where it is loaded.
+pub fn trace(
+    program: &Path,
+    args: &[&str],
+    entries: Vec<u64>,
+    position_independent: bool,
+) -> anyhow::Result<Outcome> {
     let mut command = std::process::Command::new(program);
     command.args(args);
     #[allow(unsafe_code)] // the kernel boundary: ptrace(PTRACE_TRACEME) in the child
@@ -58,6 +61,25 @@ pub fn trace(program: &Path, args: &[&str], entries: Vec<u64>) -> anyhow::Result
     command.stdout(std::process::Stdio::null());
     let child = command.spawn().context("starting the program")?;
     let main = Pid::from_raw(i32::try_from(child.id())?);
+    let outcome = trace_child(main, program, entries, position_independent);
+    if outcome.is_err() {
+        // Leave no stopped, half-patched process behind.
+        let _ = kill(main, Signal::SIGKILL);
+        let _ = waitpid(main, Some(WaitPidFlag::__WALL));
+    }
+    outcome
+}
+
+/// Patches in the breakpoints of a child stopped at its exec, then follows it.
+fn trace_child(
+    main: Pid,
+    program: &Path,
+    entries: Vec<u64>,
+    position_independent: bool,
+) -> anyhow::Result<Outcome> {
+    let (Some(&first), Some(&last)) = (entries.first(), entries.last()) else {
+        bail!("no function entries to trace");
+    };
     // The child stops with SIGTRAP right after its exec.
     waitpid(main, Some(WaitPidFlag::__WALL))?;
     ptrace::setoptions(
@@ -67,7 +89,11 @@ pub fn trace(program: &Path, args: &[&str], entries: Vec<u64>) -> anyhow::Result
             | ptrace::Options::PTRACE_O_TRACECLONE
             | ptrace::Options::PTRACE_O_TRACEEXEC,
     )?;
-    let base = load_base(main, program)?;
+    let base = if position_independent {
+        load_base(main, program)?
+    } else {
+        0
+    };
     let mut original = vec![0u8; (last - first + 1) as usize];
     let mem = process_memory(main)?;
     mem.read_exact_at(&mut original, base + first)
@@ -92,9 +118,9 @@ pub fn trace(program: &Path, args: &[&str], entries: Vec<u64>) -> anyhow::Result
 /// rest (the container's init waits for `start`) with their code restored.
 fn follow(main: Pid, text: &Text, entries: &HashSet<u64>) -> anyhow::Result<Outcome> {
     let mut hit_order = Vec::new();
-    let mut hit_by: HashMap<Pid, HashSet<u64>> = HashMap::new();
+    let mut seen = HashSet::new();
     let mut traced: HashSet<Pid> = HashSet::from([main]);
-    ptrace::cont(main, None)?;
+    resume(main, None)?;
     let success = loop {
         let status = waitpid(None, Some(WaitPidFlag::__WALL))?;
         match status {
@@ -110,37 +136,31 @@ fn follow(main: Pid, text: &Text, entries: &HashSet<u64>) -> anyhow::Result<Outc
                 traced.remove(&pid);
                 ptrace::detach(pid, None)?;
             }
-            WaitStatus::PtraceEvent(pid, _, _) => ptrace::cont(pid, None)?,
+            WaitStatus::PtraceEvent(pid, _, _) => resume(pid, None)?,
             WaitStatus::Stopped(pid, Signal::SIGSTOP) if traced.insert(pid) => {
                 // A new child's first stop.
-                ptrace::cont(pid, None)?;
+                resume(pid, None)?;
             }
-            WaitStatus::Stopped(pid, Signal::SIGTRAP) => {
-                let mut regs = ptrace::getregs(pid)?;
-                let entry = regs.rip.wrapping_sub(1).wrapping_sub(text.base);
-                if !entries.contains(&entry) {
-                    ptrace::cont(pid, Signal::SIGTRAP)?;
-                    continue;
+            WaitStatus::Stopped(pid, Signal::SIGTRAP) => match take_breakpoint(pid, text, entries)?
+            {
+                Some(entry) => {
+                    if seen.insert(entry) {
+                        hit_order.push(entry);
+                    }
+                    resume(pid, None)?;
                 }
-                if hit_by.entry(pid).or_default().insert(entry) && !hit_order.contains(&entry) {
-                    hit_order.push(entry);
-                }
-                process_memory(pid)?
-                    .write_all_at(&[text.original_byte(entry)], text.base + entry)?;
-                regs.rip -= 1;
-                ptrace::setregs(pid, regs)?;
-                ptrace::cont(pid, None)?;
-            }
+                None => resume(pid, Signal::SIGTRAP)?,
+            },
             WaitStatus::Stopped(pid, signal) => {
                 traced.insert(pid);
-                ptrace::cont(pid, signal)?;
+                resume(pid, signal)?;
             }
             _ => {}
         }
     };
     traced.remove(&main);
     for pid in traced {
-        release(pid, text);
+        release(pid, text, entries);
     }
     Ok(Outcome {
         success,
@@ -148,17 +168,60 @@ fn follow(main: Pid, text: &Text, entries: &HashSet<u64>) -> anyhow::Result<Outc
     })
 }
 
-/// Stops a traced process, restores its code and lets it go on untraced.
-fn release(pid: Pid, text: &Text) {
+/// If `pid` stopped on one of our breakpoints: puts the original byte back, rewinds
+/// the instruction pointer onto it and returns the function entry.
+fn take_breakpoint(pid: Pid, text: &Text, entries: &HashSet<u64>) -> anyhow::Result<Option<u64>> {
+    let mut regs = ptrace::getregs(pid)?;
+    let entry = regs.rip.wrapping_sub(1).wrapping_sub(text.base);
+    if !entries.contains(&entry) {
+        return Ok(None);
+    }
+    process_memory(pid)?.write_all_at(&[text.original_byte(entry)], text.base + entry)?;
+    regs.rip -= 1;
+    ptrace::setregs(pid, regs)?;
+    Ok(Some(entry))
+}
+
+/// Stops a traced process, restores its code and lets it go on untraced. Stops that
+/// come before the SIGSTOP sent here (a breakpoint, another signal) are dealt with
+/// first, so it is never left mid-breakpoint or with the SIGSTOP pending.
+fn release(pid: Pid, text: &Text, entries: &HashSet<u64>) {
     if kill(pid, Signal::SIGSTOP).is_err() {
         return;
     }
-    let _ = waitpid(pid, Some(WaitPidFlag::__WALL));
+    loop {
+        let Ok(status) = waitpid(pid, Some(WaitPidFlag::__WALL)) else {
+            return;
+        };
+        let resumed = match status {
+            WaitStatus::Stopped(_, Signal::SIGSTOP) => break,
+            WaitStatus::Stopped(_, Signal::SIGTRAP) => match take_breakpoint(pid, text, entries) {
+                Ok(Some(_)) => ptrace::cont(pid, None),
+                _ => ptrace::cont(pid, Signal::SIGTRAP),
+            },
+            WaitStatus::Stopped(_, signal) => ptrace::cont(pid, signal),
+            WaitStatus::PtraceEvent(..) => ptrace::cont(pid, None),
+            WaitStatus::Exited(..) | WaitStatus::Signaled(..) => return,
+            _ => Ok(()),
+        };
+        if resumed.is_err() {
+            return;
+        }
+    }
     if let Ok(mem) = process_memory(pid) {
         let _ = mem.write_all_at(&text.original, text.base + text.start);
     }
     // Detaching with no signal drops the SIGSTOP: it runs on.
     let _ = ptrace::detach(pid, None);
+}
+
+/// Resumes a stopped tracee; one that was killed meanwhile (ESRCH) is not an error,
+/// its exit comes through `waitpid`.
+fn resume(pid: Pid, signal: impl Into<Option<Signal>>) -> anyhow::Result<()> {
+    match ptrace::cont(pid, signal) {
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+        Err(err) => Err(err.into()),
+    }
 }
 
 fn process_memory(pid: Pid) -> anyhow::Result<std::fs::File> {
