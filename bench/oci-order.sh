@@ -16,12 +16,5 @@ tool=$CARGO_TARGET_DIR/release/oci-order
 if [ "${1:-}" = --check ]; then
   exec "$tool" --strata "$strata" --check "$order"
 fi
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/bundle/rootfs"
-sh scripts/busybox-rootfs.sh "$work/bundle/rootfs"
-(cd "$work/bundle" && "$strata" oci spec)
-# The same lifecycle as the benchmark's: /bin/true in Strata's default spec.
-sed -i 's|"sh"|"/bin/true"|' "$work/bundle/config.json"
-"$tool" --strata "$strata" --bundle "$work/bundle" --out "$order"
+"$tool" --strata "$strata" --out "$order"
 echo "relink: cargo build --release --bin strata (then bench/runtime-lifecycle.sh)"

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_runtime::{ContainerConfig, ContainerId, CreateOptions, Runtime, wait_for_exit};
+use strata_runtime::{ContainerId, CreateOptions, Runtime, wait_for_exit};
 
 /// A way to run the lifecycle.
 #[derive(Clone)]
@@ -62,7 +62,7 @@ fn main() {
         });
 
     let work = tempfile::tempdir().unwrap();
-    let bundle = make_bundle(work.path());
+    let bundle = strata_bench::lifecycle_bundle(work.path()).unwrap();
     let links = work.path().join("bin");
     std::fs::create_dir(&links).unwrap();
     let strata_runc = links.join("strata-runc");
@@ -157,21 +157,6 @@ fn which(program: &str) -> Option<PathBuf> {
         .split(':')
         .map(|dir| Path::new(dir).join(program))
         .find(|path| path.is_file())
-}
-
-fn make_bundle(work: &Path) -> PathBuf {
-    let bundle = work.join("bundle");
-    let rootfs = bundle.join("rootfs");
-    std::fs::create_dir_all(&rootfs).unwrap();
-    strata_testkit::build_busybox_rootfs(&rootfs).unwrap();
-    let mut config = ContainerConfig::new("rootfs", vec!["/bin/true".to_string()]);
-    config.cgroups_path = PathBuf::from("/strata-bench/lifecycle");
-    config
-        .to_oci()
-        .unwrap()
-        .save(bundle.join("config.json"))
-        .unwrap();
-    bundle
 }
 
 /// One create → start → wait → delete; returns its wall time.

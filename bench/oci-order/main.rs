@@ -15,8 +15,8 @@
 //! and the benchmark drive is run this way: `create`, `state`, `start`, `state`,
 //! `delete`, then `create`, `kill`, `delete --force`.
 //!
-//! Usage (as root): `oci-order --strata PATH --bundle DIR --out FILE` records and
-//! writes; `oci-order --strata PATH --check FILE` prints how many of the file's symbols
+//! Usage (as root): `oci-order --strata PATH --out FILE` records (on the lifecycle
+//! benchmark's busybox bundle, `strata_bench::lifecycle_bundle`) and writes; `oci-order --strata PATH --check FILE` prints how many of the file's symbols
 //! the binary still has (hashes in Rust symbol names change with the code and the
 //! toolchain, so an old file slowly stops matching). `bench/oci-order.sh` does it all.
 
@@ -25,6 +25,7 @@
 mod symbols;
 mod tracer;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -43,7 +44,6 @@ fn main() -> ExitCode {
 /// The parsed command line.
 struct Args {
     strata: PathBuf,
-    bundle: Option<PathBuf>,
     out: Option<PathBuf>,
     check: Option<PathBuf>,
 }
@@ -51,7 +51,6 @@ struct Args {
 fn parse_args() -> anyhow::Result<Args> {
     let mut args = Args {
         strata: PathBuf::new(),
-        bundle: None,
         out: None,
         check: None,
     };
@@ -64,11 +63,10 @@ fn parse_args() -> anyhow::Result<Args> {
         };
         match flag.as_str() {
             "--strata" => args.strata = value()?,
-            "--bundle" => args.bundle = Some(value()?),
             "--out" => args.out = Some(value()?),
             "--check" => args.check = Some(value()?),
             other => bail!(
-                "unknown argument {other:?} (usage: oci-order --strata PATH (--bundle DIR --out FILE | --check FILE))"
+                "unknown argument {other:?} (usage: oci-order --strata PATH (--out FILE | --check FILE))"
             ),
         }
     }
@@ -95,10 +93,10 @@ fn run() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let (Some(bundle), Some(out)) = (&args.bundle, &args.out) else {
-        bail!("give --bundle DIR and --out FILE to record, or --check FILE");
+    let Some(out) = &args.out else {
+        bail!("give --out FILE to record, or --check FILE");
     };
-    let hits = record_lifecycle(&strata, &functions, bundle)?;
+    let hits = record_lifecycle(&strata, &functions)?;
     let names = functions.names_in_order(&hits);
     write_order_file(out, &strata, &names)?;
     println!(
@@ -113,12 +111,9 @@ fn run() -> anyhow::Result<()> {
 
 /// Runs the lifecycle under the tracer and returns the function entries hit, in
 /// first-hit order across all commands.
-fn record_lifecycle(
-    strata: &Path,
-    functions: &symbols::Functions,
-    bundle: &Path,
-) -> anyhow::Result<Vec<u64>> {
+fn record_lifecycle(strata: &Path, functions: &symbols::Functions) -> anyhow::Result<Vec<u64>> {
     let work = tempfile::tempdir()?;
+    let bundle = strata_bench::lifecycle_bundle(work.path())?;
     let links = work.path().join("bin");
     std::fs::create_dir(&links)?;
     let runc = links.join("strata-runc");
@@ -127,23 +122,25 @@ fn record_lifecycle(
     let root = root.to_string_lossy().into_owned();
     let bundle = bundle.to_string_lossy().into_owned();
     let id = format!("oci-order-{}", std::process::id());
-    let steps: [&[&str]; 8] = [
-        &["create", "--bundle", &bundle, &id],
-        &["state", &id],
-        &["start", &id],
-        &["state", &id],
-        &["delete", &id],
-        &["create", "--bundle", &bundle, &id],
-        &["kill", &id, "KILL"],
-        &["delete", "--force", &id],
+    // (whether to wait for the container's process to exit first, the command)
+    let steps: [(bool, &[&str]); 8] = [
+        (false, &["create", "--bundle", &bundle, &id]),
+        (false, &["state", &id]),
+        (false, &["start", &id]),
+        (false, &["state", &id]),
+        (true, &["delete", &id]),
+        (false, &["create", "--bundle", &bundle, &id]),
+        (false, &["kill", &id, "KILL"]),
+        (true, &["delete", "--force", &id]),
     ];
     let mut hits = Vec::new();
-    for (i, step) in steps.iter().enumerate() {
-        let mut argv = vec!["--root", root.as_str()];
-        argv.extend_from_slice(step);
-        if i == 4 || i == 7 {
+    let mut seen = HashSet::new();
+    for (wait_for_exit, step) in steps {
+        if wait_for_exit {
             wait_until_stopped(&runc, &root, &id)?;
         }
+        let mut argv = vec!["--root", root.as_str()];
+        argv.extend_from_slice(step);
         let outcome = tracer::trace(
             &runc,
             &argv,
@@ -158,11 +155,7 @@ fn record_lifecycle(
                 .status();
             bail!("strata-runc {} failed under the tracer", step.join(" "));
         }
-        for entry in outcome.entries_hit {
-            if !hits.contains(&entry) {
-                hits.push(entry);
-            }
-        }
+        hits.extend(outcome.entries_hit.into_iter().filter(|e| seen.insert(*e)));
     }
     Ok(hits)
 }

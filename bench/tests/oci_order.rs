@@ -1,5 +1,6 @@
 //! `oci-order` records what the debug `strata` binary runs over a real container
-//! lifecycle (as root), and `--check` reads the file back against that binary.
+//! lifecycle (as root, on the benchmark's busybox bundle), and `--check` reads the file
+//! back against that binary.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,24 +19,6 @@ fn strata_binary() -> PathBuf {
     strata
 }
 
-fn make_bundle(strata: &Path, dir: &Path) -> PathBuf {
-    let bundle = dir.join("bundle");
-    std::fs::create_dir_all(bundle.join("rootfs")).unwrap();
-    strata_testkit::build_busybox_rootfs(&bundle.join("rootfs")).unwrap();
-    let status = Command::new(strata)
-        .args(["oci", "spec"])
-        .current_dir(&bundle)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let path = bundle.join("config.json");
-    let mut config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    config["process"]["args"] = serde_json::json!(["/bin/true"]);
-    std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
-    bundle
-}
-
 #[test]
 fn records_the_functions_a_container_lifecycle_runs_in_first_run_order() {
     if !strata_testkit::require_root("records_the_functions_a_container_lifecycle_runs") {
@@ -43,14 +26,11 @@ fn records_the_functions_a_container_lifecycle_runs_in_first_run_order() {
     }
     let strata = strata_binary();
     let work = tempfile::tempdir().unwrap();
-    let bundle = make_bundle(&strata, work.path());
     let order = work.path().join("oci.order");
 
     let output = Command::new(env!("CARGO_BIN_EXE_oci-order"))
         .arg("--strata")
         .arg(&strata)
-        .arg("--bundle")
-        .arg(&bundle)
         .arg("--out")
         .arg(&order)
         .output()

@@ -691,23 +691,25 @@ mod tests {
 
     use super::*;
 
+    /// The command `args` parse to; a parse error fails the test with clap's message.
+    fn command(args: &[&str]) -> Command {
+        match Cli::try_parse_from(args) {
+            Ok(cli) => cli.command,
+            Err(err) => panic!("{args:?}: {err}"),
+        }
+    }
+
     #[test]
     fn a_join_token_may_start_with_a_hyphen() {
-        let cli = Cli::try_parse_from([
+        let Command::Agent(args) = command(&[
             "strata",
             "agent",
             "--server",
             "https://10.0.0.1:6443",
             "--token",
             "-Hx_y.z",
-        ])
-        .map_err(|err| err.to_string());
-        let Ok(Cli {
-            command: Command::Agent(args),
-            ..
-        }) = cli
-        else {
-            panic!("not parsed as an agent command: {cli:?}");
+        ]) else {
+            panic!("not parsed as an agent command");
         };
         assert_eq!(args.token, "-Hx_y.z");
     }
@@ -723,7 +725,7 @@ mod tests {
         for bad in ["dns.example", "192.0.2.53:0", "0.0.0.0", "192.0.2.53:x", ""] {
             assert!(parse(bad).is_err(), "{bad}");
         }
-        let cli = Cli::try_parse_from([
+        let Command::Up(args) = command(&[
             "strata",
             "up",
             "--dns-upstream",
@@ -731,14 +733,8 @@ mod tests {
             "--dns-upstream",
             "192.0.2.2:5353",
             "--dns-upstream-from-host",
-        ])
-        .map_err(|err| err.to_string());
-        let Ok(Cli {
-            command: Command::Up(args),
-            ..
-        }) = cli
-        else {
-            panic!("not parsed as an up command: {cli:?}");
+        ]) else {
+            panic!("not parsed as an up command");
         };
         assert_eq!(
             args.dns.dns_upstream,
@@ -748,21 +744,15 @@ mod tests {
             ]
         );
         assert!(args.dns.dns_upstream_from_host);
-        let agent = Cli::try_parse_from([
+        let Command::Agent(args) = command(&[
             "strata",
             "agent",
             "--server",
             "https://10.0.0.1:6443",
             "--token",
             "t",
-        ])
-        .map_err(|err| err.to_string());
-        let Ok(Cli {
-            command: Command::Agent(args),
-            ..
-        }) = agent
-        else {
-            panic!("not parsed as an agent command: {agent:?}");
+        ]) else {
+            panic!("not parsed as an agent command");
         };
         assert!(args.dns.dns_upstream.is_empty() && !args.dns.dns_upstream_from_host);
     }

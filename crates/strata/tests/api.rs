@@ -36,6 +36,24 @@ impl ApiServer {
     }
 
     /// SIGKILLs the server (no shutdown at all) and starts a new one on the same data.
+    /// The bearer token of the first (admin) entry of the server's token file.
+    fn admin_token(&self) -> String {
+        let tokens: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.data.path().join("pki/tokens.json")).unwrap(),
+        )
+        .unwrap();
+        tokens["tokens"][0]["token"].as_str().unwrap().to_string()
+    }
+
+    /// An HTTPS client that trusts the server's CA.
+    fn https_client(&self) -> reqwest::Client {
+        let ca = std::fs::read(self.data.path().join("pki/ca.crt")).unwrap();
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .build()
+            .unwrap()
+    }
+
     fn kill_and_restart(mut self) -> Self {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -753,18 +771,11 @@ fn openapi_v2_is_served_as_json_converted_from_v3() {
     );
 
     // client-go's OpenAPISchema asks for protobuf only: gnostic's openapi.v2.Document.
-    let tokens: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.data.path().join("pki/tokens.json")).unwrap())
-            .unwrap();
-    let token = tokens["tokens"][0]["token"].as_str().unwrap().to_string();
-    let ca = std::fs::read(s.data.path().join("pki/ca.crt")).unwrap();
+    let token = s.admin_token();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (status, content_type, body) = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .build()
-            .unwrap();
-        let response = client
+        let response = s
+            .https_client()
             .get(format!("{}/openapi/v2", s.url))
             .bearer_auth(&token)
             .header(
@@ -961,15 +972,11 @@ fn watch_deletion_cascades_and_namespaces() {
 /// acknowledged (task, name, resourceVersion) in acknowledgement order.
 async fn write_storm(
     url: String,
-    ca: Vec<u8>,
+    client: reqwest::Client,
     token: String,
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<(usize, String, i64)>>>,
 ) {
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .build()
-        .unwrap();
     let mut tasks = Vec::new();
     for task in 0..8 {
         let (client, url, token, stop, acked) = (
@@ -1011,17 +1018,13 @@ fn acknowledged_writes_survive_sigkill_of_the_server() {
     let Some(s) = ApiServer::start("acknowledged_writes_survive_sigkill") else {
         return;
     };
-    let tokens: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.data.path().join("pki/tokens.json")).unwrap())
-            .unwrap();
-    let token = tokens["tokens"][0]["token"].as_str().unwrap().to_string();
-    let ca = std::fs::read(s.data.path().join("pki/ca.crt")).unwrap();
+    let token = s.admin_token();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
     let storm = runtime.spawn(write_storm(
         s.url.clone(),
-        ca,
+        s.https_client(),
         token,
         stop.clone(),
         acked.clone(),
