@@ -19,14 +19,15 @@ pub enum BundleError {
 
 /// The bundle every runtime benchmark (and `oci-order`) runs: busybox from Debian's
 /// busybox-static, `/bin/true` in Strata's default spec (default seccomp profile,
-/// Docker's capabilities, fresh namespaces), made in `work/bundle`.
-pub fn lifecycle_bundle(work: &Path) -> Result<PathBuf, BundleError> {
+/// Docker's capabilities, fresh namespaces), made in `work/bundle`, its containers in
+/// the cgroup `cgroups_path`.
+pub fn lifecycle_bundle(work: &Path, cgroups_path: &str) -> Result<PathBuf, BundleError> {
     let bundle = work.join("bundle");
     let rootfs = bundle.join("rootfs");
     std::fs::create_dir_all(&rootfs)?;
     strata_testkit::build_busybox_rootfs(&rootfs)?;
     let mut config = ContainerConfig::new("rootfs", vec!["/bin/true".to_string()]);
-    config.cgroups_path = PathBuf::from("/strata-bench/lifecycle");
+    config.cgroups_path = PathBuf::from(cgroups_path);
     config
         .to_oci()
         .map_err(|err| BundleError::Config(err.to_string()))?

@@ -62,7 +62,7 @@ fn main() {
         });
 
     let work = tempfile::tempdir().unwrap();
-    let bundle = strata_bench::lifecycle_bundle(work.path()).unwrap();
+    let bundle = strata_bench::lifecycle_bundle(work.path(), "/strata-bench/lifecycle").unwrap();
     let links = work.path().join("bin");
     std::fs::create_dir(&links).unwrap();
     let strata_runc = links.join("strata-runc");

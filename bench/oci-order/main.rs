@@ -113,7 +113,8 @@ fn run() -> anyhow::Result<()> {
 /// first-hit order across all commands.
 fn record_lifecycle(strata: &Path, functions: &symbols::Functions) -> anyhow::Result<Vec<u64>> {
     let work = tempfile::tempdir()?;
-    let bundle = strata_bench::lifecycle_bundle(work.path())?;
+    // One level deep, so `delete` leaves no parent cgroup behind.
+    let bundle = strata_bench::lifecycle_bundle(work.path(), "/strata-oci-order")?;
     let links = work.path().join("bin");
     std::fs::create_dir(&links)?;
     let runc = links.join("strata-runc");
